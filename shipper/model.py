@@ -1,0 +1,64 @@
+"""Small types shared by every stage: a container's metadata and one log record.
+
+Imports nothing of ours. `LogRecord` is a NamedTuple rather than a dataclass because one is
+created per log line on the hot path, and tuple construction is the cheapest typed option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+STDOUT = "stdout"
+STDERR = "stderr"
+
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerMeta:
+    """What `GET /containers/{id}/json` tells about a container, reduced to what we use."""
+
+    id: str
+    name: str  # without Docker's leading slash
+    image: str  # the image reference the container was created with (Config.Image)
+    image_id: str = ""  # sha256:... of the image
+    labels: Mapping[str, str] = field(default_factory=dict)
+    tty: bool = False
+    log_driver: str = "json-file"
+    log_path: str = ""
+    log_opts: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(
+        default_factory=dict
+    )  # never logged, only allow-listed keys shipped
+    created: str = ""
+    running: bool = False
+
+    @property
+    def compose_project(self) -> str | None:
+        return self.labels.get(COMPOSE_PROJECT_LABEL)
+
+    @property
+    def compose_service(self) -> str | None:
+        return self.labels.get(COMPOSE_SERVICE_LABEL)
+
+
+class LogRecord(NamedTuple):
+    """One log event of one container, as it leaves the Docker stage.
+
+    (container_id, timestamp_ns, stream, seq) identifies the line uniquely and is what the
+    deterministic Elasticsearch `_id` is derived from. `seq` counts the lines of this container
+    that came before this one with the very same timestamp (any stream), so the identity is
+    the same whichever way (logs API or json-file) and however often the line is read.
+    """
+
+    container_id: str
+    timestamp_ns: int  # Docker's timestamp, nanoseconds since the Unix epoch, UTC
+    stream: str  # STDOUT or STDERR
+    seq: int
+    message: str  # the line without its trailing newline, decoded as UTF-8
+    flags: tuple[str, ...] = ()  # e.g. ("invalid_utf8",), ("truncated",), ("multiline",)
+    fields: Mapping[str, Any] | None = None  # extra document fields set by processing stages
+    size: int = 0  # bytes Docker delivered for this line (before decoding), for metrics
