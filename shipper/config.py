@@ -1,0 +1,447 @@
+"""Typed, closed configuration: YAML file, then environment, then defaults.
+
+Every model forbids unknown keys so a typo fails at startup with the key's dotted path,
+never mid-run. Units live in the names (`flush_interval_s`, `max_bytes`). The example
+file `config/shipper.yml` documents every key with its default; `tests/unit/test_config.py`
+checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from shipper.errors import ConfigError
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DockerConfig(_Closed):
+    host: str = Field(
+        default_factory=lambda: os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST,
+        description="Docker Engine API address: unix:///path or tcp://host:port (DOCKER_HOST).",
+    )
+    tls_verify: bool = Field(
+        default_factory=lambda: os.environ.get("DOCKER_TLS_VERIFY", "") not in ("", "0"),
+        description="Use TLS and verify the daemon's certificate (DOCKER_TLS_VERIFY).",
+    )
+    cert_path: str | None = Field(
+        default_factory=lambda: os.environ.get("DOCKER_CERT_PATH") or None,
+        description="Directory with ca.pem, cert.pem, key.pem (DOCKER_CERT_PATH).",
+    )
+    api_version: str = Field(
+        default="1.41", description="Engine API version prefix used for every request."
+    )
+    reconnect_max_backoff_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("host")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not re.match(r"^(unix|tcp|http|https)://.+", value):
+            raise ValueError("must be unix:///path/to/docker.sock or tcp://host:port")
+        return value
+
+
+class ElasticsearchConfig(_Closed):
+    hosts: list[str] = Field(default_factory=lambda: ["http://localhost:9200"], min_length=1)
+    username: str | None = None
+    password: str | None = None
+    api_key: str | None = None
+    verify_certs: bool = True
+    ca_certs: str | None = Field(default=None, description="CA bundle (PEM) for https hosts.")
+    data_stream: str = Field(
+        default="logs-docker-default",
+        description="Data stream written to: logs-<dataset>-<namespace>.",
+    )
+    install_template: bool = True
+    batch_max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    batch_max_docs: int = Field(default=10_000, gt=0)
+    flush_interval_s: float = Field(default=0.2, gt=0)
+    max_concurrent_requests: int = Field(default=2, ge=1, le=64)
+    compression: bool = True
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    retry_max_backoff_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("hosts")
+    @classmethod
+    def _urls(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not re.match(r"^https?://[^/\s]+", host):
+                raise ValueError(f"{host!r} is not an http:// or https:// URL")
+        return hosts
+
+    @field_validator("data_stream")
+    @classmethod
+    def _data_stream_name(cls, name: str) -> str:
+        if not re.fullmatch(r"logs-[a-z0-9_.]+-[a-z0-9_.]+", name):
+            raise ValueError("must look like logs-<dataset>-<namespace> in lower case")
+        return name
+
+
+class StorageConfig(_Closed):
+    path: str = Field(default="/var/lib/shipper", description="Directory for buffer and state.")
+    fsync: Literal["always", "batch", "never"] = Field(
+        default="batch",
+        description="always: fsync every append; batch: fsync before checkpoints are saved; "
+        "never: leave it to the OS.",
+    )
+    max_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
+    segment_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    checkpoint_interval_s: float = Field(default=1.0, gt=0)
+
+
+class MetricsConfig(_Closed):
+    listen: str | None = Field(default="0.0.0.0:9108", description="host:port, or null to disable.")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            _host, sep, port = value.rpartition(":")
+            if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError(f"{value!r} is not host:port")
+        return value
+
+
+class LogConfig(_Closed):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+_LABEL_SELECTOR = re.compile(r"^[^=!\s]+(?:(?:=|!=)[^\s]*)?$")
+RedactionPreset = Literal[
+    "key_value", "authorization", "aws_access_key", "credit_card", "url_password"
+]
+REDACTION_PRESETS: tuple[RedactionPreset, ...] = get_args(RedactionPreset)
+
+# Top-level fields the shipper writes itself: JSON targets, static fields and a root-target
+# JSON document must not land on them (the encoder would merge or overwrite them silently).
+SHIPPER_FIELD_ROOTS = frozenset(
+    {
+        "@timestamp",
+        "message",
+        "log",
+        "event",
+        "tags",
+        "container",
+        "data_stream",
+        "host",
+        "agent",
+        "ecs",
+        "stream",
+    }
+)
+_DOTTED_PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
+
+
+class SelectionRule(_Closed):
+    """Matches a container when every condition given matches (AND); at least one is required."""
+
+    labels: list[str] = Field(
+        default_factory=list,
+        description="Label selectors, all must hold: 'key' (present), 'key=value', 'key!=value'.",
+    )
+    name: str | None = Field(default=None, description="Glob on the container name.")
+    image: str | None = Field(default=None, description="Glob on the image reference.")
+    compose_project: str | None = Field(
+        default=None, description="Glob on the com.docker.compose.project label."
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _selectors(cls, selectors: list[str]) -> list[str]:
+        for selector in selectors:
+            if not _LABEL_SELECTOR.match(selector):
+                raise ValueError(f"{selector!r} is not 'key', 'key=value' or 'key!=value'")
+        return selectors
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SelectionRule:
+        # An empty rule would match every container: almost surely a typo in an exclude list.
+        if not (self.labels or self.name or self.image or self.compose_project):
+            raise ValueError("a rule needs at least one of labels, name, image, compose_project")
+        return self
+
+
+class SelectionConfig(_Closed):
+    mode: Literal["all", "opt_in"] = Field(
+        default="all",
+        description="all: ship every container not excluded; opt_in: ship only containers "
+        "labelled shipper.enable=true or matching an include rule.",
+    )
+    include: list[SelectionRule] = Field(
+        default_factory=list,
+        description="If not empty, only containers matching one of these (or labelled "
+        "shipper.enable=true) are shipped.",
+    )
+    exclude: list[SelectionRule] = Field(
+        default_factory=list, description="Containers matching one of these are never shipped."
+    )
+    ship_own_container: bool = Field(
+        default=False, description="Ship the shipper's own logs (off: avoids feedback loops)."
+    )
+
+
+class ContainerRule(_Closed):
+    """Base of rules scoped by container: no image and no name means every container."""
+
+    image: str | None = Field(default=None, description="Glob on the image reference.")
+    name: str | None = Field(default=None, description="Glob on the container name.")
+
+
+class MultilineRule(ContainerRule):
+    preset: Literal["java", "python", "go"] | None = Field(
+        default=None, description="Built-in joiner: java, python or go (panics)."
+    )
+    pattern: str | None = Field(
+        default=None, description="Regex (searched anywhere in the line), Filebeat semantics."
+    )
+    negate: bool = Field(default=False, description="Invert the pattern's result.")
+    match: Literal["after", "before"] = Field(
+        default="after",
+        description="after: lines matching (pattern XOR negate) are appended to the previous "
+        "line; before: such lines are prepended to the next line that does not match.",
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return value if value is None else _check_regex(value)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MultilineRule:
+        if (self.preset is None) == (self.pattern is None):
+            raise ValueError("give exactly one of preset or pattern")
+        return self
+
+
+class MultilineConfig(_Closed):
+    rules: list[MultilineRule] = Field(
+        default_factory=list,
+        description="First rule matching the container applies; container labels override.",
+    )
+    max_lines: int = Field(
+        default=500, ge=1, description="Lines per event; more are cut into a new event."
+    )
+    max_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="UTF-8 bytes per event; more are cut likewise."
+    )
+    flush_timeout_s: float = Field(
+        default=1.0, gt=0, description="An event idle this long is sent without waiting."
+    )
+
+
+class JsonRule(ContainerRule):
+    mode: Literal["on", "off", "auto"] = Field(description="JSON decoding for these containers.")
+
+
+class JsonConfig(_Closed):
+    mode: Literal["on", "off", "auto"] = Field(
+        default="auto",
+        description="on: every line should be a JSON object; auto: lines starting with '{'; "
+        "off. Rules, then the label shipper.json=true|false|auto, override it.",
+    )
+    rules: list[JsonRule] = Field(default_factory=list, description="First match wins.")
+    target: str = Field(
+        default="json",
+        description="Dotted field the object's keys go under; '' puts them at the root (keys "
+        "that clash with the shipper's own fields then go under 'json').",
+    )
+    max_depth: int = Field(default=10, ge=1, description="Deeper objects stay plain text.")
+    max_fields: int = Field(default=100, ge=1, description="More keys (all levels): plain text.")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if value and (
+            not _DOTTED_PATH.fullmatch(value) or value.split(".")[0] in SHIPPER_FIELD_ROOTS
+        ):
+            raise ValueError("must be '' or a dotted path outside the shipper's own fields")
+        return value
+
+
+class RedactionRule(_Closed):
+    name: str = Field(description="Names the rule in metrics (shipper_redactions_total).")
+    pattern: str = Field(description="Regex whose matches are replaced.")
+    replacement: str | None = Field(
+        default=None, description="Replacement (\\1 and \\g<name> allowed); default: mask."
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        return _check_regex(value)
+
+    @model_validator(mode="after")
+    def _template(self) -> RedactionRule:
+        if self.replacement is not None:
+            # re only checks group references when it substitutes: force one now (the empty
+            # alternative always matches) so a bad \3 fails at startup, not on a live line.
+            try:
+                re.compile(self.pattern + "\n|").sub(self.replacement, "")
+            except (re.error, IndexError) as exc:
+                raise ValueError(f"invalid replacement: {exc}") from None
+        return self
+
+
+class RedactionConfig(_Closed):
+    presets: list[RedactionPreset] = Field(
+        default_factory=lambda: list(REDACTION_PRESETS),
+        description="Built-in maskers, all on by default; [] turns them all off.",
+    )
+    rules: list[RedactionRule] = Field(
+        default_factory=list, description="Own rules, applied after the presets."
+    )
+    mask: str = Field(default="[REDACTED]", min_length=1, description="What a secret becomes.")
+
+
+class DropRule(ContainerRule):
+    name: str = Field(description="Names the rule in metrics (shipper_dropped_records_total).")
+    message_pattern: str | None = Field(
+        default=None, description="Regex searched in the final message (after JSON decoding)."
+    )
+    stream: Literal["stdout", "stderr"] | None = Field(
+        default=None, description="Only records of this stream."
+    )
+
+    @field_validator("message_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return value if value is None else _check_regex(value)
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> DropRule:
+        if self.message_pattern is None and self.stream is None:
+            raise ValueError("give message_pattern, stream or both")
+        return self
+
+
+class ProcessingConfig(_Closed):
+    """Per-record processing (selection, multiline, JSON, metadata, redaction); see issue 5."""
+
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    multiline: MultilineConfig = Field(default_factory=MultilineConfig)
+    json_logs: JsonConfig = Field(default_factory=JsonConfig)
+    redaction: RedactionConfig = Field(default_factory=RedactionConfig)
+    drop: list[DropRule] = Field(
+        default_factory=list, description="A record matching any rule is dropped (counted)."
+    )
+    env_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Container environment variables shipped as container.env.<NAME>; never "
+        "all, since environments often hold secrets.",
+    )
+    fields: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Static fields by dotted path added to every record (labels "
+        "shipper.field.<path>=value add per container ones).",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _field_paths(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        for path in fields:
+            if not _DOTTED_PATH.fullmatch(path):
+                raise ValueError(f"{path!r} is not a dotted field path")
+            if path.split(".")[0] in SHIPPER_FIELD_ROOTS:
+                raise ValueError(f"{path!r} would overwrite a field the shipper sets")
+        return fields
+
+
+class Config(_Closed):
+    output: Literal["elasticsearch", "console"] = "elasticsearch"
+    host_name: str | None = Field(default=None, description="host.name; defaults to the host's.")
+    shutdown_timeout_s: float = Field(default=10.0, ge=0)
+    docker: DockerConfig = Field(default_factory=DockerConfig)
+    elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    processing: ProcessingConfig = Field(default_factory=ProcessingConfig)
+
+
+def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Reads and validates the config; raises ConfigError naming the key and the problem."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    return parse_config(raw)
+
+
+def parse_config(raw: Mapping[str, Any]) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        problem = first["msg"]
+        if first["type"] == "extra_forbidden":
+            problem = "unknown key"
+        elif "input" in first and first["type"] != "missing" and not _is_secret(key):
+            problem = f"{problem} (got {_short(first['input'])})"
+        raise ConfigError(key, problem) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("--config", f"file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("--config", f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("(top level)", "the config file must hold a mapping of keys")
+    return data
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(dotted, f"{part} is not a mapping")
+        node = child
+    node[leaf] = value
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key for word in ("password", "api_key", "token", "secret"))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
