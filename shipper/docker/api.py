@@ -1,0 +1,288 @@
+"""Async, read-only client of the Docker Engine API over the unix socket or TCP (+TLS).
+
+Only GET requests exist here, on purpose: the shipper must never change anything on the
+host it watches, and keeping write calls out of the client makes that easy to audit.
+
+The connector has no connection limit: every followed container holds one streaming
+request open for as long as it runs, so a pool cap would silently cap how many containers
+are followed.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from shipper.errors import ConfigError, PermanentError, TransientError
+from shipper.model import ContainerMeta
+
+CHUNK_BYTES = 256 * 1024
+
+
+class DockerUnavailable(TransientError):
+    """The daemon cannot be reached (socket missing, refused, restarting)."""
+
+
+class ContainerGone(PermanentError):
+    """The container no longer exists (404)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEvent:
+    action: str  # start, die, destroy, rename, ...
+    container_id: str
+    time_ns: int
+    attributes: Mapping[str, str]
+
+
+def parse_container(inspect: Mapping[str, Any]) -> ContainerMeta:
+    """`GET /containers/{id}/json` → ContainerMeta."""
+    config = inspect.get("Config") or {}
+    host_config = inspect.get("HostConfig") or {}
+    log_config = host_config.get("LogConfig") or {}
+    state = inspect.get("State") or {}
+    env: dict[str, str] = {}
+    for item in config.get("Env") or ():
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    return ContainerMeta(
+        id=inspect["Id"],
+        name=str(inspect.get("Name") or "").lstrip("/"),
+        image=str(config.get("Image") or ""),
+        image_id=str(inspect.get("Image") or ""),
+        labels={str(k): str(v) for k, v in (config.get("Labels") or {}).items()},
+        tty=bool(config.get("Tty")),
+        log_driver=str(log_config.get("Type") or ""),
+        log_path=str(inspect.get("LogPath") or ""),
+        log_opts={str(k): str(v) for k, v in (log_config.get("Config") or {}).items()},
+        env=env,
+        created=str(inspect.get("Created") or ""),
+        running=bool(state.get("Running")),
+    )
+
+
+class DockerClient:
+    """The few read-only Engine API calls the shipper needs."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        api_version: str = "1.41",
+        tls_verify: bool = False,
+        cert_path: str | None = None,
+    ) -> None:
+        self._host = host
+        self._prefix = f"/v{api_version}"
+        connector: aiohttp.BaseConnector
+        if host.startswith("unix://"):
+            self._base_url = "http://docker"
+            connector = aiohttp.UnixConnector(path=host[len("unix://") :], limit=0)
+        else:
+            address = host.split("://", 1)[1].rstrip("/")
+            use_tls = tls_verify or bool(cert_path) or host.startswith("https://")
+            self._base_url = f"{'https' if use_tls else 'http'}://{address}"
+            ssl_context = _tls_context(tls_verify, cert_path) if use_tls else False
+            connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context)
+        # No total timeout: log and event streams stay open for as long as containers run.
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            auto_decompress=False,
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def ping(self) -> bool:
+        try:
+            async with self._get("/_ping", timeout_s=5) as response:
+                return response.status == 200
+        except DockerUnavailable:
+            return False
+
+    async def version(self) -> dict[str, Any]:
+        return await self._get_json("/version")  # type: ignore[no-any-return]
+
+    async def info(self) -> dict[str, Any]:
+        return await self._get_json("/info")  # type: ignore[no-any-return]
+
+    async def list_containers(self, *, all_containers: bool = True) -> list[dict[str, Any]]:
+        result = await self._get_json("/containers/json", {"all": "1" if all_containers else "0"})
+        return list(result)
+
+    async def inspect(self, container_id: str) -> ContainerMeta:
+        data = await self._get_json(f"/containers/{quote(container_id)}/json")
+        return parse_container(data)
+
+    def event_stream(self, *, since_s: float | None = None) -> EventStream:
+        """`async with client.event_stream() as events: async for event in events: ...`
+
+        Entering returns once the daemon has answered, i.e. once we are subscribed, so a
+        listing made inside the block cannot miss a container started just before it.
+        """
+        params = {"filters": orjson.dumps({"type": ["container"]}).decode()}
+        if since_s is not None:
+            params["since"] = f"{since_s:.9f}"
+        return EventStream(self._get("/events", params, timeout_s=None))
+
+    async def logs(
+        self,
+        container_id: str,
+        *,
+        since_ns: int = 0,
+        follow: bool = True,
+    ) -> AsyncIterator[bytes]:
+        """Raw body chunks of the logs API, starting at `since_ns` (inclusive)."""
+        params = {
+            "follow": "1" if follow else "0",
+            "stdout": "1",
+            "stderr": "1",
+            "timestamps": "1",
+        }
+        if since_ns > 0:
+            seconds, nanos = divmod(since_ns, 1_000_000_000)
+            params["since"] = f"{seconds}.{nanos:09d}"
+        path = f"/containers/{quote(container_id)}/logs"
+        async with self._get(path, params, timeout_s=None) as response:
+            if response.status == 404:
+                raise ContainerGone(f"container {container_id} no longer exists")
+            if response.status != 200:
+                text = (await response.read())[:500].decode("utf-8", "replace")
+                raise DockerUnavailable(f"logs of {container_id}: HTTP {response.status} {text}")
+            try:
+                async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                    yield chunk
+            except (aiohttp.ClientError, OSError) as exc:
+                raise DockerUnavailable(f"log stream of {container_id} broke: {exc}") from exc
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        async with self._get(path, params, timeout_s=30) as response:
+            body = await response.read()
+            if response.status == 404:
+                raise ContainerGone(f"{path}: not found")
+            if response.status != 200:
+                raise DockerUnavailable(f"GET {path}: HTTP {response.status} {body[:300]!r}")
+            return orjson.loads(body)
+
+    def _get(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        timeout_s: float | None,
+    ) -> _Request:
+        return _Request(self, path, params, timeout_s)
+
+
+class EventStream:
+    def __init__(self, request: _Request) -> None:
+        self._request = request
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> EventStream:
+        self._response = await self._request.__aenter__()
+        if self._response.status != 200:
+            raise DockerUnavailable(f"GET /events: HTTP {self._response.status}")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._request.__aexit__(*exc_info)
+
+    def __aiter__(self) -> AsyncIterator[ContainerEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[ContainerEvent]:
+        assert self._response is not None
+        buffer = b""
+        try:
+            async for chunk in self._response.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        event = _parse_event(orjson.loads(line))
+                        if event is not None:
+                            yield event
+        except (aiohttp.ClientError, OSError) as exc:
+            raise DockerUnavailable(f"event stream broke: {exc}") from exc
+
+
+class _Request:
+    """`async with` around one GET that turns connection failures into DockerUnavailable."""
+
+    def __init__(
+        self,
+        client: DockerClient,
+        path: str,
+        params: Mapping[str, str] | None,
+        timeout_s: float | None,
+    ) -> None:
+        self._client = client
+        self._path = path
+        self._params = params
+        self._timeout_s = timeout_s
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        client = self._client
+        url = client._base_url + client._prefix + self._path
+        timeout = aiohttp.ClientTimeout(
+            total=self._timeout_s,
+            sock_connect=10,
+            sock_read=None if self._timeout_s is None else self._timeout_s,
+        )
+        try:
+            self._response = await client._session.get(url, params=self._params, timeout=timeout)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise DockerUnavailable(f"Docker API at {client._host} unreachable: {exc}") from exc
+        return self._response
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._response is not None:
+            self._response.release()
+            self._response.close()
+
+
+def _parse_event(raw: Mapping[str, Any]) -> ContainerEvent | None:
+    if raw.get("Type") != "container":
+        return None
+    actor = raw.get("Actor") or {}
+    container_id = actor.get("ID") or raw.get("id")
+    if not container_id:
+        return None
+    action = str(raw.get("Action") or raw.get("status") or "")
+    time_ns = int(raw.get("timeNano") or int(raw.get("time") or 0) * 1_000_000_000)
+    attributes = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
+    return ContainerEvent(action, str(container_id), time_ns, attributes)
+
+
+def _tls_context(verify: bool, cert_path: str | None) -> ssl.SSLContext:
+    """TLS as the docker CLI does it: ca.pem, cert.pem, key.pem in DOCKER_CERT_PATH."""
+    context = ssl.create_default_context()
+    if cert_path:
+        ca = os.path.join(cert_path, "ca.pem")
+        cert = os.path.join(cert_path, "cert.pem")
+        key = os.path.join(cert_path, "key.pem")
+        try:
+            if os.path.exists(ca):
+                context.load_verify_locations(cafile=ca)
+            if os.path.exists(cert):
+                context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("docker.cert_path", f"cannot load TLS files: {exc}") from None
+    if not verify:
+        # DOCKER_TLS_VERIFY unset with a cert path: TLS without checking the daemon's
+        # certificate, exactly what the docker CLI does in that case.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

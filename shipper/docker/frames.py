@@ -1,0 +1,287 @@
+"""Pure parser of the logs API body: frames → timestamped lines → `LogRecord`s.
+
+What Docker sends for `GET /containers/{id}/logs?timestamps=1`:
+
+* Non-TTY containers: a multiplexed stream of frames. Each frame is an 8-byte header
+  (stream id: 1 stdout, 2 stderr; three zero bytes; big-endian u32 payload size) and a payload.
+  Docker writes one frame per log message, and the payload is
+  `<RFC 3339 timestamp with 9 fraction digits> <message>`.
+* TTY containers: the same messages without any frame header (everything is stdout).
+
+A message ends with `\\n` unless Docker split a long line: its log drivers cut lines at 16 KiB
+into *partial* messages that share one timestamp, and only the last part ends with `\\n`.
+We join the parts into one record. In the raw TTY stream part boundaries are invisible, so a
+message that reaches 16 KiB without a newline is taken to continue after the next timestamp,
+which is exactly how Docker cut it.
+
+Network chunks split frames, headers and timestamps anywhere; the parser keeps what it has
+not consumed and works on whole chunks (one pass, `bytes.find`, no per-byte Python work).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from typing import Final
+
+from shipper.model import STDERR, STDOUT, LogRecord
+
+DOCKER_PARTIAL_BYTES: Final = 16 * 1024
+DEFAULT_MAX_LINE_BYTES: Final = 1024 * 1024
+
+_HEADER_BYTES: Final = 8
+_STREAMS: Final = {0: STDOUT, 1: STDOUT, 2: STDERR}
+# RFC3339NanoFixed as Docker writes it: 2026-11-28T04:10:00.123456789Z (always UTC here).
+_TTY_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d) ")
+_TIMESTAMP_MAX_BYTES: Final = 36  # longest form, with a numeric offset, plus the space
+
+_epoch_seconds_cache: dict[bytes, int] = {}
+
+
+class TimestampError(ValueError):
+    """A message did not start with a timestamp in the form Docker writes."""
+
+
+def parse_timestamp(raw: bytes) -> int:
+    """Docker's RFC 3339 timestamp → nanoseconds since the epoch, exact to the nanosecond."""
+    seconds_part = raw[:19]
+    epoch = _epoch_seconds_cache.get(seconds_part)
+    if epoch is None:
+        try:
+            epoch = calendar.timegm(
+                time.strptime(seconds_part.decode("ascii"), "%Y-%m-%dT%H:%M:%S")
+            )
+        except (ValueError, UnicodeDecodeError):
+            raise TimestampError(f"not a Docker timestamp: {raw[:40]!r}") from None
+        if len(_epoch_seconds_cache) > 4096:  # one entry per second seen: keep it small
+            _epoch_seconds_cache.clear()
+        _epoch_seconds_cache[seconds_part] = epoch
+    rest = raw[19:]
+    nanos = 0
+    if rest[:1] == b".":
+        end = 1
+        while end < len(rest) and 48 <= rest[end] <= 57:
+            end += 1
+        digits = rest[1:end]
+        nanos = int(digits.ljust(9, b"0")[:9]) if digits else 0
+        rest = rest[end:]
+    if rest == b"Z":
+        offset = 0
+    elif len(rest) == 6 and rest[:1] in (b"+", b"-") and rest[3:4] == b":":
+        sign = 1 if rest[:1] == b"+" else -1
+        offset = sign * (int(rest[1:3]) * 3600 + int(rest[4:6]) * 60)
+    else:
+        raise TimestampError(f"not a Docker timestamp: {raw[:40]!r}")
+    return (epoch - offset) * 1_000_000_000 + nanos
+
+
+def format_timestamp(ns: int) -> str:
+    """Nanoseconds since the epoch → RFC 3339 with all nine fraction digits, in UTC."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+
+
+class LogStreamDecoder:
+    """Turns the logs API body of one container into records, chunk by chunk.
+
+    Keeps, per container, the count of records already seen at each recent timestamp, so each
+    record gets its `seq` (position among lines with the same timestamp) whichever chunk or
+    reconnect it arrives in, as long as the decoder lives as long as the stream position.
+    """
+
+    def __init__(
+        self,
+        container_id: str,
+        *,
+        tty: bool,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        self.container_id = container_id
+        self.tty = tty
+        self.max_line_bytes = max_line_bytes
+        self._pending = b""  # bytes received but not yet parsed (a split header/frame)
+        # Per stream: (timestamp_ns, parts, bytes kept, bytes seen) of a line Docker split.
+        self._partial: dict[str, tuple[int, list[bytes], int, int]] = {}
+        self._seq_at: dict[int, int] = {}
+        self._tty_message_ts: int | None = None  # TTY: timestamp of the message being read
+        self._tty_message_bytes = 0
+        self.invalid_timestamps = 0
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> list[LogRecord]:
+        """Parses one network chunk; returns the records completed by it, in stream order."""
+        out: list[LogRecord] = []
+        if self.tty:
+            self._feed_tty(chunk, out)
+        else:
+            self._feed_multiplexed(chunk, out)
+        return out
+
+    def finish(self) -> list[LogRecord]:
+        """The stream ended (container stopped): a last line without newline is still a record."""
+        out: list[LogRecord] = []
+        if self.tty and self._pending and self._tty_message_ts is not None:
+            self._add_part(STDOUT, self._tty_message_ts, self._pending, False, out)
+        self._pending = b""
+        self._tty_message_ts = None
+        for stream in list(self._partial):
+            self._flush_partial(stream, out)
+        return out
+
+    # -- multiplexed streams ------------------------------------------------------------------
+
+    def _feed_multiplexed(self, chunk: bytes, out: list[LogRecord]) -> None:
+        data = self._pending + chunk if self._pending else chunk
+        pos = 0
+        end = len(data)
+        while end - pos >= _HEADER_BYTES:
+            size = int.from_bytes(data[pos + 4 : pos + 8], "big")
+            frame_end = pos + _HEADER_BYTES + size
+            if frame_end > end:
+                break
+            stream = _STREAMS.get(data[pos], STDOUT)
+            self._message(stream, data[pos + _HEADER_BYTES : frame_end], out)
+            pos = frame_end
+        self._pending = data[pos:]
+
+    def _message(self, stream: str, payload: bytes, out: list[LogRecord]) -> None:
+        space = payload.find(b" ", 0, _TIMESTAMP_MAX_BYTES)
+        try:
+            if space < 0:
+                raise TimestampError("no timestamp")
+            ts = parse_timestamp(payload[:space])
+            content = payload[space + 1 :]
+        except TimestampError:
+            # Never drop bytes: keep the whole payload, stamped like the line before it.
+            self.invalid_timestamps += 1
+            ts = self._last_timestamp()
+            content = payload
+        complete = content.endswith(b"\n")
+        if complete:
+            content = content[:-1]
+        self._add_part(stream, ts, content, complete, out)
+
+    # -- TTY streams --------------------------------------------------------------------------
+
+    def _feed_tty(self, chunk: bytes, out: list[LogRecord]) -> None:
+        data = self._pending + chunk if self._pending else chunk
+        pos = 0
+        end = len(data)
+        while pos < end:
+            if self._tty_message_ts is None:
+                match = _TTY_TIMESTAMP.match(data, pos)
+                if match is None:
+                    if end - pos < _TIMESTAMP_MAX_BYTES and b" " not in data[pos:end]:
+                        break  # a timestamp split across chunks: wait for the rest
+                    # Not a timestamp where one must be: keep the bytes as a line of their own.
+                    self.invalid_timestamps += 1
+                    self._tty_message_ts = self._last_timestamp()
+                else:
+                    self._tty_message_ts = parse_timestamp(data[pos : match.end() - 1])
+                    pos = match.end()
+                self._tty_message_bytes = 0
+                continue
+            room = DOCKER_PARTIAL_BYTES - self._tty_message_bytes
+            newline = data.find(b"\n", pos, pos + room)
+            if newline >= 0:
+                self._add_part(STDOUT, self._tty_message_ts, data[pos:newline], True, out)
+                pos = newline + 1
+                self._tty_message_ts = None
+            elif end - pos >= room:
+                # Docker cut the line here; the next part starts with its own timestamp.
+                self._add_part(STDOUT, self._tty_message_ts, data[pos : pos + room], False, out)
+                pos += room
+                self._tty_message_ts = None
+            else:
+                # Part of a message: consume it, remember how far into the 16 KiB we are.
+                self._add_part(STDOUT, self._tty_message_ts, data[pos:end], False, out)
+                self._tty_message_bytes += end - pos
+                pos = end
+        self._pending = data[pos:]
+
+    # -- joining and record building ----------------------------------------------------------
+
+    def _add_part(
+        self, stream: str, ts: int, content: bytes, complete: bool, out: list[LogRecord]
+    ) -> None:
+        partial = self._partial.get(stream)
+        if partial is None:
+            if complete and self.tty and content.endswith(b"\r"):
+                # The terminal turned the program's "\n" into "\r\n" (onlcr); undo that.
+                content = content[:-1]
+            if complete and len(content) <= self.max_line_bytes:
+                out.append(self._record(stream, ts, content, len(content), ()))
+                return
+            partial = (ts, [], 0, 0)
+        first_ts, parts, kept, seen = partial
+        room = self.max_line_bytes - kept
+        if room > 0:
+            piece = content[:room]
+            parts.append(piece)
+            kept += len(piece)
+        seen += len(content)
+        if complete:
+            del self._partial[stream]
+            self._emit_joined(stream, first_ts, parts, kept, seen, out)
+        else:
+            self._partial[stream] = (first_ts, parts, kept, seen)
+
+    def _flush_partial(self, stream: str, out: list[LogRecord]) -> None:
+        first_ts, parts, kept, seen = self._partial.pop(stream)
+        self._emit_joined(stream, first_ts, parts, kept, seen, out)
+
+    def _emit_joined(
+        self,
+        stream: str,
+        ts: int,
+        parts: list[bytes],
+        kept: int,
+        seen: int,
+        out: list[LogRecord],
+    ) -> None:
+        content = b"".join(parts)
+        if self.tty and seen == kept and content.endswith(b"\r"):
+            content = content[:-1]
+            seen -= 1
+            kept -= 1
+        flags: tuple[str, ...] = ("truncated",) if seen > kept else ()
+        if seen > kept and self.max_line_bytes > 0:
+            content = _cut_at_character_boundary(content)
+        out.append(self._record(stream, ts, content, seen, flags))
+
+    def _record(
+        self, stream: str, ts: int, content: bytes, size: int, flags: tuple[str, ...]
+    ) -> LogRecord:
+        seq = self._seq_at.get(ts, 0)
+        self._seq_at[ts] = seq + 1
+        if len(self._seq_at) > 8192:
+            self._forget_old_timestamps(ts)
+        try:
+            message = content.decode("utf-8")
+        except UnicodeDecodeError:
+            message = content.decode("utf-8", "replace")
+            flags = (*flags, "invalid_utf8")
+        return LogRecord(self.container_id, ts, stream, seq, message, flags, None, size)
+
+    def _forget_old_timestamps(self, newest: int) -> None:
+        # Lines with the same timestamp arrive together (Docker stamps each read once), so
+        # counts older than a minute can never be needed again.
+        horizon = newest - 60 * 1_000_000_000
+        self._seq_at = {ts: n for ts, n in self._seq_at.items() if ts >= horizon}
+
+    def _last_timestamp(self) -> int:
+        return max(self._seq_at) if self._seq_at else 0
+
+
+def _cut_at_character_boundary(content: bytes) -> bytes:
+    """Drops a UTF-8 sequence cut in half by truncation, so the kept text stays valid."""
+    for back in range(1, min(4, len(content)) + 1):
+        byte = content[-back]
+        if byte < 0x80:
+            return content
+        if byte >= 0xC0:  # lead byte: is its sequence complete?
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return content if back >= needed else content[:-back]
+    return content

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shipper.docker.frames import (
+    DOCKER_PARTIAL_BYTES,
+    LogStreamDecoder,
+    format_timestamp,
+    parse_timestamp,
+)
+from shipper.model import LogRecord
+
+TS1 = b"2026-11-28T04:13:43.517053725Z"
+TS1_NS = 1795839223517053725
+TS2 = b"2026-11-28T04:13:43.517929751Z"
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    return struct.pack(">BxxxL", stream, len(payload)) + payload
+
+
+def message(ts: bytes, content: bytes, stream: int = 1) -> bytes:
+    return frame(stream, ts + b" " + content)
+
+
+def decode_all(chunks: list[bytes], *, tty: bool = False, **kwargs: int) -> list[LogRecord]:
+    decoder = LogStreamDecoder("c1", tty=tty, **kwargs)
+    out: list[LogRecord] = []
+    for chunk in chunks:
+        out.extend(decoder.feed(chunk))
+    out.extend(decoder.finish())
+    return out
+
+
+def test_timestamps_round_trip_to_the_nanosecond() -> None:
+    assert parse_timestamp(TS1) == TS1_NS
+    assert format_timestamp(TS1_NS) == TS1.decode()
+    assert parse_timestamp(b"2026-11-28T04:13:43.5Z") == TS1_NS - 17053725
+    assert parse_timestamp(b"2026-11-28T05:13:43.517053725+01:00") == TS1_NS
+    assert parse_timestamp(b"1970-01-01T00:00:00Z") == 0
+
+
+def test_multiplexed_lines_keep_stream_timestamp_and_text() -> None:
+    body = message(TS1, b"hello\n") + message(TS2, b"oops\n", stream=2) + message(TS2, b"\n")
+    records = decode_all([body])
+    assert [(r.timestamp_ns, r.stream, r.seq, r.message) for r in records] == [
+        (TS1_NS, "stdout", 0, "hello"),
+        (parse_timestamp(TS2), "stderr", 0, "oops"),
+        (parse_timestamp(TS2), "stdout", 1, ""),  # empty line is a record; same ts → seq 1
+    ]
+    assert records[0].size == 5
+
+
+def test_chunks_split_anywhere_give_the_same_records() -> None:
+    body = b"".join(message(TS1, f"line {i}\n".encode(), 1 + i % 2) for i in range(50))
+    whole = decode_all([body])
+    for cut in (1, 3, 7, 8, 9, 30, 31, 32, 100):
+        pieces = [body[i : i + cut] for i in range(0, len(body), cut)]
+        assert decode_all(pieces) == whole
+    assert [r.seq for r in whole] == list(range(50))
+
+
+def test_docker_partials_are_joined_into_one_record() -> None:
+    part = b"x" * DOCKER_PARTIAL_BYTES
+    body = message(TS1, part) + message(TS1, part) + message(TS1, b"end\n") + message(TS2, b"next\n")
+    records = decode_all([body])
+    assert [len(r.message) for r in records] == [2 * DOCKER_PARTIAL_BYTES + 3, 4]
+    assert records[0].message.endswith("xend")
+    assert records[0].timestamp_ns == TS1_NS and records[0].seq == 0
+
+
+def test_partials_of_stdout_and_stderr_do_not_mix() -> None:
+    body = (
+        message(TS1, b"a" * 10, 1)
+        + message(TS1, b"b" * 10, 2)
+        + message(TS1, b"A\n", 1)
+        + message(TS1, b"B\n", 2)
+    )
+    records = decode_all([body])
+    assert [(r.stream, r.message) for r in records] == [
+        ("stdout", "a" * 10 + "A"),
+        ("stderr", "b" * 10 + "B"),
+    ]
+
+
+def test_last_line_without_newline_is_a_record_when_the_stream_ends() -> None:
+    decoder = LogStreamDecoder("c1", tty=False)
+    assert decoder.feed(message(TS1, b"first\n") + message(TS2, b"no newline")) != []
+    tail = decoder.finish()
+    assert [r.message for r in tail] == ["no newline"]
+
+
+def test_invalid_utf8_is_replaced_and_flagged_never_raised() -> None:
+    records = decode_all([message(TS1, b"a\xffb\xc3\n")])
+    assert records[0].message == "a\ufffdb\ufffd"
+    assert records[0].flags == ("invalid_utf8",)
+
+
+def test_non_ascii_text_is_kept_exactly() -> None:
+    text = "grüße 日本語 🚀"
+    records = decode_all([message(TS1, text.encode() + b"\n")])
+    assert records[0].message == text and records[0].flags == ()
+
+
+def test_long_line_is_truncated_at_max_line_bytes_and_flagged() -> None:
+    part = "é".encode() * (DOCKER_PARTIAL_BYTES // 2)
+    body = message(TS1, part) + message(TS1, part) + message(TS1, b"!\n")
+    records = decode_all([body], max_line_bytes=20001)
+    assert records[0].flags == ("truncated",)
+    # Cut at a character boundary below the limit, never inside "é".
+    assert records[0].message == "é" * 10000
+    assert records[0].size == 2 * DOCKER_PARTIAL_BYTES + 1
+
+
+def test_tty_stream_splits_on_newlines_and_drops_the_terminal_carriage_return() -> None:
+    body = TS1 + b" hello\r\n" + TS2 + b" world\r\n"
+    records = decode_all([body[i : i + 5] for i in range(0, len(body), 5)], tty=True)
+    assert [(r.stream, r.message, r.timestamp_ns) for r in records] == [
+        ("stdout", "hello", TS1_NS),
+        ("stdout", "world", parse_timestamp(TS2)),
+    ]
+
+
+def test_tty_partials_are_found_at_sixteen_kib() -> None:
+    part = b"y" * DOCKER_PARTIAL_BYTES
+    body = TS1 + b" " + part + TS1 + b" " + part + TS1 + b" tail\r\n" + TS2 + b" next\r\n"
+    for cut in (1000, 4096, len(body)):
+        records = decode_all([body[i : i + cut] for i in range(0, len(body), cut)], tty=True)
+        assert [len(r.message) for r in records] == [2 * DOCKER_PARTIAL_BYTES + 4, 4]
+
+
+def test_payload_without_timestamp_is_kept_not_dropped() -> None:
+    decoder = LogStreamDecoder("c1", tty=False)
+    records = decoder.feed(message(TS1, b"ok\n") + frame(1, b"garbage without stamp\n"))
+    assert [r.message for r in records] == ["ok", "garbage without stamp"]
+    assert decoder.invalid_timestamps == 1
+
+
+@given(
+    lines=st.lists(
+        st.tuples(st.sampled_from([1, 2]), st.binary(max_size=40).filter(lambda b: b"\n" not in b)),
+        max_size=30,
+    ),
+    cuts=st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=10),
+)
+def test_any_chunking_yields_every_line_once_in_order(
+    lines: list[tuple[int, bytes]], cuts: list[int]
+) -> None:
+    body = b"".join(message(TS1, content + b"\n", stream) for stream, content in lines)
+    chunks, pos, i = [], 0, 0
+    while pos < len(body):
+        size = cuts[i % len(cuts)]
+        chunks.append(body[pos : pos + size])
+        pos += size
+        i += 1
+    records = decode_all(chunks)
+    assert [(r.stream, r.message) for r in records] == [
+        ("stdout" if s == 1 else "stderr", c.decode("utf-8", "replace")) for s, c in lines
+    ]
+    assert [r.seq for r in records] == list(range(len(lines)))
