@@ -1,0 +1,216 @@
+"""How far each container has been read, kept so a restart neither loses nor repeats lines.
+
+A checkpoint is `(since_ns, skip)`: resume the logs stream with Docker's `since=since_ns`
+(inclusive, nanosecond precision) and drop the first `skip` lines it returns, because they
+were taken before. This is exact as long as the lines taken form a prefix of the stream
+(they do: the shipper takes lines in stream order) and no line still to come carries a
+timestamp earlier than `since_ns`.
+
+Docker stamps stdout and stderr in separate goroutines, so two lines of one container can
+reach its log file in the opposite order of their timestamps. `since_ns` is therefore held
+`slack_ns` behind the newest timestamp taken; the lines in that window are re-read on resume
+and skipped by count. A line stamped more than `slack_ns` earlier than one before it in the
+stream could still be missed; the default second is orders of magnitude above the jitter.
+
+File format (`checkpoints.json` under storage.path), written tmp → fsync → rename → fsync(dir):
+    {"version": 1, "containers": {"<id>": {"since_ns": 1700000000123456789, "skip": 3}}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+from shipper.errors import DiskFullError
+
+FORMAT_VERSION = 1
+DEFAULT_SLACK_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    since_ns: int
+    skip: int
+
+
+class StreamPosition:
+    """Tracks the lines taken from one container and turns them into a checkpoint."""
+
+    def __init__(self, start: Checkpoint | None = None, slack_ns: int = DEFAULT_SLACK_NS) -> None:
+        self._start = start or Checkpoint(0, 0)
+        self._slack_ns = slack_ns
+        self._newest = 0
+        # Timestamps of recently taken lines, batch by batch, newest batch last.
+        self._recent: deque[tuple[int, list[int]]] = deque()
+        self.lines_taken = 0
+
+    @property
+    def start(self) -> Checkpoint:
+        return self._start
+
+    def take(self, timestamps: list[int]) -> None:
+        """Marks the next lines of the stream (in stream order) as taken."""
+        if not timestamps:
+            return
+        newest = max(timestamps)
+        if newest > self._newest:
+            self._newest = newest
+        self._recent.append((newest, timestamps))
+        self.lines_taken += len(timestamps)
+        horizon = self._newest - self._slack_ns
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+
+    def checkpoint(self) -> Checkpoint:
+        if self.lines_taken <= self._start.skip:
+            # Still re-reading the lines skipped on resume: the start already counts them,
+            # and lines further in that were taken before are not known to this tracker yet.
+            return self._start
+        # Never resume before the start: lines before it were not fed to this tracker,
+        # so they could not be counted.
+        since = max(self._newest - self._slack_ns, self._start.since_ns)
+        skip = 0
+        for newest, batch in self._recent:
+            if newest >= since:
+                skip += sum(1 for ts in batch if ts >= since)
+        return Checkpoint(since, skip)
+
+
+class CheckpointStore:
+    """All containers' checkpoints in one small file, replaced atomically."""
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / "checkpoints.json"
+        self._tmp = directory / "checkpoints.json.tmp"
+        self._directory = directory
+
+    def load(self) -> dict[str, Checkpoint]:
+        try:
+            raw = orjson.loads(self._path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, orjson.JSONDecodeError) as exc:
+            # An unreadable checkpoint file must not stop shipping; the caller logs it and
+            # containers are read from their start (deterministic ids keep ES free of doubles).
+            raise CheckpointFileError(f"{self._path} is unreadable: {exc}") from exc
+        if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
+            raise CheckpointFileError(f"{self._path} has an unknown format version")
+        result: dict[str, Checkpoint] = {}
+        for container_id, entry in (raw.get("containers") or {}).items():
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                result[str(container_id)] = Checkpoint(int(entry["since_ns"]), int(entry["skip"]))
+        return result
+
+    def save(self, checkpoints: Mapping[str, Checkpoint]) -> None:
+        """Replaces the file atomically; on ENOSPC the previous file stays intact."""
+        body = orjson.dumps(
+            {
+                "version": FORMAT_VERSION,
+                "containers": {
+                    cid: {"since_ns": cp.since_ns, "skip": cp.skip}
+                    for cid, cp in sorted(checkpoints.items())
+                },
+            }
+        )
+        try:
+            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(body)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self._tmp, self._path)
+            _fsync_directory(self._directory)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(
+                    f"no space left to save checkpoints in {self._directory}"
+                ) from exc
+            raise
+
+
+class CheckpointFileError(Exception):
+    pass
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _HasCheckpoint(Protocol):
+    container_id: str
+
+    def checkpoint(self) -> Checkpoint: ...
+
+
+class CheckpointBook:
+    """Every container's position: live followers' in memory, the others as last saved.
+
+    `snapshot()` is taken *before* the buffer is synced and the result saved after, so a saved
+    checkpoint never counts a line whose record is not durably in the buffer.
+    """
+
+    def __init__(self, store: CheckpointStore, saved: Mapping[str, Checkpoint]) -> None:
+        self._store = store
+        self._saved = dict(saved)
+        self._live: dict[str, _HasCheckpoint] = {}
+        self._destroyed: set[str] = set()
+        self._last_written: dict[str, Checkpoint] = {}
+        self._dirty = True
+
+    def start_of(self, container_id: str) -> Checkpoint | None:
+        self._destroyed.discard(container_id)
+        return self._saved.get(container_id)
+
+    def follower_started(self, follower: _HasCheckpoint) -> None:
+        self._live[follower.container_id] = follower
+
+    def follower_ended(self, follower: _HasCheckpoint) -> None:
+        if self._live.get(follower.container_id) is follower:
+            del self._live[follower.container_id]
+        if follower.container_id not in self._destroyed:
+            self._saved[follower.container_id] = follower.checkpoint()
+            self._dirty = True
+
+    def container_destroyed(self, container_id: str) -> None:
+        # Its records already read are in the buffer and ship on their own; the position is
+        # of no more use since the container's logs are gone with it.
+        self._destroyed.add(container_id)
+        self._live.pop(container_id, None)
+        if self._saved.pop(container_id, None) is not None:
+            self._dirty = True
+
+    def known_containers(self) -> set[str]:
+        return set(self._saved) | set(self._live)
+
+    def snapshot(self) -> dict[str, Checkpoint]:
+        current = dict(self._saved)
+        for container_id, follower in self._live.items():
+            current[container_id] = follower.checkpoint()
+        return current
+
+    def save(self, snapshot: Mapping[str, Checkpoint]) -> bool:
+        """Writes the snapshot if it differs from the last one written; True if written."""
+        if not self._dirty and snapshot == self._last_written:
+            return False
+        self._store.save(snapshot)
+        self._last_written = dict(snapshot)
+        self._dirty = False
+        return True

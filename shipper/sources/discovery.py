@@ -1,0 +1,179 @@
+"""Finds every container and keeps exactly one follower per container that has logs to read.
+
+The event stream is opened *before* containers are listed, so a container started between
+the two is seen by one or the other (or both: starting a follower is idempotent). Losing the
+daemon (socket gone, dockerd restarting) ends the event stream; we reconnect with backoff
+and list again, and every follower resumes from its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Protocol
+
+from shipper import telemetry
+from shipper.backoff import Backoff
+from shipper.docker.api import ContainerEvent, ContainerGone, DockerClient, DockerUnavailable
+from shipper.model import ContainerMeta
+from shipper.sources.checkpoint import Checkpoint
+from shipper.sources.follower import ContainerFollower, FollowerSettings, Intake
+
+# Stopped containers found at start are read once to their end; a few at a time is plenty.
+_CATCH_UP_CONCURRENCY = 16
+
+
+class CheckpointKeeper(Protocol):
+    def start_of(self, container_id: str) -> Checkpoint | None: ...
+
+    def follower_started(self, follower: ContainerFollower) -> None: ...
+
+    def follower_ended(self, follower: ContainerFollower) -> None: ...
+
+    def container_destroyed(self, container_id: str) -> None: ...
+
+    def known_containers(self) -> set[str]: ...
+
+
+class Discovery:
+    def __init__(
+        self,
+        docker: DockerClient,
+        intake: Intake,
+        checkpoints: CheckpointKeeper,
+        settings: FollowerSettings,
+        select: Callable[[ContainerMeta], bool] = lambda meta: True,
+    ) -> None:
+        self._docker = docker
+        self._intake = intake
+        self._checkpoints = checkpoints
+        self._settings = settings
+        self._select = select
+        self._followers: dict[str, ContainerFollower] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._catch_up = asyncio.Semaphore(_CATCH_UP_CONCURRENCY)
+        self._stopping = False
+        self.connected = False
+        self.listed_once = asyncio.Event()
+
+    @property
+    def followers(self) -> dict[str, ContainerFollower]:
+        return self._followers
+
+    async def run(self) -> None:
+        backoff = Backoff(base_s=0.2, cap_s=self._settings.max_backoff_s)
+        first = True
+        while not self._stopping:
+            try:
+                async with self._docker.event_stream() as events:
+                    self.connected = True
+                    if not first:
+                        telemetry.docker_reconnects.inc()
+                        telemetry.info("Reconnected to the Docker daemon.")
+                    first = False
+                    await self._list_and_follow()
+                    backoff.reset()
+                    async for event in events:
+                        await self._on_event(event)
+                raise DockerUnavailable("the event stream ended")
+            except DockerUnavailable as exc:
+                self.connected = False
+                delay = backoff.next_delay_s()
+                telemetry.warning(
+                    "docker_unavailable",
+                    "Lost the Docker daemon; reconnecting.",
+                    error=str(exc),
+                    delay_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        """Stops every follower (their positions stay with the checkpoint keeper)."""
+        self._stopping = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _list_and_follow(self) -> None:
+        containers = await self._docker.list_containers(all_containers=True)
+        present = {str(c["Id"]) for c in containers}
+        for container_id in self._checkpoints.known_containers() - present:
+            # Removed while we were away: its lines already read are in the buffer.
+            self._checkpoints.container_destroyed(container_id)
+        for summary in containers:
+            running = summary.get("State") == "running"
+            self._ensure_follower(str(summary["Id"]), catch_up=not running)
+        self.listed_once.set()
+
+    async def _on_event(self, event: ContainerEvent) -> None:
+        telemetry.docker_events.labels(event.action.split(":")[0]).inc()
+        action = event.action
+        if action == "start":
+            self._ensure_follower(event.container_id, catch_up=False)
+        elif action == "rename":
+            follower = self._followers.get(event.container_id)
+            if follower is not None:
+                with contextlib.suppress(ContainerGone):
+                    follower.rename(await self._docker.inspect(event.container_id))
+        elif action == "destroy":
+            task = self._tasks.get(event.container_id)
+            if task is not None:
+                # Let it finish reading what is left: the log file may still be readable a
+                # moment; if not, its checkpoint simply goes.
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), timeout=2.0)
+                except (TimeoutError, asyncio.CancelledError):
+                    task.cancel()
+            self._checkpoints.container_destroyed(event.container_id)
+
+    def _ensure_follower(self, container_id: str, *, catch_up: bool) -> None:
+        existing = self._followers.get(container_id)
+        if existing is not None:
+            existing.wake.set()  # it re-inspects before ending, so it sees the new start
+            return
+        follower = ContainerFollower(
+            container_id,
+            self._docker,
+            self._intake,
+            self._checkpoints.start_of(container_id),
+            self._settings,
+        )
+        self._followers[container_id] = follower
+        self._checkpoints.follower_started(follower)
+        self._tasks[container_id] = asyncio.create_task(
+            self._run_follower(follower, catch_up), name=f"follow-{container_id[:12]}"
+        )
+        telemetry.containers_followed.set(len(self._followers))
+
+    async def _run_follower(self, follower: ContainerFollower, catch_up: bool) -> None:
+        try:
+            if not await self._selected(follower.container_id):
+                return
+            if catch_up:
+                async with self._catch_up:
+                    await follower.run()
+            else:
+                await follower.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in one follower must not stop the others
+            telemetry.error(
+                "follower_crashed",
+                "A container follower failed unexpectedly.",
+                container_id=follower.container_id[:12],
+                error=repr(exc),
+            )
+        finally:
+            self._followers.pop(follower.container_id, None)
+            self._tasks.pop(follower.container_id, None)
+            self._checkpoints.follower_ended(follower)
+            telemetry.containers_followed.set(len(self._followers))
+
+    async def _selected(self, container_id: str) -> bool:
+        try:
+            meta = await self._docker.inspect(container_id)
+        except (ContainerGone, DockerUnavailable):
+            return True  # the follower handles both cases itself
+        return self._select(meta)

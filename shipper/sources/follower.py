@@ -1,0 +1,186 @@
+"""One task per container: read its logs from its checkpoint, hand records on, reconnect.
+
+The follower owns the container's stream position. It reads whole network chunks, turns
+them into records, hands each chunk's records to the intake (which returns once they are in
+the disk buffer; a full buffer makes it wait, and so reading pauses: Docker keeps the logs),
+and only then counts those lines as taken. Every (re)connection starts from the position's
+checkpoint with a fresh decoder and skips the lines counted in it, so a broken stream, a
+daemon restart or a shipper restart all resume the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from shipper import telemetry
+from shipper.backoff import Backoff
+from shipper.docker.api import ContainerGone, DockerClient, DockerUnavailable
+from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
+from shipper.errors import DiskFullError
+from shipper.model import ContainerMeta, LogRecord
+from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint, StreamPosition
+
+
+class Intake(Protocol):
+    """Where a follower's records go; `put` returns once they are durable enough to count."""
+
+    async def put(self, meta: ContainerMeta, records: list[LogRecord]) -> None: ...
+
+    def container_changed(self, meta: ContainerMeta) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerSettings:
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    slack_ns: int = DEFAULT_SLACK_NS
+    max_backoff_s: float = 10.0
+
+
+class ContainerFollower:
+    def __init__(
+        self,
+        container_id: str,
+        docker: DockerClient,
+        intake: Intake,
+        start: Checkpoint | None,
+        settings: FollowerSettings,
+        on_exit: Callable[[ContainerFollower], Awaitable[None]] | None = None,
+    ) -> None:
+        self.container_id = container_id
+        self._docker = docker
+        self._intake = intake
+        self._settings = settings
+        self.position = StreamPosition(start, settings.slack_ns)
+        self.meta: ContainerMeta | None = None
+        self.wake = asyncio.Event()  # set by discovery when the container starts again
+        self.last_read_monotonic = 0.0
+
+    def checkpoint(self) -> Checkpoint:
+        return self.position.checkpoint()
+
+    async def run(self) -> None:
+        """Follows until the container has stopped and every line it wrote was taken."""
+        backoff = Backoff(base_s=0.1, cap_s=self._settings.max_backoff_s)
+        while True:
+            self.wake.clear()
+            try:
+                meta = await self._docker.inspect(self.container_id)
+            except ContainerGone:
+                return
+            except DockerUnavailable as exc:
+                await self._pause(backoff, "docker_unavailable", exc)
+                continue
+            self._set_meta(meta)
+            try:
+                finished = await self._read_once(meta)
+            except ContainerGone:
+                return
+            except DockerUnavailable as exc:
+                await self._pause(backoff, "log_stream_broken", exc)
+                continue
+            backoff.reset()
+            if finished and not self.wake.is_set():
+                return
+
+    def rename(self, meta: ContainerMeta) -> None:
+        self._set_meta(meta)
+
+    def _set_meta(self, meta: ContainerMeta) -> None:
+        if meta != self.meta:
+            self.meta = meta
+            self._intake.container_changed(meta)
+
+    async def _read_once(self, meta: ContainerMeta) -> bool:
+        """One logs request from the checkpoint; True when the container has stopped."""
+        start = self.position.checkpoint()
+        # A fresh position from the checkpoint: the lines it skips are re-read and counted
+        # again, exactly as after a restart of the shipper.
+        self.position = StreamPosition(start, self._settings.slack_ns)
+        decoder = LogStreamDecoder(
+            self.container_id, tty=meta.tty, max_line_bytes=self._settings.max_line_bytes
+        )
+        to_skip = start.skip
+        follow = meta.running
+        async for chunk in self._docker.logs(
+            self.container_id, since_ns=start.since_ns, follow=follow
+        ):
+            records = decoder.feed(chunk)
+            if records:
+                to_skip = await self._deliver(meta, records, to_skip)
+        # The stream ended. If the container still runs, the connection broke (or it was
+        # restarted meanwhile): reconnect from the checkpoint. Otherwise its last line may
+        # lack a newline: it is still a record.
+        try:
+            current: ContainerMeta | None = await self._docker.inspect(self.container_id)
+        except ContainerGone:
+            current = None
+        if follow and current is not None and current.running:
+            return False
+        tail = decoder.finish()
+        if tail:
+            await self._deliver(meta, tail, to_skip)
+        return True
+
+    async def _deliver(self, meta: ContainerMeta, records: list[LogRecord], to_skip: int) -> int:
+        if to_skip:
+            skipped = records[:to_skip]
+            records = records[to_skip:]
+            to_skip -= len(skipped)
+            self.position.take([record.timestamp_ns for record in skipped])
+            if not records:
+                return to_skip
+        self._count(records)
+        await self._put_durably(self.meta or meta, records)
+        self.position.take([record.timestamp_ns for record in records])
+        self.last_read_monotonic = time.monotonic()
+        return to_skip
+
+    async def _put_durably(self, meta: ContainerMeta, records: list[LogRecord]) -> None:
+        backoff = Backoff(base_s=0.5, cap_s=10.0)
+        while True:
+            try:
+                await self._intake.put(meta, records)
+                return
+            except DiskFullError as exc:
+                # Nothing was taken: keep the records, pause reading, retry when space is back.
+                telemetry.disk_full.labels("buffer").inc()
+                telemetry.error(
+                    "disk_full",
+                    "The disk buffer is full (no space left on device); reading is paused.",
+                    container_id=self.container_id,
+                    error=str(exc),
+                )
+                await asyncio.sleep(backoff.next_delay_s())
+
+    def _count(self, records: list[LogRecord]) -> None:
+        stdout_lines = stdout_bytes = stderr_lines = stderr_bytes = 0
+        for record in records:
+            if record.stream == "stdout":
+                stdout_lines += 1
+                stdout_bytes += record.size
+            else:
+                stderr_lines += 1
+                stderr_bytes += record.size
+            for flag in record.flags:
+                telemetry.records_flagged.labels(flag).inc()
+        if stdout_lines:
+            telemetry.lines_read.labels("stdout").inc(stdout_lines)
+            telemetry.bytes_read.labels("stdout").inc(stdout_bytes)
+        if stderr_lines:
+            telemetry.lines_read.labels("stderr").inc(stderr_lines)
+            telemetry.bytes_read.labels("stderr").inc(stderr_bytes)
+
+    async def _pause(self, backoff: Backoff, kind: str, exc: Exception) -> None:
+        delay = backoff.next_delay_s()
+        telemetry.warning(
+            kind,
+            "Reading a container's logs failed; retrying from its checkpoint.",
+            container_id=self.container_id[:12],
+            error=str(exc),
+            delay_s=round(delay, 2),
+        )
+        await asyncio.sleep(delay)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shipper.sources.checkpoint import (
+    Checkpoint,
+    CheckpointFileError,
+    CheckpointStore,
+    StreamPosition,
+)
+
+S = 1_000_000_000
+
+
+def resume(stream: list[int], cp: Checkpoint) -> list[int]:
+    """What a resumed reader emits: lines with ts >= since, minus the first `skip` of them."""
+    indexes = [i for i, ts in enumerate(stream) if ts >= cp.since_ns]
+    return indexes[cp.skip :]
+
+
+def test_fresh_position_starts_at_the_beginning() -> None:
+    assert StreamPosition().checkpoint() == Checkpoint(0, 0)
+
+
+def test_checkpoint_counts_lines_in_the_slack_window() -> None:
+    position = StreamPosition(slack_ns=S)
+    position.take([10 * S, 11 * S, 11 * S + 5, 12 * S])
+    assert position.checkpoint() == Checkpoint(11 * S, 3)
+
+
+@given(
+    stream=st.lists(st.integers(min_value=1, max_value=50).map(lambda x: x * S // 10), max_size=40),
+    cut=st.integers(min_value=0, max_value=40),
+    second_cut=st.integers(min_value=0, max_value=40),
+)
+def test_resume_emits_exactly_the_lines_not_taken(stream: list[int], cut: int, second_cut: int) -> None:
+    # Timestamps may go backwards by less than the slack (stdout/stderr stamping jitter).
+    stream = [max(ts, (max(stream[:i]) if i else 0) - S // 2) for i, ts in enumerate(stream)]
+    cut = min(cut, len(stream))
+    position = StreamPosition(slack_ns=S)
+    position.take(stream[:cut])
+    first = position.checkpoint()
+    assert resume(stream, first) == list(range(cut, len(stream)))
+    # Resume, re-read (and skip) part of the taken lines, take some more, checkpoint again.
+    resumed = StreamPosition(first, slack_ns=S)
+    remaining = [stream[i] for i in resume(stream, Checkpoint(first.since_ns, 0))]
+    upto = min(second_cut, len(remaining))
+    resumed.take(remaining[:upto])
+    taken_total = max(cut, len(stream) - len(remaining) + upto)
+    assert resume(stream, resumed.checkpoint()) == list(range(taken_total, len(stream)))
+
+
+def test_store_round_trip_and_atomic_replace(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    assert store.load() == {}
+    store.save({"a": Checkpoint(5, 1), "b": Checkpoint(7, 0)})
+    assert store.load() == {"a": Checkpoint(5, 1), "b": Checkpoint(7, 0)}
+    assert not (tmp_path / "checkpoints.json.tmp").exists()
+
+
+def test_corrupt_store_is_reported_not_crashing(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints.json").write_bytes(b'{"version": 1, "containers": {')
+    with pytest.raises(CheckpointFileError):
+        CheckpointStore(tmp_path).load()
