@@ -1,0 +1,36 @@
+"""Prints every record as one NDJSON document on stdout: the zero-setup output.
+
+It reads from the same disk buffer as the Elasticsearch output, so it also resumes where it
+stopped; a record is acknowledged once its line is written and flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, BinaryIO
+
+from shipper import telemetry
+from shipper.sinks.base import BatchSource
+
+
+class ConsoleSink:
+    def __init__(self, source: BatchSource[Any], out: BinaryIO | None = None) -> None:
+        self._source = source
+        self._out = out or sys.stdout.buffer
+        self._stopping = asyncio.Event()
+        self.last_error: str | None = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            batch = await self._source.read(5000, 4 * 1024 * 1024, timeout_s=0.25)
+            if batch is None:
+                continue
+            # Each entry is `action\ndocument\n`; the document is what a reader wants to see.
+            self._out.write(b"".join(entry.partition(b"\n")[2] for entry in batch.entries))
+            self._out.flush()
+            self._source.ack(batch)
+            telemetry.records_shipped.inc(len(batch.entries))

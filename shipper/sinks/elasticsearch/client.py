@@ -1,0 +1,124 @@
+"""Connection to Elasticsearch through the official async client, speaking the server's major.
+
+The client stamps every request with `compatible-with=<its own major>`, and an 8.x server
+rejects `compatible-with=9`. So we ask the server its version first (with `compatible-with=8`,
+which both 8.x and 9.x accept) and from then on send the media types of the server's own
+major on every request. The client still does what it is good at: the node pool with
+failover, auth, TLS, gzip, the product check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import ConnectionTimeout, TlsError
+from elasticsearch import ApiError, AsyncElasticsearch, UnsupportedProductError
+
+from shipper.config import ElasticsearchConfig
+from shipper.errors import PermanentError, TransientError
+
+SUPPORTED_MAJORS = (8, 9)
+
+
+class RequestFailed(TransientError):
+    """The whole request failed; `status` is None when no HTTP answer came back."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UnsupportedCluster(PermanentError):
+    pass
+
+
+def _media_type(kind: str, major: int) -> str:
+    return f"application/vnd.elasticsearch+{kind}; compatible-with={major}"
+
+
+class ElasticsearchConnection:
+    def __init__(self, config: ElasticsearchConfig) -> None:
+        self._config = config
+        basic_auth = None
+        if config.username is not None:
+            basic_auth = (config.username, config.password or "")
+        tls: dict[str, Any] = {"ca_certs": config.ca_certs} if config.ca_certs else {}
+        self._client = AsyncElasticsearch(
+            hosts=list(config.hosts),
+            basic_auth=basic_auth,
+            api_key=config.api_key,
+            verify_certs=config.verify_certs,
+            **tls,
+            ssl_show_warn=False,  # we warn once ourselves, in words an operator can act on
+            http_compress=config.compression,
+            request_timeout=config.request_timeout_s,
+            # One attempt per host: a refused connection moves on to the next host at once;
+            # everything else (429, 503, timeouts) is retried by the sink's own policy.
+            max_retries=max(0, len(config.hosts) - 1),
+            retry_on_status=(),
+            retry_on_timeout=False,
+        )
+        self.major: int | None = None
+        self.version = ""
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def connect(self) -> int:
+        """Reads the cluster's version; raises RequestFailed or UnsupportedCluster."""
+        body = await self.request("GET", "/", major=8)
+        version = str(((body or {}).get("version") or {}).get("number", ""))
+        try:
+            major = int(version.split(".")[0])
+        except ValueError:
+            raise UnsupportedCluster(f"the cluster reports no version ({version!r})") from None
+        if major not in SUPPORTED_MAJORS:
+            raise UnsupportedCluster(f"Elasticsearch {version} is not supported (8.x or 9.x)")
+        self.major = major
+        self.version = version
+        return major
+
+    async def bulk(self, body: bytes) -> Mapping[str, Any]:
+        result = await self.request(
+            "POST", "/_bulk", body=body, content_type="x-ndjson", timeout_s=None
+        )
+        return result  # type: ignore[no-any-return]
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "json",
+        major: int | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        major = major or self.major or 8
+        headers = {"accept": _media_type("json", major)}
+        if body is not None:
+            headers["content-type"] = _media_type(content_type, major)
+        try:
+            response = await self._client.perform_request(method, path, headers=headers, body=body)
+        except ApiError as exc:
+            raise RequestFailed(_describe_api_error(exc), exc.meta.status) from exc
+        except UnsupportedProductError as exc:
+            raise UnsupportedCluster(
+                f"the server at {self._config.hosts} is not Elasticsearch"
+            ) from exc
+        except TlsError as exc:
+            raise RequestFailed(f"TLS failure talking to Elasticsearch: {exc}", None) from exc
+        except (TimeoutError, TransportConnectionError, ConnectionTimeout) as exc:
+            raise RequestFailed(f"Elasticsearch unreachable: {exc}", None) from exc
+        return response.body
+
+
+def _describe_api_error(exc: ApiError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        if isinstance(error, Mapping):
+            return f"HTTP {exc.meta.status} {error.get('type')}: {error.get('reason')}"
+    return f"HTTP {exc.meta.status}: {str(body)[:300]}"

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import orjson
+
+from shipper.model import ContainerMeta, LogRecord
+from shipper.sinks.elasticsearch.encoder import (
+    container_document,
+    decode_entry,
+    document_id,
+    encode_records,
+    sanitize_label_key,
+)
+
+META = ContainerMeta(
+    id="c" * 64,
+    name="web-1",
+    image="registry.local:5000/team/web:1.2",
+    labels={
+        "com.docker.compose.project": "shop",
+        "com.docker.compose.service": "web",
+        "a.b": "1",
+        "a": "top",
+        "evil": '"},"message":"injected',
+    },
+)
+
+
+def test_document_id_is_deterministic_and_distinguishes_every_part() -> None:
+    base = document_id("c1", 1, "stdout", 0)
+    assert base == document_id("c1", 1, "stdout", 0)
+    assert len(base) == 20
+    others = {
+        document_id("c2", 1, "stdout", 0),
+        document_id("c1", 2, "stdout", 0),
+        document_id("c1", 1, "stderr", 0),
+        document_id("c1", 1, "stdout", 1),
+    }
+    assert base not in others and len(others) == 4
+
+
+def test_label_keys_with_dots_do_not_nest() -> None:
+    assert sanitize_label_key("com.docker.compose.project") == "com_docker_compose_project"
+    assert sanitize_label_key("") == "_"
+
+
+def test_encoded_entry_is_a_create_action_and_the_ecs_document() -> None:
+    doc = container_document(META, index="logs-docker-default", host_name="node-7")
+    record = LogRecord(META.id, 1795839223517053725, "stderr", 2, 'say "hi"\tüñí', ("invalid_utf8",))
+    (entry,) = encode_records([record], doc)
+    assert entry.endswith(b"\n") and entry.count(b"\n") == 2
+    action, source = decode_entry(entry)
+    assert action == {
+        "create": {
+            "_index": "logs-docker-default",
+            "_id": document_id(META.id, 1795839223517053725, "stderr", 2),
+        }
+    }
+    assert source == {
+        "@timestamp": "2026-11-28T04:13:43.517053725Z",
+        "message": 'say "hi"\tüñí',
+        "log": {"iostream": "stderr", "flags": ["invalid_utf8"]},
+        "container": {
+            "id": META.id,
+            "name": "web-1",
+            "image": {"name": "registry.local:5000/team/web:1.2"},
+            "runtime": "docker",
+            "labels": {
+                "a": "top",
+                "a_b": "1",
+                "com_docker_compose_project": "shop",
+                "com_docker_compose_service": "web",
+                "evil": '"},"message":"injected',
+            },
+        },
+        "host": {"name": "node-7"},
+        "ecs": {"version": "8.11.0"},
+        "data_stream": {"type": "logs", "dataset": "docker", "namespace": "default"},
+        "docker": {"compose": {"project": "shop", "service": "web"}},
+    }
+
+
+def test_records_with_extra_fields_merge_into_the_same_document_shape() -> None:
+    doc = container_document(META, index="logs-docker-default", host_name="n")
+    plain = LogRecord(META.id, 5, "stdout", 0, "m")
+    rich = plain._replace(fields={"log.level": "error", "json": {"a": 1}, "container.extra": "x"})
+    _, plain_source = decode_entry(encode_records([plain], doc)[0])
+    _, rich_source = decode_entry(encode_records([rich], doc)[0])
+    assert rich_source["log"] == {"iostream": "stdout", "level": "error"}
+    assert rich_source["json"] == {"a": 1}
+    assert rich_source["container"]["extra"] == "x"
+    del rich_source["log"], rich_source["json"], rich_source["container"]["extra"]
+    del plain_source["log"]
+    assert rich_source == plain_source
+
+
+def test_timestamps_before_and_after_a_second_boundary_are_exact() -> None:
+    doc = container_document(META, index="logs-docker-default", host_name="n")
+    records = [LogRecord(META.id, ns, "stdout", 0, "x") for ns in (999_999_999, 1_000_000_000, 7)]
+    stamps = [orjson.loads(e.split(b"\n")[1])["@timestamp"] for e in encode_records(records, doc)]
+    assert stamps == [
+        "1970-01-01T00:00:00.999999999Z",
+        "1970-01-01T00:00:01.000000000Z",
+        "1970-01-01T00:00:00.000000007Z",
+    ]
