@@ -1,0 +1,77 @@
+"""Shared fixtures: the real Docker daemon, test containers, the shipper as a process."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from docker.models.containers import Container
+
+from tests.support.shipper_process import ShipperProcess
+
+TEST_IMAGE = "shipper-test-busybox:latest"
+RUN_ID = uuid.uuid4().hex[:8]
+TEST_LABEL = "shipper.test"
+
+pytest_plugins = ["tests.es_server.fixtures"]
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    try:
+        client.ping()
+    except Exception as exc:  # pragma: no cover - the environment is broken, say so
+        pytest.fail(f"no Docker daemon answers ({exc}); run scripts/ensure-docker")
+    yield client
+    client.close()
+
+
+ContainerFactory = Callable[..., Container]
+
+
+@pytest.fixture
+def containers(docker_client: docker.DockerClient) -> Iterator[ContainerFactory]:
+    """Starts test containers; every one of them is removed at teardown."""
+    created: list[Container] = []
+
+    def run(command: str | list[str], **kwargs: Any) -> Container:
+        labels = {TEST_LABEL: RUN_ID, **kwargs.pop("labels", {})}
+        container = docker_client.containers.run(
+            kwargs.pop("image", TEST_IMAGE),
+            command if isinstance(command, list) else ["sh", "-c", command],
+            detach=True,
+            labels=labels,
+            **kwargs,
+        )
+        created.append(container)
+        return container
+
+    yield run
+    for container in created:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+@pytest.fixture
+def shipper_factory(tmp_path: Path) -> Iterator[Callable[..., ShipperProcess]]:
+    """Builds ShipperProcess objects (not started); all are killed at teardown."""
+    made: list[ShipperProcess] = []
+
+    def make(es_url: str | None, config: dict[str, Any] | None = None, name: str = "shipper") -> ShipperProcess:
+        workdir = tmp_path / name
+        workdir.mkdir(exist_ok=True)
+        process = ShipperProcess(workdir, es_url, config)
+        made.append(process)
+        return process
+
+    yield make
+    for process in made:
+        process.close()
