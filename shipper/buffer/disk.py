@@ -1,0 +1,274 @@
+"""asyncio facade of the disk buffer: waits for data and space, runs fsync off the loop.
+
+The on-disk format and its reasoning are in `shipper.buffer.format`; files, recovery and the
+read cursor in `shipper.buffer.segments`. This module adds what needs the event loop.
+
+Contract with the rest of the shipper:
+
+- `append(entries)` writes one batch with one `pwrite`. It waits (lossless backpressure:
+  the caller stops reading from Docker) while the unacknowledged bytes plus the batch would
+  exceed `max_bytes`; a batch is always accepted into an empty buffer, however large. On
+  ENOSPC / EDQUOT it raises `DiskFullError` with the segment unchanged; retry later.
+- `sync()` returns once every entry whose `append` returned before the call is on stable
+  storage together with its segment's directory entry (policies "batch" and "always"), and
+  every ack made before the call is persisted in the acks file. Call it before saving the
+  Docker checkpoints that cover those entries: that ordering is what makes "nothing lost"
+  hold across power loss.
+- Acks are persisted by `sync()`, by `close()`, and by `read()` at most every
+  `ack_persist_interval_s` while acks are pending. What is persisted per segment is the
+  contiguous acknowledged prefix. After a restart the buffer hands out every record past
+  its segment's persisted prefix, in append order: every unacknowledged record, plus those
+  acknowledged records whose ack was not yet persisted or lay behind an unacknowledged gap.
+  A record inside a persisted prefix is never handed out again.
+- An entry is handed out at most once per process lifetime unless it is nacked.
+
+fsync policies (trade-offs):
+
+- "always": `append` returns only after its data is fsynced (group commit: concurrent
+  appends share one fsync). Survives power loss for every returned append; costs one fsync
+  per append call, i.e. throughput is bound by the disk's fsync latency times batch size.
+- "batch" (default): data is fsynced when the caller calls `sync()` (before it persists its
+  checkpoints), when a segment is sealed (so only the last segment can ever be torn) and on
+  close. Power loss loses at most what was appended since the last `sync()`, and the
+  caller's checkpoints still point before it, so those lines are read from Docker again.
+  One fsync per checkpoint interval instead of one per batch.
+- "never": no fsync at all; the acks file is still replaced atomically by rename. Survives
+  kill -9 (the data is in the page cache) but not power loss: records may vanish or turn up
+  corrupt while checkpoints already moved past them. For disposable hosts only.
+
+Disk usage: `max_bytes` caps unacknowledged bytes. A segment is deleted only when all of it
+is acknowledged, so the disk may hold up to about one extra segment per in-flight batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from shipper.buffer import format as fmt
+from shipper.buffer.segments import (
+    BufferBatch,
+    BufferClosedError,
+    CorruptCallback,
+    FsyncPolicy,
+    RecoveryReport,
+    SegmentQueue,
+)
+from shipper.config import StorageConfig
+from shipper.errors import ShipperError
+
+log = logging.getLogger(__name__)
+
+BUFFER_SUBDIR = "buffer"
+
+
+class DiskBuffer:
+    """Durable FIFO of encoded bulk entries between the pipeline and the sink."""
+
+    def __init__(
+        self, core: SegmentQueue, *, max_bytes: int, ack_persist_interval_s: float
+    ) -> None:
+        self._core = core
+        self._max_bytes = max_bytes
+        self._fsync: FsyncPolicy = core.fsync_policy
+        self._ack_persist_interval_s = ack_persist_interval_s
+        self._append_lock = asyncio.Lock()  # FIFO: batches land in the order append was called
+        self._sync_lock = asyncio.Lock()  # one SyncJob at a time (they share acks.tmp)
+        self._data_ready = asyncio.Event()
+        self._space_freed = asyncio.Event()
+        self._last_ack_persist = time.monotonic()
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        max_bytes: int,
+        segment_max_bytes: int,
+        fsync: FsyncPolicy,
+        on_corrupt: CorruptCallback | None = None,
+        ack_persist_interval_s: float = 1.0,
+    ) -> DiskBuffer:
+        """Opens the buffer in `directory` (created if missing) and recovers it.
+
+        Blocking (it reads every unacknowledged record once to check it): call it at
+        startup, before the loop is busy. `on_corrupt(path in corrupt/, reason)` is called
+        for each file set aside, now or later while reading.
+        """
+        core = SegmentQueue.open(
+            directory, segment_max_bytes=segment_max_bytes, fsync=fsync, on_corrupt=on_corrupt
+        )
+        return cls(core, max_bytes=max_bytes, ack_persist_interval_s=ack_persist_interval_s)
+
+    @classmethod
+    def from_config(
+        cls, storage: StorageConfig, *, on_corrupt: CorruptCallback | None = None
+    ) -> DiskBuffer:
+        """The buffer in `<storage.path>/buffer/`."""
+        return cls.open(
+            Path(storage.path) / BUFFER_SUBDIR,
+            max_bytes=storage.max_bytes,
+            segment_max_bytes=storage.segment_max_bytes,
+            fsync=storage.fsync,
+            on_corrupt=on_corrupt,
+        )
+
+    # ------------------------------------------------------------------ writing
+
+    async def append(self, entries: Sequence[bytes]) -> None:
+        """Appends one batch; waits for space; DiskFullError on ENOSPC (nothing written)."""
+        if not entries:
+            return
+        data = fmt.encode_records(entries, time.time_ns() // 1_000_000)
+        async with self._append_lock:
+            while self._core.bytes_held and self._core.bytes_held + len(data) > self._max_bytes:
+                self._check_open()
+                self._space_freed.clear()
+                await self._space_freed.wait()
+            self._check_open()
+            if self._core.prepare_append(len(data)) and self._fsync != "never":
+                # Seal the full segment durably before anything lands in its successor.
+                await self._run_sync(acks=False)
+            self._core.write_prepared(data, len(entries))
+        self._data_ready.set()
+        if self._fsync == "always":
+            # Data only: rewriting the acks file too would triple the fsyncs per append.
+            await self._run_sync(acks=False)
+
+    async def sync(self) -> None:
+        """Makes every entry appended so far durable (policy permitting) and persists acks.
+
+        Raises DiskFullError if the disk is full; then nothing new is promised durable.
+        """
+        await self._run_sync(data=True, acks=True)
+
+    async def _run_sync(self, *, data: bool = True, acks: bool = True) -> None:
+        async with self._sync_lock:
+            job = self._core.begin_sync(data=data, acks=acks)
+            if job.empty:
+                return
+            try:
+                await asyncio.to_thread(job.run)
+            finally:
+                self._core.finish_sync(job)
+                if job.acks_done:
+                    self._last_ack_persist = time.monotonic()
+
+    # ------------------------------------------------------------------ reading
+
+    async def read(
+        self, max_entries: int, max_bytes: int, timeout_s: float | None = None
+    ) -> BufferBatch | None:
+        """The next entries not yet handed out, in append order, all from one segment.
+
+        Waits up to `timeout_s` (forever if None) for data; None on timeout or close.
+        A nacked batch comes back first, as it was.
+        """
+        await self._maybe_persist_acks()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while True:
+            if self._closed:
+                return None
+            batch = self._core.read(max_entries, max_bytes)
+            if batch is not None:
+                return batch
+            self._data_ready.clear()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return None
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._data_ready.wait()
+            except TimeoutError:
+                return None
+
+    def ack(self, batch: BufferBatch) -> None:
+        """The sink delivered (or dead-lettered) the batch. Any order; repeats are ignored."""
+        if self._core.ack(batch):
+            self._space_freed.set()
+
+    def nack(self, batch: BufferBatch) -> None:
+        """Hands the batch out again on the next read, before anything unread."""
+        if self._core.nack(batch):
+            self._data_ready.set()
+
+    async def _maybe_persist_acks(self) -> None:
+        if not self._core.acks_dirty or self._sync_lock.locked():
+            return
+        if time.monotonic() - self._last_ack_persist < self._ack_persist_interval_s:
+            return
+        try:
+            await self._run_sync(data=False, acks=True)
+        except (ShipperError, OSError) as exc:
+            # Only costs duplicates after a crash; the next sync() or read() retries.
+            log.warning("Could not persist disk buffer acks, will retry: %s", exc)
+            self._last_ack_persist = time.monotonic()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def close(self) -> None:
+        """Wakes waiters (appends raise BufferClosedError, reads return None), then syncs
+        data (policy permitting), persists acks and closes every file."""
+        if self._closed:
+            return
+        self._closed = True
+        self._data_ready.set()
+        self._space_freed.set()
+        async with self._append_lock:
+            try:
+                await self._run_sync()
+            finally:
+                self._core.close_files()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BufferClosedError("the disk buffer is closed")
+
+    # ------------------------------------------------------------------ out of band
+
+    @property
+    def bytes_held(self) -> int:
+        """Framed bytes appended and not yet acknowledged (the quantity `max_bytes` caps)."""
+        return self._core.bytes_held
+
+    @property
+    def records_held(self) -> int:
+        return self._core.records_held
+
+    @property
+    def oldest_unacked_age_s(self) -> float:
+        """Seconds since the oldest unacknowledged record was appended; 0.0 when empty.
+
+        Survives restarts (the time is stored in the record). Costs one small pread when
+        the oldest record changed since the last call: fine for a metrics scrape.
+        """
+        time_ms = self._core.oldest_unacked_time_ms()
+        if time_ms is None:
+            return 0.0
+        return max(0.0, time.time() - time_ms / 1000)
+
+    @property
+    def corrupt_total(self) -> int:
+        """Files set aside into corrupt/ since open (including during recovery)."""
+        return self._core.corrupt_total
+
+    @property
+    def recovery(self) -> RecoveryReport:
+        return self._core.recovery
+
+    @property
+    def directory(self) -> Path:
+        return self._core.directory
+
+    @property
+    def core(self) -> SegmentQueue:
+        """The synchronous core; for tests and tools."""
+        return self._core
+
+
+__all__ = ["BufferBatch", "BufferClosedError", "DiskBuffer", "RecoveryReport"]
