@@ -1,0 +1,401 @@
+"""The _bulk API: NDJSON parsing, per-item execution and ES-shaped item results.
+
+Item shapes follow BulkItemResponse.toXContent: a success renders the write response plus
+``status``; a failure renders ``_index``, ``_id`` (null when no id was given or generated yet),
+``status`` and ``error``. ``count_bulk`` is the benchmark path: it never parses sources.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any
+
+import orjson
+
+from . import mapping
+from .errors import EsError, cause, illegal_argument
+from .faults import Faults, Stats, rejected_item_reason
+from .store import Doc, Index, Store, new_doc_id
+
+ACTIONS = ("create", "delete", "index", "update")
+_META_KEYS = {
+    "_index",
+    "_id",
+    "routing",
+    "_routing",
+    "op_type",
+    "version",
+    "version_type",
+    "if_seq_no",
+    "if_primary_term",
+    "pipeline",
+    "require_alias",
+    "require_data_stream",
+    "retry_on_conflict",
+    "dynamic_templates",
+    "list_executed_pipelines",
+    "_source",
+}
+
+
+def _split_lines(body: bytes) -> list[bytes]:
+    if not body:
+        raise EsError(400, "parse_exception", "request body is required")
+    if not body.endswith(b"\n"):
+        raise illegal_argument("The bulk request must be terminated by a newline [\\n]")
+    return body.split(b"\n")[:-1]
+
+
+def _parse_action(line: bytes, line_no: int) -> tuple[str, dict[str, Any]]:
+    try:
+        parsed = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise EsError(
+            400,
+            "x_content_parse_exception",
+            f"[{line_no}:1] Unexpected character: {exc}",
+        ) from None
+    if not isinstance(parsed, dict) or len(parsed) != 1:
+        found = next(iter(parsed), "") if isinstance(parsed, dict) else ""
+        raise illegal_argument(
+            f"Malformed action/metadata line [{line_no}], expected one of [create, delete, "
+            f"index, update] but found [{found}]"
+        )
+    ((op, meta),) = parsed.items()
+    if op not in ACTIONS:
+        raise illegal_argument(
+            f"Malformed action/metadata line [{line_no}], expected one of [create, delete, "
+            f"index, update] but found [{op}]"
+        )
+    if not isinstance(meta, dict):
+        raise illegal_argument(
+            f"Malformed action/metadata line [{line_no}], expected START_OBJECT but found "
+            f"[{type(meta).__name__}]"
+        )
+    for key in meta:
+        if key not in _META_KEYS:
+            raise illegal_argument(
+                f"Action/metadata line [{line_no}] contains an unknown parameter [{key}]"
+            )
+    return op, meta
+
+
+def _failure(
+    op: str, index: str, doc_id: str | None, status: int, error: dict[str, Any]
+) -> dict[str, Any]:
+    return {op: {"_index": index, "_id": doc_id, "status": status, "error": error}}
+
+
+def execute_bulk(
+    store: Store,
+    body: bytes,
+    default_index: str | None,
+    faults: Faults,
+    stats: Stats,
+    refresh: bool,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    lines = _split_lines(body)
+    requests: list[tuple[str, dict[str, Any], bytes | None]] = []
+    missing: list[int] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+            continue
+        op, meta = _parse_action(line, i + 1)
+        source: bytes | None = None
+        if op != "delete":
+            if i + 1 >= len(lines):
+                raise illegal_argument("The bulk request must be terminated by a newline [\\n]")
+            source = lines[i + 1]
+            i += 2
+        else:
+            i += 1
+        if not (meta.get("_index") or default_index):
+            missing.append(len(requests) + 1)
+        requests.append((op, meta, source))
+    if missing:
+        raise EsError(
+            400,
+            "action_request_validation_exception",
+            "Validation Failed: " + "".join(f"{n}: index is missing;" for n in missing),
+        )
+    if not requests:
+        raise EsError(
+            400, "action_request_validation_exception", "Validation Failed: 1: no requests added;"
+        )
+
+    items: list[dict[str, Any]] = []
+    touched: set[str] = set()
+    for op, meta, source in requests:
+        name = meta.get("_index") or default_index
+        assert name is not None
+        item = _execute_one(store, op, meta, source, name, faults)
+        items.append(item)
+        result = item[op]
+        stats.items_by_status[result["status"]] += 1
+        stats.items_by_index[result["_index"]] += 1
+        touched.add(result["_index"])
+    if refresh:
+        for index_name in touched:
+            if index_name in store.indices:
+                store.indices[index_name].refresh()
+    errors = any("error" in next(iter(it.values())) for it in items)
+    return {"errors": errors, "took": int((time.monotonic() - started) * 1000), "items": items}
+
+
+def _execute_one(
+    store: Store,
+    op: str,
+    meta: dict[str, Any],
+    source: bytes | None,
+    name: str,
+    faults: Faults,
+) -> dict[str, Any]:
+    doc_id: str | None = meta.get("_id")
+    if doc_id is not None:
+        doc_id = str(doc_id)
+    op_type = "create" if op == "create" or meta.get("op_type") == "create" else op
+    try:
+        index = store.get_write_index(name, op_type=op_type if op != "delete" else "index")
+    except EsError as exc:
+        return _failure(op, name, doc_id, exc.status, exc.inner())
+    if faults.take_item_rejection():
+        error = cause("es_rejected_execution_exception", rejected_item_reason(len(source or b"")))
+        return _failure(op, index.name, doc_id, 429, error)
+    if op == "delete":
+        return _delete(index, doc_id or "")
+    if op == "update":
+        return _update(store, index, doc_id, source or b"")
+    if doc_id is None:
+        doc_id = new_doc_id()
+    existing = index.docs.get(doc_id)
+    if op_type == "create" and existing is not None:
+        return _failure(op, index.name, doc_id, 409, _conflict(index, doc_id, existing.version))
+    assert source is not None
+    rejection = _check_source(index, source, doc_id, faults)
+    if rejection is not None:
+        return _failure(op, index.name, doc_id, 400, rejection)
+    return {op: _store(index, doc_id, orjson.loads(source), existing)}
+
+
+def _conflict(index: Index, doc_id: str, version: int) -> dict[str, Any]:
+    return cause(
+        "version_conflict_engine_exception",
+        f"[{doc_id}]: version conflict, document already exists (current version [{version}])",
+        index_uuid=index.uuid,
+        shard="0",
+        index=index.name,
+    )
+
+
+def _check_source(index: Index, raw: bytes, doc_id: str, faults: Faults) -> dict[str, Any] | None:
+    try:
+        source = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return cause(
+            "document_parsing_exception",
+            "[1:1] failed to parse",
+            caused_by=cause("x_content_parse_exception", f"[1:1] {exc}"),
+        )
+    if not isinstance(source, dict):
+        return cause(
+            "document_parsing_exception",
+            "[1:1] failed to parse",
+            caused_by=cause(
+                "not_x_content_exception",
+                "Compressor detection can only be called on some xcontent bytes or compressed "
+                "xcontent bytes",
+            ),
+        )
+    if faults.mapping_error is not None and faults.mapping_error(source):
+        return cause(
+            "document_parsing_exception",
+            f"[1:2] failed to parse field [fault_injected] of type [long] in document with id "
+            f"'{doc_id}'. Preview of field's value: 'injected'",
+            caused_by=cause("illegal_argument_exception", 'For input string: "injected"'),
+        )
+    parser = mapping.DocumentParser(index.mappings, doc_id, index.ignore_malformed)
+    try:
+        parser.parse(source)
+        if index.data_stream is not None:
+            values = mapping.source_values(source, "@timestamp")
+            if not values:
+                raise mapping.DocError(
+                    "document_parsing_exception",
+                    "failed to parse: data stream timestamp field [@timestamp] is missing",
+                    None,
+                    cause(
+                        "illegal_argument_exception",
+                        "data stream timestamp field [@timestamp] is missing",
+                    ),
+                    at_end=True,
+                )
+            if len(values) > 1:
+                raise mapping.DocError(
+                    "document_parsing_exception",
+                    "failed to parse: data stream timestamp field [@timestamp] encountered "
+                    "multiple values",
+                    None,
+                    cause(
+                        "illegal_argument_exception",
+                        "data stream timestamp field [@timestamp] encountered multiple values",
+                    ),
+                    at_end=True,
+                )
+    except mapping.DocError as exc:
+        return exc.render(raw)
+    # Only a document that parsed cleanly extends the mappings (ES applies no partial updates).
+    for path, definition in parser.new.items():
+        index.mappings.fields.setdefault(path, definition)
+    for path, value in parser.constant_values.items():
+        index.mappings.fields[path].setdefault("value", value)
+    return None
+
+
+def _store(
+    index: Index, doc_id: str, source: dict[str, Any], existing: Doc | None
+) -> dict[str, Any]:
+    version = existing.version + 1 if existing is not None else 1
+    seq_no = index.seq_no
+    index.seq_no += 1
+    # Re-inserting moves an updated doc to the end, which is where ES's _doc order puts it too.
+    index.docs.pop(doc_id, None)
+    index.docs[doc_id] = Doc(source=source, seq_no=seq_no, version=version)
+    return {
+        "_index": index.name,
+        "_id": doc_id,
+        "_version": version,
+        "result": "updated" if existing is not None else "created",
+        "_shards": index.shards_info,
+        "_seq_no": seq_no,
+        "_primary_term": 1,
+        "status": 200 if existing is not None else 201,
+    }
+
+
+def _delete(index: Index, doc_id: str) -> dict[str, Any]:
+    existing = index.docs.pop(doc_id, None)
+    seq_no = index.seq_no
+    index.seq_no += 1
+    return {
+        "delete": {
+            "_index": index.name,
+            "_id": doc_id,
+            "_version": existing.version + 1 if existing else 1,
+            "result": "deleted" if existing else "not_found",
+            "_shards": index.shards_info,
+            "_seq_no": seq_no,
+            "_primary_term": 1,
+            "status": 200 if existing else 404,
+        }
+    }
+
+
+def _update(store: Store, index: Index, doc_id: str | None, raw: bytes) -> dict[str, Any]:
+    """Partial ``doc`` updates and ``doc_as_upsert``; scripts are not supported."""
+    body = orjson.loads(raw)
+    existing = index.docs.get(doc_id or "")
+    if existing is None and not body.get("doc_as_upsert") and "upsert" not in body:
+        error = cause(
+            "document_missing_exception",
+            f"[{doc_id}]: document missing",
+            index_uuid=index.uuid,
+            shard="0",
+            index=index.name,
+        )
+        return _failure("update", index.name, doc_id, 404, error)
+    merged = dict(existing.source) if existing else dict(body.get("upsert", {}))
+    merged.update(body.get("doc", {}))
+    result = _store(index, doc_id or new_doc_id(), merged, existing)
+    result.pop("status")
+    result["status"] = 200 if existing else 201
+    return {"update": result}
+
+
+# -- count-only mode ---------------------------------------------------------------------------
+_counter = itertools.count()
+_id_prefix = os.urandom(6).hex()
+
+
+def count_bulk(
+    store: Store, body: bytes, default_index: str | None, stats: Stats, detect_duplicates: bool
+) -> bytes:
+    """Accept a bulk without storing sources; renders item results straight into bytes.
+
+    The loop is the benchmark hot path: one orjson.loads per action line, a set lookup for
+    duplicate ids and one bytes %-format per item. Only ``create``/``index`` items are counted.
+    """
+    lines = _split_lines(body)
+    if len(lines) % 2:
+        raise illegal_argument("The bulk request must be terminated by a newline [\\n]")
+    parts: list[bytes] = []
+    append = parts.append
+    loads = orjson.loads
+    # name -> (index, item prefix, item middle, ids set) for successful writes
+    targets: dict[str, tuple[Index, bytes, bytes, set[str]]] = {}
+    errors = False
+    created = 0
+    conflicts = 0
+    for line_no, line in enumerate(lines[0::2]):
+        action = loads(line)
+        meta = action.get("create")
+        op = "create"
+        if meta is None or len(action) != 1:
+            op, meta = _parse_action(line, line_no * 2 + 1)
+            if op not in ("create", "index"):
+                raise illegal_argument(f"count-only mode does not support [{op}] actions")
+        name = meta.get("_index") or default_index
+        if name is None:
+            raise EsError(
+                400,
+                "action_request_validation_exception",
+                "Validation Failed: 1: index is missing;",
+            )
+        target = targets.get(name)
+        if target is None:
+            try:
+                index = store.get_write_index(name, op_type=op)
+            except EsError as exc:
+                errors = True
+                stats.items_by_status[exc.status] += 1
+                append(orjson.dumps(_failure(op, name, meta.get("_id"), exc.status, exc.inner())))
+                continue
+            prefix = b'{"' + op.encode() + b'":{"_index":"' + index.name.encode() + b'","_id":"'
+            middle = (
+                b'","_version":1,"result":"created","_shards":'
+                + orjson.dumps(index.shards_info)
+                + b',"_seq_no":'
+            )
+            target = targets[name] = (index, prefix, middle, index.ids)
+        index, prefix, middle, ids = target
+        doc_id = meta.get("_id")
+        if doc_id is None:
+            doc_id = f"{_id_prefix}{next(_counter):08x}"
+        elif detect_duplicates:
+            if doc_id in ids:
+                errors = True
+                conflicts += 1
+                err = orjson.dumps(_conflict(index, doc_id, 1))
+                append(b'%s%s","status":409,"error":%s}}' % (prefix, doc_id.encode(), err))
+                continue
+            ids.add(doc_id)
+        seq = index.count
+        index.count = seq + 1
+        created += 1
+        append(
+            b'%s%s%s%d,"_primary_term":1,"status":201}}' % (prefix, doc_id.encode(), middle, seq)
+        )
+    for index, *_ in targets.values():
+        index.seq_no = index.count
+    stats.items_by_status[201] += created
+    if conflicts:
+        stats.items_by_status[409] += conflicts
+    return b'{"errors":%s,"took":0,"items":[%s]}' % (
+        b"true" if errors else b"false",
+        b",".join(parts),
+    )

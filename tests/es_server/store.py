@@ -1,0 +1,489 @@
+"""Cluster state: indices, data streams, composable/component templates, ILM policies.
+
+A single-node cluster, like a developer's ES container: every index has one primary shard and the
+default ``number_of_replicas: 1``, so indices are yellow and write results report
+``_shards: {total: 2, successful: 1}`` unless a template sets replicas to 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import fnmatch
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import EsError, illegal_argument, index_not_found, java_list
+from .mapping import Mappings
+
+
+def new_uuid() -> str:
+    """22 url-safe base64 characters, the form of ES index and cluster UUIDs."""
+    return base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+
+
+_id_counter = itertools.count()
+
+
+def new_doc_id() -> str:
+    """20 url-safe base64 characters like ES's time-based auto ids (15 bytes: time + seq + rnd)."""
+    raw = (
+        time.time_ns().to_bytes(8, "big")[2:]
+        + (next(_id_counter) & 0xFFFFFF).to_bytes(3, "big")
+        + os.urandom(6)
+    )
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+@dataclass
+class Doc:
+    source: dict[str, Any]
+    seq_no: int
+    version: int = 1
+
+
+@dataclass
+class Index:
+    name: str
+    uuid: str
+    mappings: Mappings
+    settings: dict[str, Any]
+    data_stream: str | None = None
+    docs: dict[str, Doc] = field(default_factory=dict)
+    seq_no: int = 0
+    refreshed_seq_no: int = 0
+    last_refresh: float = field(default_factory=time.monotonic)
+    created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    # count-only mode: no sources, only counts and (optionally) ids for duplicate detection.
+    count: int = 0
+    ids: set[str] = field(default_factory=set)
+
+    @property
+    def replicas(self) -> int:
+        return int(self.settings.get("index.number_of_replicas", 1))
+
+    @property
+    def shards_info(self) -> dict[str, int]:
+        return {"total": 1 + self.replicas, "successful": 1, "failed": 0}
+
+    @property
+    def ignore_malformed(self) -> bool:
+        return str(self.settings.get("index.mapping.ignore_malformed", "false")).lower() == "true"
+
+    def refresh(self) -> None:
+        self.refreshed_seq_no = self.seq_no
+        self.last_refresh = time.monotonic()
+
+    def maybe_auto_refresh(self) -> None:
+        # ES refreshes every index.refresh_interval (1s); a search sees older writes only.
+        interval = _parse_interval(self.settings.get("index.refresh_interval", "1s"))
+        if interval is not None and time.monotonic() - self.last_refresh >= interval:
+            self.refresh()
+
+    def visible_docs(self) -> list[tuple[str, Doc]]:
+        limit = self.refreshed_seq_no
+        return [(i, d) for i, d in self.docs.items() if d.seq_no < limit]
+
+    def doc_count(self) -> int:
+        return self.count if not self.docs and self.count else len(self.docs)
+
+
+def _parse_interval(value: Any) -> float | None:
+    text = str(value)
+    if text == "-1":
+        return None
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * units[unit]
+    return float(text)
+
+
+@dataclass
+class DataStream:
+    name: str
+    template: str
+    indices: list[str]
+    created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    generation: int = 1
+    hidden: bool = False
+
+
+def flatten_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_settings(value, full + "."))
+        else:
+            out[full] = value
+    return {(k if k.startswith("index.") else f"index.{k}"): v for k, v in out.items()}
+
+
+def nest_settings(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = (
+            value
+            if isinstance(value, (str, list))
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
+    return out
+
+
+def patterns_overlap(a: str, b: str) -> bool:
+    """Whether two simple ``*`` globs can match a common name (ES intersects their automata)."""
+
+    def match(p: str, q: str) -> bool:
+        if not p:
+            return all(c == "*" for c in q)
+        if not q:
+            return all(c == "*" for c in p)
+        if p[0] == "*":
+            return match(p[1:], q) or match(p, q[1:])
+        if q[0] == "*":
+            return match(q[1:], p) or match(q, p[1:])
+        return p[0] == q[0] and match(p[1:], q[1:])
+
+    return match(a, b)
+
+
+def builtin_templates(major: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The x-pack ``logs`` template and the components it uses, trimmed to what shapes documents."""
+    version = 15 if major == 8 else 16
+    meta = {"managed": True}
+    components = {
+        "logs@mappings": {
+            "template": {
+                "mappings": {
+                    "date_detection": False,
+                    "properties": {
+                        "@timestamp": {"type": "date"},
+                        "data_stream.type": {"type": "constant_keyword", "value": "logs"},
+                        "data_stream.dataset": {"type": "constant_keyword"},
+                        "data_stream.namespace": {"type": "constant_keyword"},
+                    },
+                }
+            },
+            "version": version,
+            "_meta": dict(
+                meta, description="default mappings for the logs index template installed by x-pack"
+            ),
+        },
+        "logs@settings": {
+            "template": {
+                "settings": {
+                    "index": {
+                        "lifecycle": {"name": "logs"},
+                        "codec": "best_compression",
+                        "mapping": {"ignore_malformed": True},
+                        "default_pipeline": "logs@default-pipeline",
+                    }
+                }
+            },
+            "version": version,
+            "_meta": dict(
+                meta, description="default settings for the logs index template installed by x-pack"
+            ),
+        },
+        "ecs@mappings": {
+            "template": {
+                "mappings": {
+                    "dynamic_templates": [
+                        {
+                            "ecs_timestamp": {
+                                "match": "@timestamp",
+                                "mapping": {"type": "date", "ignore_malformed": False},
+                            }
+                        },
+                        {
+                            "ecs_message_match_only_text": {
+                                "path_match": ["message", "*.message"],
+                                "mapping": {"type": "match_only_text"},
+                            }
+                        },
+                        {
+                            "ecs_flattened": {
+                                "path_match": ["*structured_data", "*exports", "*imports"],
+                                "mapping": {"type": "flattened"},
+                            }
+                        },
+                        {
+                            "all_strings_to_keywords": {
+                                "match_mapping_type": "string",
+                                "mapping": {"type": "keyword", "ignore_above": 1024},
+                            }
+                        },
+                    ]
+                }
+            },
+            "version": version,
+            "_meta": dict(meta, description="dynamic mappings based on ECS, installed by x-pack"),
+        },
+    }
+    templates = {
+        "logs": {
+            "index_patterns": ["logs-*-*"],
+            "composed_of": ["logs@mappings", "logs@settings", "logs@custom", "ecs@mappings"],
+            "priority": 100,
+            "version": version,
+            "_meta": dict(meta, description="default logs template installed by x-pack"),
+            "data_stream": {"hidden": False, "allow_custom_routing": False},
+            "allow_auto_create": True,
+            "ignore_missing_component_templates": ["logs@custom"],
+        }
+    }
+    return templates, components
+
+
+class Store:
+    def __init__(self, major: int, *, builtin_logs_template: bool = True) -> None:
+        self.major = major
+        self.indices: dict[str, Index] = {}
+        self.data_streams: dict[str, DataStream] = {}
+        self.templates: dict[str, dict[str, Any]] = {}
+        self.components: dict[str, dict[str, Any]] = {}
+        self.ilm_policies: dict[str, dict[str, Any]] = {}
+        self.pits: dict[str, list[tuple[str, list[tuple[str, Doc]]]]] = {}
+        if builtin_logs_template:
+            templates, components = builtin_templates(major)
+            self.templates.update(templates)
+            self.components.update(components)
+            self.ilm_policies["logs"] = {
+                "version": 1,
+                "modified_date": "2024-01-01T00:00:00.000Z",
+                "policy": {
+                    "phases": {
+                        "hot": {
+                            "min_age": "0ms",
+                            "actions": {
+                                "rollover": {"max_age": "30d", "max_primary_shard_size": "50gb"}
+                            },
+                        }
+                    },
+                    "_meta": {
+                        "description": "default policy for the logs index template installed by x-pack",
+                        "managed": True,
+                    },
+                },
+            }
+
+    # -- templates ------------------------------------------------------------------------
+    def put_template(self, name: str, body: dict[str, Any], create: bool = False) -> None:
+        if create and name in self.templates:
+            raise illegal_argument(f"index template [{name}] already exists")
+        patterns = body.get("index_patterns")
+        if patterns is None:
+            raise illegal_argument("Required [index_patterns]")
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        body = dict(body, index_patterns=patterns)
+        priority = int(body.get("priority") or 0)
+        clashes: dict[str, list[str]] = {}
+        for other_name, other in self.templates.items():
+            if other_name == name or int(other.get("priority") or 0) != priority:
+                continue
+            if any(patterns_overlap(p, q) for p in patterns for q in other["index_patterns"]):
+                clashes[other_name] = other["index_patterns"]
+        if clashes:
+            names = ",".join(clashes)
+            detail = ",".join(f"{n} => {java_list(p)}" for n, p in clashes.items())
+            raise illegal_argument(
+                f"index template [{name}] has index patterns {java_list(patterns)} matching "
+                f"patterns from existing templates [{names}] with patterns ({detail}) that have "
+                f"the same priority [{priority}], multiple index templates may not match during "
+                "index creation, please use a different priority"
+            )
+        ignore = set(body.get("ignore_missing_component_templates", []))
+        missing = [
+            c for c in body.get("composed_of", []) if c not in self.components and c not in ignore
+        ]
+        if missing:
+            raise EsError(
+                400,
+                "invalid_index_template_exception",
+                f"index_template [{name}] invalid, cause [index template [{name}] specifies "
+                f"component templates {java_list(missing)} that do not exist]",
+            )
+        self.templates[name] = copy.deepcopy(body)
+
+    def matching_template(self, index_name: str) -> tuple[str, dict[str, Any]] | None:
+        best: tuple[str, dict[str, Any]] | None = None
+        for name, tpl in self.templates.items():
+            if not any(fnmatch.fnmatchcase(index_name, p) for p in tpl["index_patterns"]):
+                continue
+            if best is None or int(tpl.get("priority") or 0) > int(best[1].get("priority") or 0):
+                best = (name, tpl)
+        return best
+
+    def resolve_template(self, tpl: dict[str, Any]) -> tuple[Mappings, dict[str, Any]]:
+        mappings = Mappings()
+        settings: dict[str, Any] = {}
+        parts = [
+            self.components[c]["template"]
+            for c in tpl.get("composed_of", [])
+            if c in self.components
+        ]
+        parts.append(tpl.get("template", {}))
+        for part in parts:
+            if "mappings" in part:
+                mappings.merge(part["mappings"])
+            if "settings" in part:
+                settings.update(flatten_settings(part["settings"]))
+        return mappings, settings
+
+    # -- indices and data streams ---------------------------------------------------------
+    def get_write_index(self, name: str, *, op_type: str, auto_create: bool = True) -> Index:
+        """The index a write to ``name`` lands in, creating it (or a data stream) on demand."""
+        ds = self.data_streams.get(name)
+        if ds is not None:
+            if op_type != "create":
+                raise illegal_argument(
+                    "only write ops with an op_type of create are allowed in data streams"
+                )
+            return self.indices[ds.indices[-1]]
+        index = self.indices.get(name)
+        if index is not None:
+            return index
+        validate_index_name(name)
+        match = self.matching_template(name)
+        if match is not None and "data_stream" in match[1]:
+            if op_type != "create":
+                raise illegal_argument(
+                    "only write ops with an op_type of create are allowed in data streams"
+                )
+            return self.indices[self.create_data_stream(name, match).indices[-1]]
+        if not auto_create:
+            raise index_not_found(name)
+        return self.create_index(name, match[1] if match else None)
+
+    def create_index(
+        self, name: str, template: dict[str, Any] | None, body: dict[str, Any] | None = None
+    ) -> Index:
+        mappings, settings = self.resolve_template(template) if template else (Mappings(), {})
+        if body:
+            if "mappings" in body:
+                mappings.merge(body["mappings"])
+            if "settings" in body:
+                settings.update(flatten_settings(body["settings"]))
+        index = Index(name=name, uuid=new_uuid(), mappings=mappings, settings=settings)
+        self.indices[name] = index
+        return index
+
+    def create_data_stream(
+        self, name: str, match: tuple[str, dict[str, Any]] | None = None
+    ) -> DataStream:
+        if match is None:
+            match = self.matching_template(name)
+        if match is None or "data_stream" not in match[1]:
+            raise illegal_argument(f"no matching index template found for data stream [{name}]")
+        tpl_name, tpl = match
+        day = time.strftime("%Y.%m.%d", time.gmtime())
+        backing = f".ds-{name}-{day}-000001"
+        index = self.create_index(backing, tpl)
+        index.data_stream = name
+        if index.mappings.field_type("@timestamp") is None:
+            # ES adds this mapping itself when the template does not map @timestamp.
+            index.mappings.merge({"properties": {"@timestamp": {"type": "date"}}})
+        ds = DataStream(
+            name=name,
+            template=tpl_name,
+            indices=[backing],
+            hidden=bool(tpl["data_stream"].get("hidden", False)),
+        )
+        self.data_streams[name] = ds
+        return ds
+
+    def resolve_read(self, expression: str, *, ignore_unavailable: bool = False) -> list[Index]:
+        """Concrete indices for a search target: names, data streams, wildcards, comma lists."""
+        out: dict[str, Index] = {}
+        for part in expression.split(","):
+            part = part.strip()
+            if part in ("", "_all", "*"):
+                part = "*"
+            if "*" in part:
+                for ds_name, ds in self.data_streams.items():
+                    if fnmatch.fnmatchcase(ds_name, part) and not ds.hidden:
+                        for n in ds.indices:
+                            out[n] = self.indices[n]
+                for name, index in self.indices.items():
+                    if fnmatch.fnmatchcase(name, part) and not name.startswith("."):
+                        out[name] = index
+                continue
+            if part in self.data_streams:
+                for n in self.data_streams[part].indices:
+                    out[n] = self.indices[n]
+            elif part in self.indices:
+                out[part] = self.indices[part]
+            elif not ignore_unavailable:
+                raise index_not_found(part)
+        return list(out.values())
+
+    def delete_index(self, expression: str) -> None:
+        targets = []
+        for part in expression.split(","):
+            if part in self.data_streams:
+                raise illegal_argument(
+                    f"The provided expression [{part}] matches a data stream, specify the "
+                    "corresponding concrete indices instead."
+                )
+            if "*" in part:
+                targets += [
+                    n
+                    for n in self.indices
+                    if fnmatch.fnmatchcase(n, part) and not n.startswith(".")
+                ]
+            elif part in self.indices:
+                targets.append(part)
+            else:
+                raise index_not_found(part)
+        for name in targets:
+            index = self.indices.pop(name)
+            if index.data_stream and index.data_stream in self.data_streams:
+                ds = self.data_streams[index.data_stream]
+                ds.indices = [i for i in ds.indices if i != name]
+
+    def delete_data_stream(self, expression: str) -> None:
+        names: list[str] = []
+        for part in expression.split(","):
+            if "*" in part:
+                names += [n for n in self.data_streams if fnmatch.fnmatchcase(n, part)]
+            elif part in self.data_streams:
+                names.append(part)
+            else:
+                raise index_not_found(part)
+        for name in names:
+            ds = self.data_streams.pop(name)
+            for index_name in ds.indices:
+                self.indices.pop(index_name, None)
+
+
+def validate_index_name(name: str) -> None:
+    def bad(why: str) -> EsError:
+        return EsError(
+            400,
+            "invalid_index_name_exception",
+            f"Invalid index name [{name}], {why}",
+            extra={"index_uuid": "_na_", "index": name},
+        )
+
+    if name != name.lower():
+        raise bad("must be lowercase")
+    if name[:1] in ("_", "-", "+"):
+        raise bad("must not start with '_', '-', or '+'")
+    for ch in ' "*\\<|,>/?':
+        if ch in name:
+            raise bad('must not contain the following characters [ , ", *, \\, <, |, ,, >, /, ?]')
+    if name in (".", ".."):
+        raise bad("must not be '.' or '..'")
+    if len(name.encode()) > 255:
+        raise bad("index name is too long, (" + str(len(name.encode())) + " > 255)")
