@@ -286,7 +286,7 @@ class JsonConfig(_Closed):
 
 
 class RedactionRule(_Closed):
-    name: str = Field(description="Names the rule in metrics (shipper_redactions_total).")
+    id: str = Field(min_length=1, description="Names the rule in metrics and the record count.")
     pattern: str = Field(description="Regex whose matches are replaced.")
     replacement: str | None = Field(
         default=None, description="Replacement (\\1 and \\g<name> allowed); default: mask."
@@ -321,7 +321,7 @@ class RedactionConfig(_Closed):
 
 
 class DropRule(ContainerRule):
-    name: str = Field(description="Names the rule in metrics (shipper_dropped_records_total).")
+    id: str = Field(min_length=1, description="Names the rule in metrics.")
     message_pattern: str | None = Field(
         default=None, description="Regex searched in the final message (after JSON decoding)."
     )

@@ -1,0 +1,69 @@
+"""Which containers are shipped: a pure decision from the container's metadata and config.
+
+Precedence, first that applies decides:
+  1. the shipper's own container: not shipped unless `ship_own_container` (a feedback loop:
+     each line shipped could log another line);
+  2. label `shipper.enable=false`: not shipped (the app team opted out);
+  3. a config `exclude` rule matches: not shipped (exclude wins over every include);
+  4. label `shipper.enable=true`, or a config `include` rule matches: shipped;
+  5. otherwise: shipped in mode `all` when there are no include rules; not shipped in mode
+     `opt_in`, or when include rules exist (they then list what is wanted).
+A rule matches when all its conditions hold: label selectors (`key`, `key=value`,
+`key!=value` where a missing label counts as "not equal"), name glob, image glob, Compose
+project glob. Globs are case-sensitive fnmatch patterns (`*`, `?`, `[...]`).
+Evaluated when a container starts, so renaming or relabelling takes effect at its next start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
+
+from shipper.config import SelectionConfig, SelectionRule
+from shipper.model import ContainerMeta
+from shipper.pipeline.labels import ENABLE, parse_bool
+
+_MIN_ID_PREFIX = 12  # the short id Docker uses as the container's hostname
+
+
+def is_own_container(container_id: str, own_container_id: str | None) -> bool:
+    """Ids match when one is a prefix of the other (the shipper may only know its short id)."""
+    if not own_container_id or len(own_container_id) < _MIN_ID_PREFIX:
+        return False
+    return container_id.startswith(own_container_id) or own_container_id.startswith(container_id)
+
+
+def label_selector_matches(selector: str, container_labels: Mapping[str, str]) -> bool:
+    if "!=" in selector:
+        key, _, value = selector.partition("!=")
+        return container_labels.get(key) != value
+    key, eq, value = selector.partition("=")
+    if not eq:
+        return key in container_labels
+    return container_labels.get(key) == value
+
+
+def rule_matches(rule: SelectionRule, meta: ContainerMeta) -> bool:
+    if rule.name is not None and not fnmatchcase(meta.name, rule.name):
+        return False
+    if rule.image is not None and not fnmatchcase(meta.image, rule.image):
+        return False
+    if rule.compose_project is not None:
+        project = meta.compose_project
+        if project is None or not fnmatchcase(project, rule.compose_project):
+            return False
+    return all(label_selector_matches(s, meta.labels) for s in rule.labels)
+
+
+def should_ship(meta: ContainerMeta, cfg: SelectionConfig, own_container_id: str | None) -> bool:
+    """True if this container's logs are shipped; see the module docstring for precedence."""
+    if not cfg.ship_own_container and is_own_container(meta.id, own_container_id):
+        return False
+    enabled = parse_bool(meta.labels.get(ENABLE))
+    if enabled is False:
+        return False
+    if any(rule_matches(rule, meta) for rule in cfg.exclude):
+        return False
+    if enabled or any(rule_matches(rule, meta) for rule in cfg.include):
+        return True
+    return cfg.mode == "all" and not cfg.include
