@@ -49,9 +49,9 @@ class LogRecord(NamedTuple):
     """One log event of one container, as it leaves the Docker stage.
 
     (container_id, timestamp_ns, stream, seq) identifies the line uniquely and is what the
-    deterministic Elasticsearch `_id` is derived from. `seq` counts the lines of this container
-    that came before this one with the very same timestamp (any stream), so the identity is
-    the same whichever way (logs API or json-file) and however often the line is read.
+    deterministic Elasticsearch `_id` is derived from. `seq` counts the lines of the same
+    container and stream that came before this one with the very same timestamp, so the
+    identity is the same whichever way (logs API or json-file) and however often it is read.
     """
 
     container_id: str

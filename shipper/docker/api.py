@@ -34,6 +34,10 @@ class ContainerGone(PermanentError):
     """The container no longer exists (404)."""
 
 
+class LogsNotReadable(PermanentError):
+    """The container's log driver keeps no readable logs (e.g. `none`, or no dual logging)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ContainerEvent:
     action: str  # start, die, destroy, rename, ...
@@ -154,6 +158,9 @@ class DockerClient:
         async with self._get(path, params, timeout_s=None) as response:
             if response.status == 404:
                 raise ContainerGone(f"container {container_id} no longer exists")
+            if response.status == 501:
+                text = (await response.read())[:500].decode("utf-8", "replace")
+                raise LogsNotReadable(f"logs of {container_id} cannot be read: {text}")
             if response.status != 200:
                 text = (await response.read())[:500].decode("utf-8", "replace")
                 raise DockerUnavailable(f"logs of {container_id}: HTTP {response.status} {text}")

@@ -85,9 +85,9 @@ def format_timestamp(ns: int) -> str:
 class LogStreamDecoder:
     """Turns the logs API body of one container into records, chunk by chunk.
 
-    Keeps, per container, the count of records already seen at each recent timestamp, so each
-    record gets its `seq` (position among lines with the same timestamp) whichever chunk or
-    reconnect it arrives in, as long as the decoder lives as long as the stream position.
+    Each record gets its `seq`: its position among the lines of its stream that carry the same
+    timestamp. A decoder started at a checkpoint's `since` computes the same `seq`s as one that
+    read from the start, because every line with a timestamp at or after `since` is re-read.
     """
 
     def __init__(
@@ -103,7 +103,9 @@ class LogStreamDecoder:
         self._pending = b""  # bytes received but not yet parsed (a split header/frame)
         # Per stream: (timestamp_ns, parts, bytes kept, bytes seen) of a line Docker split.
         self._partial: dict[str, tuple[int, list[bytes], int, int]] = {}
-        self._seq_at: dict[int, int] = {}
+        self._run_ts: dict[str, int] = {}
+        self._run_count: dict[str, int] = {}
+        self._newest_ts = 0
         self._tty_message_ts: int | None = None  # TTY: timestamp of the message being read
         self._tty_message_bytes = 0
         self.invalid_timestamps = 0
@@ -254,10 +256,18 @@ class LogStreamDecoder:
     def _record(
         self, stream: str, ts: int, content: bytes, size: int, flags: tuple[str, ...]
     ) -> LogRecord:
-        seq = self._seq_at.get(ts, 0)
-        self._seq_at[ts] = seq + 1
-        if len(self._seq_at) > 8192:
-            self._forget_old_timestamps(ts)
+        # seq: position of this line among the lines of its stream with the same timestamp.
+        # Docker stamps each stream's lines in order from one goroutine, so equal timestamps
+        # of a stream are adjacent and a run counter per stream is exact, in O(1) memory.
+        if ts == self._run_ts.get(stream):
+            seq = self._run_count[stream]
+            self._run_count[stream] = seq + 1
+        else:
+            seq = 0
+            self._run_ts[stream] = ts
+            self._run_count[stream] = 1
+        if ts > self._newest_ts:
+            self._newest_ts = ts
         try:
             message = content.decode("utf-8")
         except UnicodeDecodeError:
@@ -265,14 +275,8 @@ class LogStreamDecoder:
             flags = (*flags, "invalid_utf8")
         return LogRecord(self.container_id, ts, stream, seq, message, flags, None, size)
 
-    def _forget_old_timestamps(self, newest: int) -> None:
-        # Lines with the same timestamp arrive together (Docker stamps each read once), so
-        # counts older than a minute can never be needed again.
-        horizon = newest - 60 * 1_000_000_000
-        self._seq_at = {ts: n for ts, n in self._seq_at.items() if ts >= horizon}
-
     def _last_timestamp(self) -> int:
-        return max(self._seq_at) if self._seq_at else 0
+        return self._newest_ts
 
 
 def _cut_at_character_boundary(content: bytes) -> bytes:

@@ -49,7 +49,7 @@ def test_multiplexed_lines_keep_stream_timestamp_and_text() -> None:
     assert [(r.timestamp_ns, r.stream, r.seq, r.message) for r in records] == [
         (TS1_NS, "stdout", 0, "hello"),
         (parse_timestamp(TS2), "stderr", 0, "oops"),
-        (parse_timestamp(TS2), "stdout", 1, ""),  # empty line is a record; same ts → seq 1
+        (parse_timestamp(TS2), "stdout", 0, ""),  # other stream: its own count
     ]
     assert records[0].size == 5
 
@@ -60,12 +60,14 @@ def test_chunks_split_anywhere_give_the_same_records() -> None:
     for cut in (1, 3, 7, 8, 9, 30, 31, 32, 100):
         pieces = [body[i : i + cut] for i in range(0, len(body), cut)]
         assert decode_all(pieces) == whole
-    assert [r.seq for r in whole] == list(range(50))
+    assert [r.seq for r in whole] == [i // 2 for i in range(50)]  # per stream
 
 
 def test_docker_partials_are_joined_into_one_record() -> None:
     part = b"x" * DOCKER_PARTIAL_BYTES
-    body = message(TS1, part) + message(TS1, part) + message(TS1, b"end\n") + message(TS2, b"next\n")
+    body = (
+        message(TS1, part) + message(TS1, part) + message(TS1, b"end\n") + message(TS2, b"next\n")
+    )
     records = decode_all([body])
     assert [len(r.message) for r in records] == [2 * DOCKER_PARTIAL_BYTES + 3, 4]
     assert records[0].message.endswith("xend")
@@ -160,4 +162,9 @@ def test_any_chunking_yields_every_line_once_in_order(
     assert [(r.stream, r.message) for r in records] == [
         ("stdout" if s == 1 else "stderr", c.decode("utf-8", "replace")) for s, c in lines
     ]
-    assert [r.seq for r in records] == list(range(len(lines)))
+    per_stream = {1: 0, 2: 0}
+    expected_seq = []
+    for stream, _ in lines:
+        expected_seq.append(per_stream[stream])
+        per_stream[stream] += 1
+    assert [r.seq for r in records] == expected_seq
