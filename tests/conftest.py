@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +24,9 @@ pytest_plugins = ["tests.es_server.fixtures"]
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    client = docker.DockerClient(
+        base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    )
     try:
         client.ping()
     except Exception as exc:  # pragma: no cover - the environment is broken, say so
@@ -54,10 +57,8 @@ def containers(docker_client: docker.DockerClient) -> Iterator[ContainerFactory]
 
     yield run
     for container in created:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
 
 
 @pytest.fixture
@@ -65,7 +66,9 @@ def shipper_factory(tmp_path: Path) -> Iterator[Callable[..., ShipperProcess]]:
     """Builds ShipperProcess objects (not started); all are killed at teardown."""
     made: list[ShipperProcess] = []
 
-    def make(es_url: str | None, config: dict[str, Any] | None = None, name: str = "shipper") -> ShipperProcess:
+    def make(
+        es_url: str | None, config: dict[str, Any] | None = None, name: str = "shipper"
+    ) -> ShipperProcess:
         workdir = tmp_path / name
         workdir.mkdir(exist_ok=True)
         process = ShipperProcess(workdir, es_url, config)

@@ -14,11 +14,11 @@ from tests.support.docker_logs import Line, lines_of_documents, reference_lines
 DATA_STREAM = "logs-docker-default"
 
 
-async def documents_of(es: Any, container_id: str, index: str = DATA_STREAM) -> list[dict[str, Any]]:
+async def documents_of(
+    es: Any, container_id: str, index: str = DATA_STREAM
+) -> list[dict[str, Any]]:
     documents = await es.probe.fetch_all(index)
-    return [
-        d for d in documents if (d["_source"].get("container") or {}).get("id") == container_id
-    ]
+    return [d for d in documents if (d["_source"].get("container") or {}).get("id") == container_id]
 
 
 async def wait_for_documents(
@@ -50,7 +50,9 @@ async def assert_shipped_exactly_once(
 ) -> tuple[list[Line], list[dict[str, Any]]]:
     """Every line Docker has for the container is in Elasticsearch once, byte for byte."""
     expected = await asyncio.to_thread(reference_lines, client, container_id)
-    documents = await wait_for_documents(es, container_id, len(expected), timeout_s=timeout_s, index=index)
+    documents = await wait_for_documents(
+        es, container_id, len(expected), timeout_s=timeout_s, index=index
+    )
     actual = lines_of_documents(documents)
     missing = Counter(expected) - Counter(actual)
     extra = Counter(actual) - Counter(expected)

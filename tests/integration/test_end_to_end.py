@@ -30,7 +30,9 @@ async def test_every_line_of_every_kind_of_container_arrives_exactly_once(
     exited_before = containers(
         'for i in $(seq 1 30); do echo "before out $i"; echo "before err $i" >&2; done'
     )
-    running_before = containers('for i in $(seq 1 20); do echo "tick $i"; sleep 0.05; done; sleep 600')
+    running_before = containers(
+        'for i in $(seq 1 20); do echo "tick $i"; sleep 0.05; done; sleep 600'
+    )
     await wait_exit(exited_before)
 
     shipper = shipper_factory(es_server.url)

@@ -59,7 +59,15 @@ class ShipperProcess:
         assert self.process is None or self.process.poll() is not None
         self.starts += 1
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shipper", "run", "--config", str(self.config_path), *extra_args],
+            [
+                sys.executable,
+                "-m",
+                "shipper",
+                "run",
+                "--config",
+                str(self.config_path),
+                *extra_args,
+            ],
             stdout=open(self.stdout_path, "ab"),  # noqa: SIM115 - the child owns it
             stderr=open(self.stderr_path, "ab"),  # noqa: SIM115
             env={**os.environ, **(env or {})},

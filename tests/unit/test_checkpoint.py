@@ -37,7 +37,9 @@ def test_checkpoint_counts_lines_in_the_slack_window() -> None:
     cut=st.integers(min_value=0, max_value=40),
     second_cut=st.integers(min_value=0, max_value=40),
 )
-def test_resume_emits_exactly_the_lines_not_taken(stream: list[int], cut: int, second_cut: int) -> None:
+def test_resume_emits_exactly_the_lines_not_taken(
+    stream: list[int], cut: int, second_cut: int
+) -> None:
     # Timestamps may go backwards by less than the slack (stdout/stderr stamping jitter).
     stream = [max(ts, (max(stream[:i]) if i else 0) - S // 2) for i, ts in enumerate(stream)]
     cut = min(cut, len(stream))

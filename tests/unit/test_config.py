@@ -14,7 +14,7 @@ EXAMPLE = Path(__file__).parents[2] / "config" / "shipper.yml"
 
 def _keys(model: Any, prefix: str = "") -> set[str]:
     keys = set()
-    for name, field in type(model).model_fields.items():
+    for name in type(model).model_fields:
         value = getattr(model, name)
         keys.add(prefix + name)
         if hasattr(type(value), "model_fields") and type(value).model_fields:
@@ -48,7 +48,11 @@ def test_docker_host_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
     monkeypatch.setenv("DOCKER_CERT_PATH", "/certs")
     docker = parse_config({}).docker
-    assert (docker.host, docker.tls_verify, docker.cert_path) == ("tcp://10.0.0.5:2376", True, "/certs")
+    assert (docker.host, docker.tls_verify, docker.cert_path) == (
+        "tcp://10.0.0.5:2376",
+        True,
+        "/certs",
+    )
 
 
 @pytest.mark.parametrize(
@@ -64,7 +68,9 @@ def test_docker_host_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch
         ({"output": "kafka"}, "output", "'console'"),
     ],
 )
-def test_wrong_config_names_the_key_and_the_problem(raw: dict[str, Any], key: str, problem: str) -> None:
+def test_wrong_config_names_the_key_and_the_problem(
+    raw: dict[str, Any], key: str, problem: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(raw)
     assert caught.value.key == key

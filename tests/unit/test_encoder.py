@@ -45,7 +45,9 @@ def test_label_keys_with_dots_do_not_nest() -> None:
 
 def test_encoded_entry_is_a_create_action_and_the_ecs_document() -> None:
     doc = container_document(META, index="logs-docker-default", host_name="node-7")
-    record = LogRecord(META.id, 1795839223517053725, "stderr", 2, 'say "hi"\tüñí', ("invalid_utf8",))
+    record = LogRecord(
+        META.id, 1795839223517053725, "stderr", 2, 'say "hi"\tüñí', ("invalid_utf8",)
+    )
     (entry,) = encode_records([record], doc)
     assert entry.endswith(b"\n") and entry.count(b"\n") == 2
     action, source = decode_entry(entry)
