@@ -18,7 +18,7 @@ from typing import Protocol
 
 from shipper import telemetry
 from shipper.backoff import Backoff
-from shipper.docker.api import ContainerGone, DockerClient, DockerUnavailable
+from shipper.docker.api import ContainerGone, DockerClient, DockerUnavailable, LogsNotReadable
 from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
 from shipper.errors import DiskFullError
 from shipper.model import ContainerMeta, LogRecord
@@ -79,6 +79,16 @@ class ContainerFollower:
                 finished = await self._read_once(meta)
             except ContainerGone:
                 return
+            except LogsNotReadable as exc:
+                telemetry.warning(
+                    "logs_not_readable",
+                    "A container's log driver keeps no logs the Docker API can read; it is "
+                    "skipped (use the json-file or local driver, or enable dual logging).",
+                    container_id=self.container_id[:12],
+                    log_driver=meta.log_driver,
+                    error=str(exc),
+                )
+                return
             except DockerUnavailable as exc:
                 await self._pause(backoff, "log_stream_broken", exc)
                 continue
@@ -105,21 +115,24 @@ class ContainerFollower:
         )
         to_skip = start.skip
         follow = meta.running
+        chunks = 0
         async for chunk in self._docker.logs(
             self.container_id, since_ns=start.since_ns, follow=follow
         ):
+            chunks += 1
             records = decoder.feed(chunk)
             if records:
                 to_skip = await self._deliver(meta, records, to_skip)
-        # The stream ended. If the container still runs, the connection broke (or it was
-        # restarted meanwhile): reconnect from the checkpoint. Otherwise its last line may
-        # lack a newline: it is still a record.
-        try:
-            current: ContainerMeta | None = await self._docker.inspect(self.container_id)
-        except ContainerGone:
-            current = None
-        if follow and current is not None and current.running:
+        if follow:
+            # Whether the container stopped or the connection broke, read again from the
+            # checkpoint: a follow stream can end before it delivered a stopped container's
+            # last lines, and the next read, plain when the container has stopped, returns
+            # everything its log holds.
+            if chunks == 0:
+                await asyncio.sleep(0.1)  # a stream that ends at once must not spin
             return False
+        # A plain read returned the whole log: its last line may lack a newline, and it is
+        # still a record.
         tail = decoder.finish()
         if tail:
             await self._deliver(meta, tail, to_skip)

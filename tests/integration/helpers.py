@@ -17,7 +17,7 @@ DATA_STREAM = "logs-docker-default"
 async def documents_of(
     es: Any, container_id: str, index: str = DATA_STREAM
 ) -> list[dict[str, Any]]:
-    documents = await es.probe.fetch_all(index)
+    documents = await es.probe().fetch_all(index)
     return [d for d in documents if (d["_source"].get("container") or {}).get("id") == container_id]
 
 

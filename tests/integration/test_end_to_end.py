@@ -94,6 +94,7 @@ async def test_every_line_of_every_kind_of_container_arrives_exactly_once(
         "a_b": "nested",
         "evil": '"}{\\',
         "shipper_test": labelled["container"]["labels"]["shipper_test"],
+        "org_opencontainers_image_title": "shipper-test-busybox",  # the image's own label
     }
     container = every["labels"]
     assert labelled["container"]["id"] == container.id
@@ -142,7 +143,7 @@ async def test_two_hundred_containers_at_once(
         await asyncio.sleep(0.5)
     assert shipper.metric("shipper_containers_followed") >= 200
     await asyncio.sleep(6)  # every container has written its five lines
-    documents = await es_server.probe.fetch_all("logs-docker-default")
+    documents = await es_server.probe().fetch_all("logs-docker-default")
     by_container: dict[str, list[str]] = {}
     for document in documents:
         by_container.setdefault(document["_source"]["container"]["id"], []).append(

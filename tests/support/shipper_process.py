@@ -58,20 +58,15 @@ class ShipperProcess:
     def start(self, *extra_args: str, env: dict[str, str] | None = None) -> None:
         assert self.process is None or self.process.poll() is not None
         self.starts += 1
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shipper",
-                "run",
-                "--config",
-                str(self.config_path),
-                *extra_args,
-            ],
-            stdout=open(self.stdout_path, "ab"),  # noqa: SIM115 - the child owns it
-            stderr=open(self.stderr_path, "ab"),  # noqa: SIM115
-            env={**os.environ, **(env or {})},
-        )
+        command = [sys.executable, "-m", "shipper", "run", "--config", str(self.config_path)]
+        with open(self.stdout_path, "ab") as stdout, open(self.stderr_path, "ab") as stderr:
+            # The child inherits its own copies of the descriptors; ours close right away.
+            self.process = subprocess.Popen(
+                [*command, *extra_args],
+                stdout=stdout,
+                stderr=stderr,
+                env={**os.environ, **(env or {})},
+            )
 
     @property
     def metrics_url(self) -> str:
