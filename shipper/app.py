@@ -12,15 +12,18 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from shipper import telemetry
 from shipper.buffer import DiskBuffer
-from shipper.config import Config
+from shipper.config import Config, ProcessingConfig
 from shipper.docker.api import DockerClient, DockerUnavailable
+from shipper.docker.own_container import own_container_id
 from shipper.errors import ConfigError, DiskFullError
 from shipper.http import HttpServer
 from shipper.model import ContainerMeta, LogRecord
+from shipper.pipeline.metadata import container_fields
 from shipper.sinks.console.sink import ConsoleSink
 from shipper.sinks.elasticsearch import templates
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection, RequestFailed
@@ -34,20 +37,31 @@ from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.sources.checkpoint import CheckpointBook, CheckpointFileError, CheckpointStore
 from shipper.sources.discovery import Discovery
 from shipper.sources.follower import FollowerSettings
+from shipper.sources.selection import should_ship
 
 
 class BufferIntake:
     """Encodes a container's records once and appends them to the disk buffer."""
 
-    def __init__(self, buffer: DiskBuffer, index: str, host_name: str) -> None:
+    def __init__(
+        self,
+        buffer: DiskBuffer,
+        index: str,
+        host_name: str,
+        processing: Callable[[], ProcessingConfig],
+    ) -> None:
         self._buffer = buffer
         self._index = index
         self._host_name = host_name
+        self._processing = processing
         self._documents: dict[str, ContainerDocument] = {}
 
     def container_changed(self, meta: ContainerMeta) -> None:
         self._documents[meta.id] = container_document(
-            meta, index=self._index, host_name=self._host_name
+            meta,
+            index=self._index,
+            host_name=self._host_name,
+            extra_fields=container_fields(meta, self._processing()),
         )
 
     async def put(self, meta: ContainerMeta, records: list[LogRecord]) -> None:
@@ -67,6 +81,9 @@ class Shipper:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.storage = Path(config.storage.path)
+        # Selection and processing rules in force; followers and discovery read this at each
+        # container (re)start, so replacing it (reload) applies from the next start on.
+        self.processing: ProcessingConfig = config.processing
         self.http: HttpServer | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
@@ -107,12 +124,20 @@ class Shipper:
         connection: ElasticsearchConnection | None = None
         try:
             host_name = config.host_name or await _docker_host_name(docker)
-            intake = BufferIntake(buffer, config.elasticsearch.data_stream, host_name)
+            intake = BufferIntake(
+                buffer, config.elasticsearch.data_stream, host_name, lambda: self.processing
+            )
+            own_id = own_container_id()
             discovery = Discovery(
                 docker,
                 intake,
                 book,
-                FollowerSettings(max_backoff_s=config.docker.reconnect_max_backoff_s),
+                FollowerSettings(
+                    max_line_bytes=config.processing.max_line_bytes,
+                    max_backoff_s=config.docker.reconnect_max_backoff_s,
+                    processing=lambda: self.processing,
+                ),
+                select=lambda meta: should_ship(meta, self.processing.selection, own_id),
             )
             sink: ElasticsearchSink | ConsoleSink
             if config.output == "elasticsearch":

@@ -442,6 +442,11 @@ def _is_secret(key: str) -> bool:
     return any(word in key for word in ("password", "api_key", "token", "secret"))
 
 
+    max_line_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="A longer line is cut at a character boundary and flagged `truncated`.",
+    )
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -105,6 +105,28 @@ buffer_corrupt_segments = Counter(
     "shipper_buffer_corrupt_segments_total",
     "Buffer segments found corrupt and moved aside.",
     registry=REGISTRY,
+records_redacted = Counter(
+    "shipper_records_redacted_total",
+    "Records in which a redaction rule masked something, by rule or preset.",
+    ["rule"],
+    registry=REGISTRY,
+)
+json_parsed = Counter(
+    "shipper_json_parsed_total",
+    "Lines decoded as JSON objects into structured fields.",
+    registry=REGISTRY,
+)
+json_errors = Counter(
+    "shipper_json_errors_total",
+    "Lines that looked like JSON but were kept as plain text, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+multiline_events = Counter(
+    "shipper_multiline_events_total",
+    "Events joined from two or more lines.",
+    registry=REGISTRY,
+)
 )
 disk_full = Counter(
     "shipper_disk_full_total", "Writes refused for lack of disk space.", ["what"], registry=REGISTRY

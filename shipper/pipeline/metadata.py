@@ -83,8 +83,8 @@ def container_fields(meta: ContainerMeta, cfg: ProcessingConfig) -> dict[str, An
         if value:
             fields[path] = value
     image = parse_image_ref(meta.image)
-    if image.name:
-        fields["container.image.name"] = image.name
+    # container.image.name stays the reference exactly as the container was created with it
+    # (set by the encoder); its parts are added alongside.
     if image.tag:
         fields["container.image.tag"] = [image.tag]  # ECS: keyword array
     if image.digest:

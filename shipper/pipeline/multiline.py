@@ -223,6 +223,14 @@ class MultilineJoiner:
         deadlines = [s.last_s for s in self._streams.values() if s.lines]
         return min(deadlines) + self.spec.flush_timeout_s if deadlines else None
 
+    def pending_heads(self) -> list[tuple[int, str, int]]:
+        """(timestamp_ns, stream, seq) of the first line held for each stream."""
+        return [
+            (s.lines[0].timestamp_ns, s.lines[0].stream, s.lines[0].seq)
+            for s in self._streams.values()
+            if s.lines
+        ]
+
     def oldest_pending(self) -> tuple[int, int] | None:
         held = [
             (s.lines[0].timestamp_ns, s.lines[0].seq) for s in self._streams.values() if s.lines

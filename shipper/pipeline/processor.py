@@ -74,6 +74,11 @@ class ContainerProcessor:
         """Monotonic time at which `flush_due` will release something, if anything is held."""
         return None if self.multiline is None else self.multiline.next_deadline()
 
+    def pending_heads(self) -> list[tuple[int, str, int]]:
+        """(timestamp_ns, stream, seq) of each stream's first held line: exact identities, for
+        a caller that must find them in stream order (timestamps may cross between streams)."""
+        return [] if self.multiline is None else self.multiline.pending_heads()
+
     def oldest_pending(self) -> tuple[int, int] | None:
         """(timestamp_ns, seq) of the earliest line held in memory; checkpoint before it."""
         return None if self.multiline is None else self.multiline.oldest_pending()

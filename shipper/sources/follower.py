@@ -1,27 +1,35 @@
 """One task per container: read its logs from its checkpoint, hand records on, reconnect.
 
 The follower owns the container's stream position. It reads whole network chunks, turns
-them into records, hands each chunk's records to the intake (which returns once they are in
-the disk buffer; a full buffer makes it wait, and so reading pauses: Docker keeps the logs),
-and only then counts those lines as taken. Every (re)connection starts from the position's
-checkpoint with a fresh decoder and skips the lines counted in it, so a broken stream, a
-daemon restart or a shipper restart all resume the same way.
+them into records, runs them through the container's processor (multiline, JSON, drop,
+redact), hands the result to the intake (which returns once the records are in the disk
+buffer; a full buffer makes it wait, and so reading pauses: Docker keeps the logs), and only
+then counts those lines as taken.
+
+Lines a multiline event still holds in memory are not counted as taken: the checkpoint
+stops before the first of them in stream order, so after a crash they are read again and
+the same event (same first line, same `_id`) is rebuilt. Every (re)connection starts from
+the checkpoint with a fresh decoder and processor and skips the lines counted in it, so a
+broken stream, a daemon restart and a shipper restart all resume the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from shipper import telemetry
 from shipper.backoff import Backoff
+from shipper.config import ProcessingConfig
 from shipper.docker.api import ContainerGone, DockerClient, DockerUnavailable, LogsNotReadable
 from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
 from shipper.errors import DiskFullError
 from shipper.model import ContainerMeta, LogRecord
+from shipper.pipeline.processor import ContainerProcessor, build_processor
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint, StreamPosition
 
 
@@ -38,6 +46,8 @@ class FollowerSettings:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     slack_ns: int = DEFAULT_SLACK_NS
     max_backoff_s: float = 10.0
+    # Read at every (re)connection, so a reloaded config applies from the next one on.
+    processing: Callable[[], ProcessingConfig] = field(default=ProcessingConfig)
 
 
 class ContainerFollower:
@@ -48,7 +58,6 @@ class ContainerFollower:
         intake: Intake,
         start: Checkpoint | None,
         settings: FollowerSettings,
-        on_exit: Callable[[ContainerFollower], Awaitable[None]] | None = None,
     ) -> None:
         self.container_id = container_id
         self._docker = docker
@@ -58,6 +67,10 @@ class ContainerFollower:
         self.meta: ContainerMeta | None = None
         self.wake = asyncio.Event()  # set by discovery when the container starts again
         self.last_read_monotonic = 0.0
+        # (timestamp_ns, stream, seq) of lines read but not yet counted as taken, in stream
+        # order: only ever non-empty while a multiline event holds lines.
+        self._untaken: list[tuple[int, str, int]] = []
+        self._warned_labels = False
 
     def checkpoint(self) -> Checkpoint:
         return self.position.checkpoint()
@@ -108,21 +121,37 @@ class ContainerFollower:
         """One logs request from the checkpoint; True when the container has stopped."""
         start = self.position.checkpoint()
         # A fresh position from the checkpoint: the lines it skips are re-read and counted
-        # again, exactly as after a restart of the shipper.
+        # again, exactly as after a restart of the shipper. Held multiline lines are re-read
+        # too (they were never counted), so the processor starts afresh as well.
         self.position = StreamPosition(start, self._settings.slack_ns)
+        self._untaken = []
         decoder = LogStreamDecoder(
             self.container_id, tty=meta.tty, max_line_bytes=self._settings.max_line_bytes
         )
+        processor = build_processor(self._settings.processing(), meta)
+        if processor.warnings and not self._warned_labels:
+            self._warned_labels = True
+            for warning in processor.warnings:
+                telemetry.warning(
+                    "bad_container_label",
+                    "A shipper.* label of a container was ignored.",
+                    container_id=self.container_id[:12],
+                    reason=warning,
+                )
         to_skip = start.skip
         follow = meta.running
         chunks = 0
-        async for chunk in self._docker.logs(
-            self.container_id, since_ns=start.since_ns, follow=follow
+        async for chunk in self._chunks_with_ticks(
+            self._docker.logs(self.container_id, since_ns=start.since_ns, follow=follow),
+            processor,
         ):
+            if chunk is None:  # a tick: events of a quiet container whose time has come
+                await self._flush_due(meta, processor)
+                continue
             chunks += 1
             records = decoder.feed(chunk)
             if records:
-                to_skip = await self._deliver(meta, records, to_skip)
+                to_skip = await self._deliver(meta, records, to_skip, processor)
         if follow:
             # Whether the container stopped or the connection broke, read again from the
             # checkpoint: a follow stream can end before it delivered a stopped container's
@@ -132,13 +161,59 @@ class ContainerFollower:
                 await asyncio.sleep(0.1)  # a stream that ends at once must not spin
             return False
         # A plain read returned the whole log: its last line may lack a newline, and it is
-        # still a record.
+        # still a record; events still held are complete now.
         tail = decoder.finish()
         if tail:
-            await self._deliver(meta, tail, to_skip)
+            to_skip = await self._deliver(meta, tail, to_skip, processor)
+        held = processor.flush_all()
+        if held:
+            await self._put_durably(self.meta or meta, held)
+        self._take_settled(processor)
+        self._report(processor)
         return True
 
-    async def _deliver(self, meta: ContainerMeta, records: list[LogRecord], to_skip: int) -> int:
+    async def _chunks_with_ticks(
+        self, chunks: AsyncIterator[bytes], processor: ContainerProcessor
+    ) -> AsyncIterator[bytes | None]:
+        """The stream's chunks, with `None` whenever a held multiline event is due.
+
+        Waiting on a pending `__anext__` (never cancelling it) keeps the stream intact.
+        """
+        if processor.multiline is None:
+            async for chunk in chunks:
+                yield chunk
+            return
+        iterator = chunks.__aiter__()
+        pending: asyncio.Future[bytes] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(iterator.__anext__())
+                deadline = processor.next_flush_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done, _ = await asyncio.wait({pending}, timeout=timeout)
+                if not done:
+                    yield None
+                    continue
+                try:
+                    chunk = pending.result()
+                except StopAsyncIteration:
+                    return
+                pending = None
+                yield chunk
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                    await pending
+
+    async def _deliver(
+        self,
+        meta: ContainerMeta,
+        records: list[LogRecord],
+        to_skip: int,
+        processor: ContainerProcessor,
+    ) -> int:
         if to_skip:
             skipped = records[:to_skip]
             records = records[to_skip:]
@@ -147,10 +222,44 @@ class ContainerFollower:
             if not records:
                 return to_skip
         self._count(records)
-        await self._put_durably(self.meta or meta, records)
-        self.position.take([record.timestamp_ns for record in records])
+        if processor.active:
+            if processor.multiline is not None:
+                self._untaken.extend((r.timestamp_ns, r.stream, r.seq) for r in records)
+            out = processor.process(records)
+            if out:
+                await self._put_durably(self.meta or meta, out)
+            if processor.multiline is not None:
+                self._take_settled(processor)
+            else:
+                self.position.take([record.timestamp_ns for record in records])
+            self._report(processor)
+        else:
+            await self._put_durably(self.meta or meta, records)
+            self.position.take([record.timestamp_ns for record in records])
         self.last_read_monotonic = time.monotonic()
         return to_skip
+
+    async def _flush_due(self, meta: ContainerMeta, processor: ContainerProcessor) -> None:
+        out = processor.flush_due(time.monotonic())
+        if out:
+            await self._put_durably(self.meta or meta, out)
+        self._take_settled(processor)
+        self._report(processor)
+
+    def _take_settled(self, processor: ContainerProcessor) -> None:
+        """Counts as taken every read line before the first one a multiline event holds."""
+        if not self._untaken:
+            return
+        heads = set(processor.pending_heads())
+        cut = len(self._untaken)
+        if heads:
+            for index, identity in enumerate(self._untaken):
+                if identity in heads:
+                    cut = index
+                    break
+        if cut:
+            self.position.take([ts for ts, _, _ in self._untaken[:cut]])
+            del self._untaken[:cut]
 
     async def _put_durably(self, meta: ContainerMeta, records: list[LogRecord]) -> None:
         backoff = Backoff(base_s=0.5, cap_s=10.0)
@@ -164,7 +273,7 @@ class ContainerFollower:
                 telemetry.error(
                     "disk_full",
                     "The disk buffer is full (no space left on device); reading is paused.",
-                    container_id=self.container_id,
+                    container_id=self.container_id[:12],
                     error=str(exc),
                 )
                 await asyncio.sleep(backoff.next_delay_s())
@@ -186,6 +295,21 @@ class ContainerFollower:
         if stderr_lines:
             telemetry.lines_read.labels("stderr").inc(stderr_lines)
             telemetry.bytes_read.labels("stderr").inc(stderr_bytes)
+
+    def _report(self, processor: ContainerProcessor) -> None:
+        stats = processor.stats.take()
+        for rule, count in stats.dropped.items():
+            telemetry.records_dropped.labels(rule).inc(count)
+        for rule, count in stats.redacted.items():
+            telemetry.records_redacted.labels(rule).inc(count)
+        for reason, count in stats.json_errors.items():
+            telemetry.json_errors.labels(reason).inc(count)
+        if stats.json_parsed:
+            telemetry.json_parsed.inc(stats.json_parsed)
+        if stats.multiline_events:
+            telemetry.multiline_events.inc(stats.multiline_events)
+        if stats.multiline_splits:
+            telemetry.records_flagged.labels("multiline_split").inc(stats.multiline_splits)
 
     async def _pause(self, backoff: Backoff, kind: str, exc: Exception) -> None:
         delay = backoff.next_delay_s()

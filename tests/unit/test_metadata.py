@@ -55,7 +55,6 @@ def test_container_fields() -> None:
         "kubernetes.namespace": "shop",  # facts beat labels
         "kubernetes.pod.uid": "0d1e-22",
         "kubernetes.container.name": "app",
-        "container.image.name": "localhost:5000/team/app",
         "container.image.tag": ["1.2"],
         "container.image.hash.all": [DIGEST],
         "container.env.APP_VERSION": "1.2.0",
@@ -66,6 +65,5 @@ def test_container_fields() -> None:
 def test_plain_container_gets_only_image_fields() -> None:
     meta = ContainerMeta(id="a" * 64, name="x", image="busybox", env={"SECRET": "s"})
     assert container_fields(meta, ProcessingConfig()) == {
-        "container.image.name": "busybox",
         "container.image.tag": ["latest"],
     }
