@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import aiohttp
@@ -11,8 +12,18 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 
 
 class RecordingDockerProxy:
-    def __init__(self, socket_path: Path, upstream: str = "/var/run/docker.sock") -> None:
+    def __init__(
+        self,
+        socket_path: Path | None,
+        upstream: str = "/var/run/docker.sock",
+        *,
+        tcp_port: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Listens on a unix socket, or on 127.0.0.1:tcp_port (with TLS if given a context)."""
         self.socket_path = socket_path
+        self.tcp_port = tcp_port
+        self.ssl_context = ssl_context
         self.upstream = upstream
         self.requests: list[tuple[str, str]] = []  # (method, path without query)
         self._runner: web.AppRunner | None = None
@@ -20,6 +31,8 @@ class RecordingDockerProxy:
 
     @property
     def url(self) -> str:
+        if self.tcp_port is not None:
+            return f"tcp://127.0.0.1:{self.tcp_port}"
         return f"unix://{self.socket_path}"
 
     async def start(self) -> None:
@@ -32,7 +45,13 @@ class RecordingDockerProxy:
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.UnixSite(self._runner, str(self.socket_path)).start()
+        if self.tcp_port is not None:
+            site: web.BaseSite = web.TCPSite(
+                self._runner, "127.0.0.1", self.tcp_port, ssl_context=self.ssl_context
+            )
+        else:
+            site = web.UnixSite(self._runner, str(self.socket_path))
+        await site.start()
 
     async def stop(self) -> None:
         if self._runner is not None:
