@@ -1,23 +1,31 @@
-"""The operator's HTTP endpoints: /metrics (Prometheus), /healthz (alive), /readyz (useful).
+"""The operator's HTTP endpoints on `metrics.listen`.
 
-/healthz answers from the event loop itself, so a blocked or dead loop fails the probe.
-/readyz says whether the shipper can do its job right now: Docker API reachable and the
-output accepting writes, with the reason in the body when not.
+- `/metrics`: Prometheus text format.
+- `/healthz`: 200 while the process loop is alive. It answers from the event loop itself,
+  so a blocked or dead loop fails the probe (use it for liveness / Docker HEALTHCHECK).
+- `/readyz`: 200 `ready` when the shipper can do its job right now (Docker API reachable,
+  the output accepting writes); otherwise 503 `not ready` with one `- reason` line each
+  (use it for readiness).
+- `/status`: JSON for `shipper status`: buffer, per-container checkpoints and lag, dead
+  letters, readiness (see `shipper.commands.status` for the fields).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shipper.telemetry import REGISTRY
 
 ReadinessCheck = Callable[[], list[str]]  # the reasons it is not ready; empty when ready
+StatusReport = Callable[[], dict[str, Any]]
 
 
-def build_app(readiness: ReadinessCheck) -> web.Application:
+def build_app(readiness: ReadinessCheck, status: StatusReport | None = None) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(REGISTRY)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -33,19 +41,30 @@ def build_app(readiness: ReadinessCheck) -> web.Application:
             )
         return web.Response(text="ready\n")
 
+    async def status_json(_: web.Request) -> web.Response:
+        report = status() if status is not None else {}
+        report = {**report, "ready": not readiness(), "not_ready_reasons": readiness()}
+        return web.Response(
+            body=orjson.dumps(report, option=orjson.OPT_INDENT_2),
+            content_type="application/json",
+        )
+
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/status", status_json)
     return app
 
 
 class HttpServer:
-    def __init__(self, listen: str, readiness: ReadinessCheck) -> None:
+    def __init__(
+        self, listen: str, readiness: ReadinessCheck, status: StatusReport | None = None
+    ) -> None:
         host, _, port = listen.rpartition(":")
         self._host = host.strip("[]") or "0.0.0.0"
         self._port = int(port)
-        self._runner = web.AppRunner(build_app(readiness), access_log=None)
+        self._runner = web.AppRunner(build_app(readiness, status), access_log=None)
         self.port: int | None = None
 
     async def start(self) -> None:

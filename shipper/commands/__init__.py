@@ -1,0 +1,1 @@
+"""One module per `shipper` subcommand; `shipper.cli` parses and dispatches to them."""

@@ -1,0 +1,25 @@
+"""`shipper check-config`: validate, then print the effective config as YAML, secrets masked.
+
+"Effective" means as `shipper run` would use it: built-in defaults, the file with its
+`${VAR}` references resolved, then the SHIPPER_* environment. Beyond the schema it checks
+what can be checked without connecting anywhere: `*_file` secrets are readable.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import yaml
+
+from shipper.commands.secrets import check_secret_files
+from shipper.config import Config, masked
+
+
+def main(config: Config, path: str | None) -> int:
+    check_secret_files(config)  # ConfigError → exit 2 in cli
+    source = path if path is not None else "built-in defaults"
+    sys.stdout.write(f"# Effective configuration ({source} + SHIPPER_* environment).\n")
+    sys.stdout.write("# Secrets are shown as ***.\n")
+    sys.stdout.write(yaml.safe_dump(masked(config), sort_keys=False, allow_unicode=True))
+    print(f"shipper: the configuration is valid ({source}).", file=sys.stderr)
+    return 0

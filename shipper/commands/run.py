@@ -1,0 +1,32 @@
+"""`shipper run`: the agent. Sets up logging (secrets registered first), runs `Shipper`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from shipper import logsetup, telemetry
+from shipper.commands.secrets import config_secrets
+from shipper.config import Config, masked
+from shipper.errors import ConfigError
+
+
+def main(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
+    from shipper.app import Shipper
+
+    logsetup.register_secrets(config_secrets(config))
+    logsetup.configure(config.log.level, config.log.format)
+    telemetry.debug("Effective configuration (secrets masked).", config=masked(config))
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        return int(runner(Shipper(config, reload_config=reload_config).run()))
+    except ConfigError as exc:
+        print(f"shipper: configuration error: {exc}", file=sys.stderr)
+        return 2
