@@ -126,6 +126,11 @@ class Discovery:
                     await asyncio.wait_for(asyncio.shield(task), timeout=2.0)
                 except (TimeoutError, asyncio.CancelledError):
                     task.cancel()
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        # We are being stopped ourselves, not just the follower: swallowing
+                        # that would leave shutdown waiting on us forever.
+                        raise
             self._checkpoints.container_destroyed(event.container_id)
 
     def _ensure_follower(self, container_id: str, *, catch_up: bool) -> None:
