@@ -63,3 +63,25 @@ async def assert_shipped_exactly_once(
     ids = [d["_id"] for d in documents]
     assert len(ids) == len(set(ids))
     return expected, documents
+
+
+async def assert_documents_are_exactly(
+    es: Any,
+    container_id: str,
+    expected: list[Line],
+    *,
+    timeout_s: float = 60,
+    index: str = DATA_STREAM,
+) -> list[dict[str, Any]]:
+    """Like assert_shipped_exactly_once, against lines read earlier (the container is gone)."""
+    documents = await wait_for_documents(
+        es, container_id, len(expected), timeout_s=timeout_s, index=index
+    )
+    actual = lines_of_documents(documents)
+    missing = Counter(expected) - Counter(actual)
+    extra = Counter(actual) - Counter(expected)
+    assert not missing and not extra, (
+        f"container {container_id[:12]}: {len(expected)} lines expected, {len(actual)} documents;"
+        f" missing {list(missing.items())[:5]}, extra {list(extra.items())[:5]}"
+    )
+    return documents
