@@ -9,6 +9,7 @@ failover, auth, TLS, gzip, the product check.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,8 +17,9 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TlsError
 from elasticsearch import ApiError, AsyncElasticsearch, UnsupportedProductError
 
+from shipper import telemetry
 from shipper.config import ElasticsearchConfig
-from shipper.errors import PermanentError, TransientError
+from shipper.errors import ConfigError, PermanentError, TransientError
 
 SUPPORTED_MAJORS = (8, 9)
 
@@ -38,17 +40,56 @@ def _media_type(kind: str, major: int) -> str:
     return f"application/vnd.elasticsearch+{kind}; compatible-with={major}"
 
 
+def read_secret(value: str | None, path: str | None, key: str) -> str | None:
+    """A secret given inline or as a file (read once, at start; trailing newline dropped).
+
+    An unreadable file is a configuration error naming the key, so the shipper exits 2 at
+    start instead of retrying with a wrong credential for ever.
+    """
+    if path is None:
+        return value
+    try:
+        with open(path, encoding="utf-8") as file:
+            secret = file.read().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(key, f"{path!r} is not UTF-8 text") from None
+    if not secret:
+        raise ConfigError(key, f"{path!r} is empty")
+    return secret
+
+
 class ElasticsearchConnection:
     def __init__(self, config: ElasticsearchConfig) -> None:
         self._config = config
         basic_auth = None
+        password = read_secret(config.password, config.password_file, "elasticsearch.password_file")
         if config.username is not None:
-            basic_auth = (config.username, config.password or "")
+            basic_auth = (config.username, password or "")
+        api_key = read_secret(config.api_key, config.api_key_file, "elasticsearch.api_key_file")
+        bearer = read_secret(
+            config.bearer_token, config.bearer_token_file, "elasticsearch.bearer_token_file"
+        )
         tls: dict[str, Any] = {"ca_certs": config.ca_certs} if config.ca_certs else {}
+        if config.ssl_assert_fingerprint:
+            tls["ssl_assert_fingerprint"] = config.ssl_assert_fingerprint
+        if config.ca_certs and not os.access(config.ca_certs, os.R_OK):
+            raise ConfigError("elasticsearch.ca_certs", f"cannot read {config.ca_certs!r}")
+        uses_tls = any(host.startswith("https://") for host in config.hosts)
+        if uses_tls and not config.verify_certs and not config.ssl_assert_fingerprint:
+            telemetry.error(
+                "tls_verification_disabled",
+                "TLS CERTIFICATE VERIFICATION IS OFF (elasticsearch.verify_certs: false): "
+                "anyone between the shipper and Elasticsearch can read and change the logs "
+                "and the credentials. Use ca_certs or ssl_assert_fingerprint instead.",
+                hosts=list(config.hosts),
+            )
         self._client = AsyncElasticsearch(
             hosts=list(config.hosts),
             basic_auth=basic_auth,
-            api_key=config.api_key,
+            api_key=api_key,
+            bearer_auth=bearer,
             verify_certs=config.verify_certs,
             **tls,
             ssl_show_warn=False,  # we warn once ourselves, in words an operator can act on

@@ -184,3 +184,20 @@ def decode_entry(entry: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     """Splits a buffered entry back into (action, document), e.g. for dead-lettering."""
     action_line, _, document_line = entry.partition(b"\n")
     return orjson.loads(action_line), orjson.loads(document_line)
+
+
+_CREATE_PREFIX = b'{"create":{"_index":"'
+
+
+def index_of(entry: bytes) -> str:
+    """The `_index` of a buffered entry, cheaply: our own entries start with a fixed prefix
+    (index names cannot contain `"` or `\\`, so the name ends at the next quote)."""
+    if entry.startswith(_CREATE_PREFIX):
+        end = entry.find(b'"', len(_CREATE_PREFIX))
+        if end > 0:
+            return entry[len(_CREATE_PREFIX) : end].decode("utf-8", "replace")
+    try:
+        action = orjson.loads(entry.partition(b"\n")[0])
+        return str(next(iter(action.values())).get("_index", ""))
+    except (orjson.JSONDecodeError, StopIteration, AttributeError):
+        return ""

@@ -1,26 +1,53 @@
-"""Index template for the shipper's data streams, installed idempotently at start.
+"""Index templates, component templates and the optional ILM policy, installed idempotently.
 
-Elasticsearch ships a built-in `logs` index template (`logs-*-*`, priority 100) that would
-map `@timestamp` as `date` (millisecond precision). Ours matches the shipper's data streams
-with a higher priority so that `@timestamp` is `date_nanos` and Docker's nanoseconds survive,
-while every other `logs-*-*` stream keeps the built-in template.
+Strategy: one index template **per data stream the shipper writes to**, named
+`shipper-<stream>`, whose only pattern is the stream's exact name, at priority 200. Elasticsearch
+ships a built-in `logs` template (`logs-*-*`, priority 100) that maps `@timestamp` as `date`
+(milliseconds); ours wins for exactly our streams, so `@timestamp` is `date_nanos` there, while
+every other `logs-*-*` stream keeps the built-in template. Routing makes the set of streams
+open-ended (a label can name a new dataset), so templates are installed lazily: the sink calls
+`ensure()` with a batch's target streams before sending it, and the first write to a stream
+always finds its template (a data stream takes its mappings from the template when it is
+created, so a late template would only apply after the next rollover). Exact-name patterns
+never overlap, so many shippers (a DaemonSet) install the same templates without fighting over
+a shared pattern list. The mappings and settings live in component templates shared by all.
 
-A template carrying `_meta.managed_by: shipper` and a higher `_meta.version` than ours (a newer
-shipper installed it), or one without our marker (a user's), is left alone.
+Ownership: everything we write carries `_meta: {managed_by: shipper, version, digest}`.
+Something without our marker (a user's), or with a higher version (a newer shipper), is left
+alone unless `elasticsearch.template_overwrite` is true; ours with a different digest is
+updated; ours with the same digest is not touched (so starting is cheap and idempotent).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 from shipper import telemetry
+from shipper.config import ElasticsearchConfig, IlmConfig
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection, RequestFailed
 
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 TEMPLATE_PRIORITY = 200
-COMPONENT_NAME = "shipper-logs-mappings"
+MAPPINGS_COMPONENT = "shipper-logs-mappings"
+SETTINGS_COMPONENT = "shipper-logs-settings"
+DEAD_LETTER_COMPONENT = "shipper-deadletter-mappings"
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
+_CONSTANT = {"type": "constant_keyword"}
+
+
+def _keywords(*names: str) -> dict[str, Any]:
+    return {name: _KEYWORD for name in names}
+
+
+def _data_stream_fields() -> dict[str, Any]:
+    return {
+        "properties": {"type": _CONSTANT, "dataset": _CONSTANT, "namespace": _CONSTANT},
+    }
 
 
 def mappings() -> dict[str, Any]:
@@ -29,49 +56,94 @@ def mappings() -> dict[str, Any]:
         "properties": {
             "@timestamp": {"type": "date_nanos"},
             "message": {"type": "text"},
-            "log": {"properties": {"iostream": _KEYWORD, "flags": _KEYWORD}},
+            "log": {
+                "properties": {**_keywords("iostream", "flags", "level", "logger")},
+            },
+            "event": {"properties": {"created": {"type": "date"}}},
+            "tags": _KEYWORD,
+            # Decoded JSON logs: whatever the application writes, mapped dynamically.
+            "json": {"type": "object", "dynamic": True},
             "container": {
                 "properties": {
-                    "id": _KEYWORD,
-                    "name": _KEYWORD,
-                    "runtime": _KEYWORD,
-                    "image": {"properties": {"name": _KEYWORD}},
-                    # flattened: any number of label keys without a mapping explosion.
+                    **_keywords("id", "name", "runtime"),
+                    "image": {
+                        "properties": {
+                            **_keywords("name", "tag"),
+                            "hash": {"properties": _keywords("all")},
+                        }
+                    },
+                    # flattened: any number of keys without a mapping explosion.
                     "labels": {"type": "flattened", "ignore_above": 8191},
+                    "env": {"type": "flattened", "ignore_above": 8191},
                 }
             },
-            "host": {"properties": {"name": _KEYWORD}},
-            "docker": {
+            "kubernetes": {
                 "properties": {
-                    "compose": {"properties": {"project": _KEYWORD, "service": _KEYWORD}}
+                    "namespace": _KEYWORD,
+                    "pod": {"properties": _keywords("name", "uid")},
+                    "container": {"properties": _keywords("name")},
                 }
             },
-            "ecs": {"properties": {"version": _KEYWORD}},
-            "data_stream": {
-                "properties": {
-                    "type": {"type": "constant_keyword"},
-                    "dataset": {"type": "constant_keyword"},
-                    "namespace": {"type": "constant_keyword"},
-                }
-            },
+            "host": {"properties": _keywords("name")},
+            "docker": {"properties": {"compose": {"properties": _keywords("project", "service")}}},
+            "ecs": {"properties": _keywords("version")},
+            "data_stream": _data_stream_fields(),
         }
     }
 
 
-def component_template() -> dict[str, Any]:
+def dead_letter_mappings() -> dict[str, Any]:
+    """The dead-letter documents: the original as an unindexed string, and why it failed."""
     return {
-        "template": {"mappings": mappings()},
-        "_meta": {"managed_by": "shipper", "version": TEMPLATE_VERSION},
+        "dynamic": False,
+        "properties": {
+            "@timestamp": {"type": "date_nanos"},
+            "message": {"type": "text"},
+            "event": {
+                "properties": {
+                    "original": {"type": "keyword", "index": False, "doc_values": False},
+                    "kind": _KEYWORD,
+                }
+            },
+            "error": {"properties": {"type": _KEYWORD, "message": {"type": "text"}}},
+            "http": {
+                "properties": {
+                    "response": {"properties": {"status_code": {"type": "long"}}},
+                }
+            },
+            "shipper": {"properties": _keywords("target_index", "document_id")},
+            "host": {"properties": _keywords("name")},
+            "data_stream": _data_stream_fields(),
+        },
     }
 
 
-def index_template(patterns: list[str]) -> dict[str, Any]:
+def settings(ilm: IlmConfig) -> dict[str, Any]:
+    return {"index": {"lifecycle": {"name": ilm.policy_name}}} if ilm.enabled else {}
+
+
+def ilm_policy(ilm: IlmConfig) -> dict[str, Any]:
+    phases: dict[str, Any] = {
+        "hot": {
+            "actions": {
+                "rollover": {
+                    "max_age": ilm.rollover_max_age,
+                    "max_primary_shard_size": ilm.rollover_max_primary_shard_size,
+                }
+            }
+        }
+    }
+    if ilm.delete_after is not None:
+        phases["delete"] = {"min_age": ilm.delete_after, "actions": {"delete": {}}}
+    return {"phases": phases}
+
+
+def index_template(stream: str, composed_of: list[str]) -> dict[str, Any]:
     return {
-        "index_patterns": patterns,
+        "index_patterns": [stream],
         "data_stream": {},
         "priority": TEMPLATE_PRIORITY,
-        "composed_of": [COMPONENT_NAME],
-        "_meta": {"managed_by": "shipper", "version": TEMPLATE_VERSION},
+        "composed_of": composed_of,
     }
 
 
@@ -79,37 +151,169 @@ def template_name(data_stream: str) -> str:
     return f"shipper-{data_stream}"
 
 
-async def install(connection: ElasticsearchConnection, data_stream: str) -> None:
-    """Creates or upgrades our component and index templates; leaves newer or foreign ones."""
-    name = template_name(data_stream)
-    existing = await _existing_index_template(connection, name)
-    if existing is not None:
-        meta = existing.get("_meta") or {}
-        if meta.get("managed_by") != "shipper" or int(meta.get("version", 0)) >= TEMPLATE_VERSION:
-            telemetry.info(
-                "Index template already present; left as it is.",
-                template=name,
-                managed_by=meta.get("managed_by"),
-                version=meta.get("version"),
-            )
-            return
-    await connection.request(
-        "PUT", f"/_component_template/{COMPONENT_NAME}", body=component_template()
-    )
-    await connection.request("PUT", f"/_index_template/{name}", body=index_template([data_stream]))
-    telemetry.info("Installed the index template.", template=name, data_stream=data_stream)
+def with_meta(body: Mapping[str, Any]) -> dict[str, Any]:
+    """`body` with our ownership marker; the digest covers everything but the marker."""
+    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    return {
+        **body,
+        "_meta": {"managed_by": "shipper", "version": TEMPLATE_VERSION, "digest": digest},
+    }
 
 
-async def _existing_index_template(
-    connection: ElasticsearchConnection, name: str
-) -> dict[str, Any] | None:
+def should_write(
+    existing: Mapping[str, Any] | None, desired: Mapping[str, Any], overwrite: bool
+) -> tuple[bool, str]:
+    """Whether to PUT `desired` (which carries our `_meta`) over `existing`, and why (pure)."""
+    if existing is None:
+        return True, "missing"
+    meta = existing.get("_meta") or {}
+    ours = desired["_meta"]
+    if meta.get("managed_by") != "shipper":
+        return overwrite, "not managed by the shipper"
     try:
-        body = await connection.request("GET", f"/_index_template/{name}")
-    except RequestFailed as exc:
-        if exc.status == 404:
-            return None
-        raise
-    for entry in (body or {}).get("index_templates") or ():
-        if entry.get("name") == name:
-            return dict(entry.get("index_template") or {})
-    return None
+        version = int(meta.get("version", 0))
+    except (TypeError, ValueError):
+        version = 0
+    if version > ours["version"]:
+        return overwrite, f"installed by a newer shipper (version {version})"
+    if meta.get("digest") == ours["digest"] and version == ours["version"]:
+        return False, "up to date"
+    return True, "outdated"
+
+
+class TemplateRefused(Exception):
+    """Elasticsearch refused a template for good (no privilege, overlapping pattern...)."""
+
+
+class TemplateManager:
+    """Installs shared parts once and one index template per target stream, on demand."""
+
+    def __init__(self, connection: ElasticsearchConnection, config: ElasticsearchConfig) -> None:
+        self._connection = connection
+        self._config = config
+        self._shared_done = False
+        self._ready: set[str] = set()
+        self._dead_letter = config.dead_letter.data_stream
+
+    @property
+    def enabled(self) -> bool:
+        return self._config.install_template
+
+    def is_ready(self, stream: str) -> bool:
+        return not self.enabled or stream in self._ready
+
+    async def ensure(self, streams: Iterable[str]) -> None:
+        """Raises RequestFailed when the cluster cannot answer now (the caller retries)."""
+        if not self.enabled:
+            return
+        for stream in streams:
+            if stream in self._ready:
+                continue
+            try:
+                if not self._shared_done:
+                    await self._install_shared()
+                    self._shared_done = True
+                components = [
+                    DEAD_LETTER_COMPONENT if stream == self._dead_letter else MAPPINGS_COMPONENT,
+                    SETTINGS_COMPONENT,
+                ]
+                await self._put_if_needed(
+                    "index template",
+                    template_name(stream),
+                    f"/_index_template/{template_name(stream)}",
+                    with_meta(index_template(stream, components)),
+                    self._get_index_template,
+                )
+            except TemplateRefused as exc:
+                # Shipping goes on: the stream then gets whatever template matches it.
+                telemetry.error(
+                    "template_refused",
+                    "Elasticsearch refused the shipper's template; documents are sent anyway "
+                    "with the cluster's matching template. Grant manage_index_templates or set "
+                    "elasticsearch.install_template: false.",
+                    data_stream=stream,
+                    error=str(exc),
+                )
+            self._ready.add(stream)
+
+    async def _install_shared(self) -> None:
+        ilm = self._config.ilm
+        if ilm.enabled:
+            await self._put_if_needed(
+                "ILM policy",
+                ilm.policy_name,
+                f"/_ilm/policy/{ilm.policy_name}",
+                {"policy": with_meta(ilm_policy(ilm))},
+                self._get_policy,
+                unwrap="policy",
+            )
+        for name, body in (
+            (MAPPINGS_COMPONENT, {"template": {"mappings": mappings()}}),
+            (DEAD_LETTER_COMPONENT, {"template": {"mappings": dead_letter_mappings()}}),
+            (SETTINGS_COMPONENT, {"template": {"settings": settings(ilm)}}),
+        ):
+            await self._put_if_needed(
+                "component template",
+                name,
+                f"/_component_template/{name}",
+                with_meta(body),
+                self._get_component,
+            )
+
+    async def _put_if_needed(
+        self,
+        kind: str,
+        name: str,
+        path: str,
+        body: dict[str, Any],
+        get: Any,
+        unwrap: str | None = None,
+    ) -> None:
+        existing = await self._get(get, name)
+        desired = body[unwrap] if unwrap else body
+        write, why = should_write(existing, desired, self._config.template_overwrite)
+        if not write:
+            if why != "up to date":
+                telemetry.info(
+                    f"The {kind} is left as it is ({why}); set "
+                    "elasticsearch.template_overwrite: true to replace it.",
+                    name=name,
+                )
+            return
+        try:
+            await self._connection.request("PUT", path, body=body)
+        except RequestFailed as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
+                raise TemplateRefused(f"{kind} {name}: {exc}") from exc
+            raise
+        telemetry.info(f"Installed the {kind}.", name=name, reason=why)
+
+    async def _get(self, get: Any, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] | None = await get(name)
+        except RequestFailed as exc:
+            if exc.status == 404:
+                return None
+            if exc.status in (401, 403):
+                raise TemplateRefused(f"cannot read {name}: {exc}") from exc
+            raise
+        return result
+
+    async def _get_index_template(self, name: str) -> dict[str, Any] | None:
+        body = await self._connection.request("GET", f"/_index_template/{name}")
+        for entry in (body or {}).get("index_templates") or ():
+            if entry.get("name") == name:
+                return dict(entry.get("index_template") or {})
+        return None
+
+    async def _get_component(self, name: str) -> dict[str, Any] | None:
+        body = await self._connection.request("GET", f"/_component_template/{name}")
+        for entry in (body or {}).get("component_templates") or ():
+            if entry.get("name") == name:
+                return dict(entry.get("component_template") or {})
+        return None
+
+    async def _get_policy(self, name: str) -> dict[str, Any] | None:
+        body = await self._connection.request("GET", f"/_ilm/policy/{name}")
+        entry = (body or {}).get(name)
+        return dict(entry.get("policy") or {}) if isinstance(entry, Mapping) else None

@@ -1,0 +1,298 @@
+"""The Elasticsearch output with the real shipper process and real containers: faults, failover,
+TLS and auth, both majors, routing. Every line ends up in its data stream exactly once or in
+the dead-letter stream with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import orjson
+import pytest
+
+from tests.es_server.app import EsTestServer
+from tests.es_server.fixtures import require_fault_injection
+from tests.integration.helpers import assert_shipped_exactly_once, documents_of
+from tests.support.docker_logs import reference_lines
+
+pytestmark = pytest.mark.docker
+
+DLQ = "logs-shipper.deadletter-default"
+
+
+def offline(containers: Any) -> Any:
+    """The containers fixture, without a network: these containers only write logs."""
+    return lambda command, **kwargs: containers(command, network_mode="none", **kwargs)
+
+
+async def wait_exit(container: Any, timeout_s: float = 60) -> None:
+    await asyncio.to_thread(container.wait, timeout=timeout_s)
+
+
+async def dead_letters_of(es: Any, container_id: str) -> list[dict[str, Any]]:
+    documents = await es.probe().fetch_all(DLQ)
+    out = []
+    for document in documents:
+        original = orjson.loads(document["_source"]["event"]["original"])
+        if original["container"]["id"] == container_id:
+            out.append(document)
+    return out
+
+
+async def wait_until(predicate: Any, timeout_s: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.25)
+
+
+async def test_rejections_outages_conflicts_and_too_large_requests(
+    es_server: Any, docker_client: docker.DockerClient, containers: Any, shipper_factory: Any
+) -> None:
+    server = require_fault_injection(es_server)
+    server.faults.reject_items(fraction=0.2, seed=1)  # 20 % of items answered 429
+    server.faults.fail_requests(503, seconds=2.0)  # the cluster refuses whole requests
+    server.faults.mapping_error = lambda source: "conflict" in source.get("message", "")
+    server.faults.max_content_length = 30_000  # 413 for most batches: split
+    containers = offline(containers)
+    shipper = shipper_factory(
+        server.url, {"elasticsearch": {"compression": False, "retry_max_backoff_s": 1.0}}
+    )
+    shipper.start()
+    await asyncio.to_thread(shipper.wait_ready_http)
+    clean = containers('for i in $(seq 1 400); do echo "clean $i"; done')
+    mixed = containers(
+        'for i in $(seq 1 300); do if [ $((i % 10)) -eq 0 ]; then echo "conflict $i"; '
+        'else echo "fine $i"; fi; done'
+    )
+    await wait_exit(clean)
+    await wait_exit(mixed)
+
+    await assert_shipped_exactly_once(server, docker_client, clean.id)
+    expected = await asyncio.to_thread(reference_lines, docker_client, mixed.id)
+    assert len(expected) == 300
+
+    async def mixed_settled() -> bool:
+        stored = await documents_of(server, mixed.id)
+        dead = await dead_letters_of(server, mixed.id)
+        return len(stored) + len(dead) >= 300
+
+    await wait_until(mixed_settled, what="the mixed container's lines")
+    await asyncio.sleep(0.5)
+    stored = await documents_of(server, mixed.id)
+    dead = await dead_letters_of(server, mixed.id)
+    assert sorted(d["_source"]["message"] for d in stored) == sorted(
+        f"fine {i}" for i in range(1, 301) if i % 10
+    )
+    assert len({d["_id"] for d in stored}) == 270
+    assert sorted(orjson.loads(d["_source"]["event"]["original"])["message"] for d in dead) == (
+        sorted(f"conflict {i}" for i in range(10, 301, 10))
+    )
+    for d in dead:
+        assert d["_source"]["error"]["type"] == "document_parsing_exception"
+        assert "failed to parse field" in d["_source"]["error"]["message"]
+        assert d["_source"]["http"]["response"]["status_code"] == 400
+        assert d["_source"]["shipper"]["target_index"] == "logs-docker-default"
+    assert server.stats.items_by_status[429] > 0
+    assert (
+        shipper.metric("shipper_dead_lettered_total", {"error_type": "document_parsing_exception"})
+        == 30
+    )
+    assert shipper.metric("shipper_retries_total", {"reason": "request_too_large"}) > 0
+    assert shipper.metric("shipper_retries_total", {"reason": "item_rejected"}) > 0
+    assert await asyncio.to_thread(shipper.stop) == 0
+
+
+async def test_two_hosts_one_killed_mid_run_loses_nothing(
+    docker_client: docker.DockerClient, containers: Any, shipper_factory: Any
+) -> None:
+    containers = offline(containers)
+    first = EsTestServer(9)
+    second = EsTestServer(9)
+    # Two nodes of one cluster: they share the data.
+    second.store = first.store
+    second._app.store = first.store
+    await first.start(0)
+    await second.start(0)
+    try:
+        shipper = shipper_factory(first.url, {"elasticsearch": {"hosts": [first.url, second.url]}})
+        shipper.start()
+        await asyncio.to_thread(shipper.wait_ready_http)
+        container = containers('for i in $(seq 1 60); do echo "tick $i"; sleep 0.05; done')
+        await asyncio.sleep(1.0)
+        await first.stop()  # killed mid-run: connections refused from now on
+        await wait_exit(container)
+        await assert_shipped_exactly_once(second, docker_client, container.id)
+        assert second.stats.bulk_requests > 0
+        assert await asyncio.to_thread(shipper.stop) == 0
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "cert.pem", "key": tmp_path / "key.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    cert.private_key_pem.write_to_path(str(files["key"]))
+    return {k: str(v) for k, v in files.items()}
+
+
+async def test_tls_auth_wrong_password_then_fixed(
+    tls_files: dict[str, str],
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+    containers: Any,
+    shipper_factory: Any,
+) -> None:
+    containers = offline(containers)
+    server = EsTestServer(
+        8,
+        users={"elastic": "changeme"},
+        api_keys={"key-id": "key-secret"},
+        tls_cert=tls_files["cert"],
+        tls_key=tls_files["key"],
+    )
+    await server.start(0)
+    probe_auth = {"basic_auth": ("elastic", "changeme"), "ca_file": tls_files["ca"]}
+    checked = _Authed(server, probe_auth)
+    try:
+        password_file = tmp_path / "password"
+        password_file.write_text("wrong\n")
+        es = {"ca_certs": tls_files["ca"], "username": "elastic"}
+        es["password_file"] = str(password_file)
+        shipper = shipper_factory(server.url, {"elasticsearch": es})
+        container = containers('for i in $(seq 1 50); do echo "secure $i"; done')
+        await wait_exit(container)
+        shipper.start()
+        await asyncio.to_thread(shipper.wait_ready_http)
+
+        async def not_ready_naming_credentials() -> bool:
+            status, body = await asyncio.to_thread(shipper.http_get, "/readyz")
+            return status == 503 and "credentials" in body and "HTTP 401" in body
+
+        await wait_until(not_ready_naming_credentials, 20, "/readyz to name the credentials")
+        assert "rejected the shipper's credentials" in shipper.stderr()
+        assert "wrong" not in shipper.stderr().replace("wrong password", "")
+        assert await asyncio.to_thread(shipper.stop) == 0
+
+        password_file.write_text("changeme\n")
+        shipper.start()
+        await assert_shipped_exactly_once(checked, docker_client, container.id)
+        status, _ = await asyncio.to_thread(shipper.http_get, "/readyz")
+        assert status == 200
+        assert server.stats.last_bulk_headers["Authorization"].startswith("Basic ")
+        assert await asyncio.to_thread(shipper.stop) == 0
+
+        # The same cluster with an API key from a file.
+        key_file = tmp_path / "api_key"
+        key_file.write_text(base64.b64encode(b"key-id:key-secret").decode())
+        keyed = shipper_factory(
+            server.url,
+            {"elasticsearch": {"ca_certs": tls_files["ca"], "api_key_file": str(key_file)}},
+            name="keyed",
+        )
+        keyed.start()
+        await asyncio.to_thread(keyed.wait_ready_http)
+        after = containers('echo "with an api key"')
+        await wait_exit(after)
+        await assert_shipped_exactly_once(checked, docker_client, after.id)
+        assert server.stats.last_bulk_headers["Authorization"].startswith("ApiKey ")
+        assert await asyncio.to_thread(keyed.stop) == 0
+    finally:
+        await server.stop()
+
+
+class _Authed:
+    """The server seen through an authenticated, CA-verifying probe (for the helpers)."""
+
+    def __init__(self, server: EsTestServer, probe_kwargs: dict[str, Any]) -> None:
+        self._server = server
+        self._kwargs = probe_kwargs
+
+    def probe(self) -> Any:
+        return self._server.probe(**self._kwargs)
+
+
+@pytest.mark.parametrize("major", [8, 9])
+async def test_both_majors(
+    major: int, docker_client: docker.DockerClient, containers: Any, shipper_factory: Any
+) -> None:
+    containers = offline(containers)
+    server = EsTestServer(major)
+    await server.start(0)
+    try:
+        shipper = shipper_factory(server.url)
+        shipper.start()
+        container = containers('for i in $(seq 1 20); do echo "major $i"; done')
+        await wait_exit(container)
+        await assert_shipped_exactly_once(server, docker_client, container.id)
+        headers = server.stats.last_bulk_headers
+        assert headers["Content-Type"] == (
+            f"application/vnd.elasticsearch+x-ndjson; compatible-with={major}"
+        )
+        assert headers["Accept"] == f"application/vnd.elasticsearch+json; compatible-with={major}"
+        assert headers.get("Content-Encoding") == "gzip"  # compression is on by default
+        assert await asyncio.to_thread(shipper.stop) == 0
+    finally:
+        await server.stop()
+
+
+async def test_routing_by_label_and_by_rule(
+    es_server: Any, docker_client: docker.DockerClient, containers: Any, shipper_factory: Any
+) -> None:
+    containers = offline(containers)
+    shipper = shipper_factory(
+        es_server.url,
+        {
+            "elasticsearch": {
+                "routing": [{"name": "routed-by-rule-*", "dataset": "rules", "namespace": "qa"}]
+            }
+        },
+    )
+    shipper.start()
+    await asyncio.to_thread(shipper.wait_ready_http)
+    suffix = str(time.time_ns())[-6:]
+    by_rule = containers('echo "by rule"', name=f"routed-by-rule-{suffix}")
+    by_label = containers(
+        'echo "by label"',
+        labels={"shipper.dataset": "Shop-Web", "shipper.namespace": "prod"},
+    )
+    plain = containers('echo "plain"')
+    for container in (by_rule, by_label, plain):
+        await wait_exit(container)
+    await assert_shipped_exactly_once(es_server, docker_client, by_rule.id, index="logs-rules-qa")
+    _, documents = await assert_shipped_exactly_once(
+        es_server, docker_client, by_label.id, index="logs-shop_web-prod"
+    )
+    assert documents[0]["_source"]["data_stream"] == {
+        "type": "logs",
+        "dataset": "shop_web",
+        "namespace": "prod",
+    }
+    await assert_shipped_exactly_once(es_server, docker_client, plain.id)
+    assert await documents_of(es_server, by_label.id) == []  # not in the default stream
+    _, mapping = await es_server.probe().request("GET", "/logs-shop_web-prod/_mapping")
+    properties = next(iter(mapping.values()))["mappings"]["properties"]
+    assert properties["@timestamp"]["type"] == "date_nanos"  # its template was installed
+    assert await asyncio.to_thread(shipper.stop) == 0
+
+
+def test_unreadable_secret_file_exits_2(tmp_path: Path, shipper_factory: Any) -> None:
+    shipper = shipper_factory(
+        "http://127.0.0.1:9",
+        {"elasticsearch": {"username": "u", "password_file": str(tmp_path / "nope")}},
+    )
+    shipper.start()
+    assert shipper.process is not None
+    assert shipper.process.wait(timeout=30) == 2
+    assert "elasticsearch.password_file: cannot read" in shipper.stderr()
