@@ -12,12 +12,16 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from shipper import telemetry
+from prometheus_client.registry import Collector
+
+from shipper import __version__, status, telemetry
 from shipper.buffer import DiskBuffer
-from shipper.config import Config, ProcessingConfig
+from shipper.config import Config, ProcessingConfig, changed_keys
 from shipper.docker.api import DockerClient, DockerUnavailable
 from shipper.docker.own_container import own_container_id
 from shipper.errors import ConfigError, DiskFullError
@@ -25,7 +29,6 @@ from shipper.http import HttpServer
 from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline.metadata import container_fields
 from shipper.sinks.console.sink import ConsoleSink
-from shipper.sinks.elasticsearch import templates
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection, RequestFailed
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
 from shipper.sinks.elasticsearch.encoder import (
@@ -33,10 +36,13 @@ from shipper.sinks.elasticsearch.encoder import (
     container_document,
     encode_records,
 )
+from shipper.sinks.elasticsearch.routing import Router
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
+from shipper.sinks.kibana import KibanaSetup
 from shipper.sources.checkpoint import CheckpointBook, CheckpointFileError, CheckpointStore
 from shipper.sources.discovery import Discovery
 from shipper.sources.follower import FollowerSettings
+from shipper.sources.rotation import RotationWatch
 from shipper.sources.selection import should_ship
 
 
@@ -46,20 +52,23 @@ class BufferIntake:
     def __init__(
         self,
         buffer: DiskBuffer,
-        index: str,
+        route: Callable[[ContainerMeta], str],
         host_name: str,
         processing: Callable[[], ProcessingConfig],
     ) -> None:
         self._buffer = buffer
-        self._index = index
+        self._route = route  # the container's data stream (labels, routing rules, default)
         self._host_name = host_name
         self._processing = processing
         self._documents: dict[str, ContainerDocument] = {}
+        # Sees each container's write rate and how far behind reading is (rotation risk).
+        self.rotation = RotationWatch()
 
     def container_changed(self, meta: ContainerMeta) -> None:
+        self.rotation.container_changed(meta)
         self._documents[meta.id] = container_document(
             meta,
-            index=self._index,
+            index=self._route(meta),
             host_name=self._host_name,
             extra_fields=container_fields(meta, self._processing()),
         )
@@ -70,16 +79,21 @@ class BufferIntake:
             self.container_changed(meta)
             document = self._documents[meta.id]
         entries = encode_records(records, document)
+        self.rotation.put_started(meta.id, time.monotonic())
         await self._buffer.append(entries)
+        self.rotation.put_finished(meta.id, records, time.monotonic())
         telemetry.records_buffered.inc(len(entries))
 
     def forget(self, container_id: str) -> None:
         self._documents.pop(container_id, None)
+        self.rotation.forget(container_id)
 
 
 class Shipper:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reload_config: Callable[[], Config] | None = None) -> None:
         self.config = config
+        # Re-reads the config as it was loaded at start (file, environment, flags): SIGHUP.
+        self._reload_config = reload_config
         self.storage = Path(config.storage.path)
         # Selection and processing rules in force; followers and discovery read this at each
         # container (re)start, so replacing it (reload) applies from the next start on.
@@ -87,11 +101,64 @@ class Shipper:
         self.http: HttpServer | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
+        self._output_problem: str | None = None  # why the output is not ready, if known
+        self._rotation: RotationWatch | None = None
 
     def request_stop(self) -> None:
         if self._stop.is_set():
             self._force.set()
         self._stop.set()
+
+    def reload(self) -> bool:
+        """SIGHUP: re-reads the config and applies its `processing` rules; True if applied.
+
+        Discovery and followers read `self.processing` whenever they open a container's
+        log stream, so new rules apply to containers started from now on, and to a followed
+        container when its stream is opened again (it restarts, or the stream reconnects);
+        until then it keeps the rules it started with (a running container the new
+        selection excludes is followed until it stops). Positions, buffer and connections
+        are untouched, so nothing is lost or sent twice. A config that does not validate is
+        logged, naming the key, and the rules in force stay. Other sections need a restart;
+        a change to them is logged as a warning.
+        """
+        if self._reload_config is None:
+            telemetry.info("SIGHUP ignored: there is no config to reload.")
+            return False
+        try:
+            new = self._reload_config()
+        except ConfigError as exc:
+            telemetry.config_reloads.labels("rejected").inc()
+            telemetry.error(
+                "config_reload_rejected",
+                "The reloaded config is not valid; the rules in force stay.",
+                key=exc.key,
+                problem=exc.problem,
+            )
+            return False
+        changed = changed_keys(self.processing, new.processing, "processing")
+        restart_keys = [
+            key for key in changed_keys(self.config, new, "") if not key.startswith("processing.")
+        ]
+        if new.processing.max_line_bytes != self.processing.max_line_bytes:
+            restart_keys.append("processing.max_line_bytes")
+        if restart_keys:
+            telemetry.warning(
+                "config_reload_needs_restart",
+                "These keys changed but only take effect after a restart.",
+                keys=restart_keys,
+            )
+        if not changed:
+            telemetry.config_reloads.labels("unchanged").inc()
+            telemetry.info("Config reloaded; the processing rules are unchanged.")
+            return False
+        self.processing = new.processing
+        telemetry.config_reloads.labels("applied").inc()
+        telemetry.info(
+            "Config reloaded: the new processing rules apply to each container from its "
+            "next start or reconnection.",
+            changed=changed,
+        )
+        return True
 
     async def run(self) -> int:
         config = self.config
@@ -122,11 +189,12 @@ class Shipper:
             cert_path=config.docker.cert_path,
         )
         connection: ElasticsearchConnection | None = None
+        per_container: Collector | None = None
         try:
             host_name = config.host_name or await _docker_host_name(docker)
-            intake = BufferIntake(
-                buffer, config.elasticsearch.data_stream, host_name, lambda: self.processing
-            )
+            router = Router(config.elasticsearch.data_stream, config.elasticsearch.routing)
+            intake = BufferIntake(buffer, router.route, host_name, lambda: self.processing)
+            self._rotation = intake.rotation
             own_id = own_container_id()
             discovery = Discovery(
                 docker,
@@ -135,6 +203,8 @@ class Shipper:
                 FollowerSettings(
                     max_line_bytes=config.processing.max_line_bytes,
                     max_backoff_s=config.docker.reconnect_max_backoff_s,
+                    read_mode=config.docker.read_mode,
+                    containers_path=config.docker.containers_path,
                     processing=lambda: self.processing,
                 ),
                 select=lambda meta: should_ship(meta, self.processing.selection, own_id),
@@ -146,10 +216,17 @@ class Shipper:
                     connection,
                     buffer,
                     config.elasticsearch,
-                    DeadLetters(self.storage / "dead-letter"),
+                    DeadLetters(
+                        self.storage / "dead-letter",
+                        connection,
+                        config.elasticsearch.dead_letter.data_stream,
+                    ),
+                    static_targets=router.static_targets(),
                 )
             else:
                 sink = ConsoleSink(buffer)
+            # Credentials files are read now, so a bad one fails the start (exit 2).
+            kibana = KibanaSetup(config.kibana) if config.kibana.url else None
 
             def readiness() -> list[str]:
                 problems = []
@@ -157,10 +234,40 @@ class Shipper:
                     problems.append("Docker API not reachable")
                 if sink.last_error is not None:
                     problems.append(f"output not accepting writes: {sink.last_error}")
+                elif self._output_problem is not None:
+                    problems.append(f"output not accepting writes: {self._output_problem}")
                 return problems
 
+            def status_report() -> dict[str, Any]:
+                names = {cid: f.meta.name for cid, f in discovery.followers.items() if f.meta}
+                return {
+                    "source": "agent",
+                    "storage_path": str(self.storage),
+                    "generated_at": status.rfc3339(time.time_ns()),
+                    "buffer": {
+                        "records": buffer.records_held,
+                        "bytes": buffer.bytes_held,
+                        "oldest_record_age_s": round(buffer.oldest_unacked_age_s, 3),
+                    },
+                    "containers": status.container_rows(
+                        book.snapshot(), names, discovery.followers.keys()
+                    ),
+                    "dead_letters": {
+                        **status.dead_letter_counts(self.storage),
+                        "since_start": int(telemetry.counter_total(telemetry.dead_lettered)),
+                    },
+                }
+
+            telemetry.build_info.labels(__version__).set(1)
+            telemetry.buffer_bytes.set_function(lambda: buffer.bytes_held)
+            telemetry.buffer_records.set_function(lambda: buffer.records_held)
+            telemetry.oldest_unshipped_age.set_function(lambda: buffer.oldest_unacked_age_s)
+            if config.metrics.per_container:
+                per_container = telemetry.enable_per_container(
+                    lambda: _container_samples(discovery)
+                )
             if config.metrics.listen:
-                self.http = HttpServer(config.metrics.listen, readiness)
+                self.http = HttpServer(config.metrics.listen, readiness, status_report)
                 await self.http.start()
             self._install_signal_handlers()
             telemetry.info(
@@ -173,7 +280,18 @@ class Shipper:
 
             async def run_sink() -> None:
                 if connection is not None:
-                    await self._prepare_elasticsearch(connection)
+                    assert isinstance(sink, ElasticsearchSink)
+                    # Connects and installs templates; sink.last_error says why not yet.
+                    if not await sink.prepare():
+                        return
+                    probe = asyncio.create_task(self._watch_output(connection, sink))
+                    try:
+                        await sink.run()
+                    finally:
+                        probe.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await probe
+                    return
                 await sink.run()
 
             async with asyncio.TaskGroup() as group:
@@ -183,7 +301,10 @@ class Shipper:
                 checkpointer = group.create_task(
                     self._checkpoint_loop(buffer, book), name="checkpoints"
                 )
+                kibana_task = group.create_task(kibana.run(), name="kibana") if kibana else None
                 await self._stop.wait()
+                if kibana_task is not None:
+                    kibana_task.cancel()
                 # 1. stop reading
                 discovery_task.cancel()
                 await discovery.stop()
@@ -202,6 +323,8 @@ class Shipper:
             telemetry.info("Shipper stopped.", buffered_records=buffer.records_held)
             return 0
         finally:
+            if per_container is not None:
+                telemetry.REGISTRY.unregister(per_container)
             if connection is not None:
                 await connection.close()
             await docker.close()
@@ -209,37 +332,45 @@ class Shipper:
             if self.http is not None:
                 await self.http.stop()
 
-    async def _prepare_elasticsearch(self, connection: ElasticsearchConnection) -> None:
-        """Waits for the cluster (data is buffered meanwhile) and installs the template."""
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                major = await connection.connect()
-                if self.config.elasticsearch.install_template:
-                    await templates.install(connection, self.config.elasticsearch.data_stream)
-                telemetry.info(
-                    "Connected to Elasticsearch.", version=connection.version, major=major
-                )
-                return
-            except RequestFailed as exc:
-                attempt += 1
-                telemetry.warning(
-                    "elasticsearch_unavailable",
-                    "Elasticsearch is not reachable yet; logs are buffered meanwhile.",
-                    error=str(exc),
-                    attempt=attempt,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=min(10.0, 0.5 * attempt))
-
     async def _checkpoint_loop(self, buffer: DiskBuffer, book: CheckpointBook) -> None:
         interval = self.config.storage.checkpoint_interval_s
         while True:
             await asyncio.sleep(interval)
             await self._save_checkpoints(buffer, book)
-            telemetry.buffer_bytes.set(buffer.bytes_held)
-            telemetry.buffer_records.set(buffer.records_held)
-            telemetry.oldest_unshipped_age.set(buffer.oldest_unacked_age_s)
+            self._check_rotation()
+
+    def _check_rotation(self) -> None:
+        if self._rotation is None:
+            return
+        newly, at_risk = self._rotation.check(time.time_ns(), time.monotonic())
+        for risk in newly:
+            telemetry.rotation_risk(
+                risk.container_id,
+                risk.container_name,
+                risk.backlog_bytes,
+                risk.capacity_bytes,
+                risk.lag_s,
+            )
+        telemetry.containers_at_rotation_risk.set(at_risk)
+
+    async def _watch_output(
+        self, connection: ElasticsearchConnection, sink: ElasticsearchSink
+    ) -> None:
+        """Keeps /readyz true while no bulk request is in flight: when nothing was sent
+        successfully for a while, asks the cluster whether it answers at all."""
+        while True:
+            await asyncio.sleep(_OUTPUT_PROBE_INTERVAL_S)
+            if time.monotonic() - sink.last_success_monotonic < _OUTPUT_PROBE_INTERVAL_S:
+                self._output_problem = None
+                continue
+            try:
+                async with asyncio.timeout(_OUTPUT_PROBE_TIMEOUT_S):
+                    await connection.request("GET", "/")
+                self._output_problem = None
+            except TimeoutError:
+                self._output_problem = "Elasticsearch did not answer within 5 s"
+            except RequestFailed as exc:
+                self._output_problem = str(exc)
 
     async def _save_checkpoints(self, buffer: DiskBuffer, book: CheckpointBook) -> None:
         snapshot = book.snapshot()
@@ -250,7 +381,9 @@ class Shipper:
         except DiskFullError as exc:
             telemetry.disk_full.labels("checkpoints").inc()
             telemetry.error(
-                "disk_full",
+                # Its own kind: logs are rate-limited per kind, and this line must not hide
+                # the follower's "reading is paused" one (kind disk_full), nor the reverse.
+                "checkpoint_disk_full",
                 "No space left to save checkpoints; the previous ones stay valid.",
                 error=str(exc),
             )
@@ -270,6 +403,29 @@ class Shipper:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+
+_OUTPUT_PROBE_INTERVAL_S = 1.0
+_OUTPUT_PROBE_TIMEOUT_S = 5.0
+
+
+def _container_samples(discovery: Discovery) -> list[telemetry.ContainerSample]:
+    now_ns, now = time.time_ns(), time.monotonic()
+    samples = []
+    for follower in list(discovery.followers.values()):
+        if follower.meta is None:
+            continue
+        since = follower.checkpoint().since_ns
+        last = follower.last_read_monotonic
+        samples.append(
+            telemetry.ContainerSample(
+                follower.meta.name,
+                max(0.0, (now_ns - since) / 1e9) if since else 0.0,
+                now - last if last else None,
+            )
+        )
+    return samples
 
 
 async def _docker_host_name(docker: DockerClient) -> str:

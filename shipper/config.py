@@ -12,7 +12,8 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -50,6 +51,17 @@ class DockerConfig(_Closed):
         default="1.41", description="Engine API version prefix used for every request."
     )
     reconnect_max_backoff_s: float = Field(default=10.0, gt=0)
+    read_mode: Literal["api", "files", "auto"] = Field(
+        default="auto",
+        description="How container logs are read. api: the logs API; files: the json-file "
+        "logs directly (fast path; containers whose files are not visible, or with another "
+        "driver, still use the API, with a warning); auto: files where visible, else the API.",
+    )
+    containers_path: str = Field(
+        default="/var/lib/docker/containers",
+        description="Where this process sees Docker's containers directory (data-root + "
+        "/containers), read-only, for read_mode files/auto.",
+    )
 
     @field_validator("host")
     @classmethod
@@ -59,18 +71,95 @@ class DockerConfig(_Closed):
         return value
 
 
+# Data stream naming (logs-<dataset>-<namespace>): lower case, no '-' inside a part.
+_DATA_STREAM_PART = re.compile(r"[a-z0-9_.]{1,100}")
+
+
+def _data_stream_part(value: str | None) -> str | None:
+    if value is not None and not _DATA_STREAM_PART.fullmatch(value):
+        raise ValueError("must be 1-100 characters of a-z, 0-9, '_' and '.'")
+    return value
+
+
+def _data_stream_full(name: str) -> str:
+    if not re.fullmatch(r"logs-[a-z0-9_.]{1,100}-[a-z0-9_.]{1,100}", name):
+        raise ValueError("must look like logs-<dataset>-<namespace> in lower case")
+    return name
+
+
+class RoutingRule(_Closed):
+    """Sends the containers it matches to logs-<dataset>-<namespace>; first match wins."""
+
+    name: str | None = Field(default=None, description="Glob on the container name.")
+    image: str | None = Field(default=None, description="Glob on the image reference.")
+    dataset: str | None = Field(default=None, description="Dataset; default: the default's.")
+    namespace: str | None = Field(default=None, description="Namespace; default: the default's.")
+
+    _parts = field_validator("dataset", "namespace")(_data_stream_part)
+
+    @model_validator(mode="after")
+    def _complete(self) -> RoutingRule:
+        if self.name is None and self.image is None:
+            raise ValueError("a routing rule needs name, image or both")
+        if self.dataset is None and self.namespace is None:
+            raise ValueError("a routing rule needs dataset, namespace or both")
+        return self
+
+
+class DeadLetterConfig(_Closed):
+    data_stream: str | None = Field(
+        default="logs-shipper.deadletter-default",
+        description="Data stream for records Elasticsearch can never index; null: file only.",
+    )
+
+    @field_validator("data_stream")
+    @classmethod
+    def _name(cls, name: str | None) -> str | None:
+        return name if name is None else _data_stream_full(name)
+
+
+class IlmConfig(_Closed):
+    enabled: bool = Field(default=False, description="Attach an ILM policy to the streams.")
+    policy_name: str = Field(default="shipper-logs", min_length=1)
+    rollover_max_age: str = Field(default="30d", description="Roll over after this age.")
+    rollover_max_primary_shard_size: str = Field(default="50gb")
+    delete_after: str | None = Field(
+        default=None, description="Delete backing indices this long after rollover; null: keep."
+    )
+
+
 class ElasticsearchConfig(_Closed):
     hosts: list[str] = Field(default_factory=lambda: ["http://localhost:9200"], min_length=1)
     username: str | None = None
     password: str | None = None
+    password_file: str | None = Field(default=None, description="File holding the password.")
     api_key: str | None = None
+    api_key_file: str | None = Field(default=None, description="File holding the API key.")
+    bearer_token: str | None = None
+    bearer_token_file: str | None = Field(default=None, description="File holding the token.")
     verify_certs: bool = True
     ca_certs: str | None = Field(default=None, description="CA bundle (PEM) for https hosts.")
+    ssl_assert_fingerprint: str | None = Field(
+        default=None, description="SHA-256 fingerprint (hex) of the server's certificate."
+    )
     data_stream: str = Field(
         default="logs-docker-default",
         description="Data stream written to: logs-<dataset>-<namespace>.",
     )
+    routing: list[RoutingRule] = Field(
+        default_factory=list,
+        description="Per-container data streams by name/image glob; labels shipper.dataset and "
+        "shipper.namespace override them.",
+    )
+    dead_letter: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     install_template: bool = True
+    template_overwrite: bool = Field(
+        default=False, description="Replace templates and ILM policies that are not ours."
+    )
+    ilm: IlmConfig = Field(default_factory=IlmConfig)
+    retry_queue_max_docs: int = Field(
+        default=20_000, gt=0, description="Rejected documents waiting to be retried, at most."
+    )
     batch_max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     batch_max_docs: int = Field(default=10_000, gt=0)
     flush_interval_s: float = Field(default=0.2, gt=0)
@@ -90,9 +179,29 @@ class ElasticsearchConfig(_Closed):
     @field_validator("data_stream")
     @classmethod
     def _data_stream_name(cls, name: str) -> str:
-        if not re.fullmatch(r"logs-[a-z0-9_.]+-[a-z0-9_.]+", name):
-            raise ValueError("must look like logs-<dataset>-<namespace> in lower case")
-        return name
+        return _data_stream_full(name)
+
+    @model_validator(mode="after")
+    def _one_source_per_secret(self) -> ElasticsearchConfig:
+        for key in ("password", "api_key", "bearer_token"):
+            if getattr(self, key) is not None and getattr(self, key + "_file") is not None:
+                raise ValueError(f"give {key} or {key}_file, not both")
+        kinds = [
+            kind
+            for kind, given in (
+                ("username/password", self.username is not None),
+                ("api_key", self.api_key is not None or self.api_key_file is not None),
+                ("bearer_token", self.bearer_token is not None or self.bearer_token_file),
+            )
+            if given
+        ]
+        if len(kinds) > 1:
+            raise ValueError(f"choose one way to authenticate, not {' and '.join(kinds)}")
+        if self.username is None and (self.password or self.password_file):
+            raise ValueError("password without username")
+        if self.dead_letter.data_stream == self.data_stream:
+            raise ValueError("dead_letter.data_stream must differ from data_stream")
+        return self
 
 
 class StorageConfig(_Closed):
@@ -109,6 +218,11 @@ class StorageConfig(_Closed):
 
 class MetricsConfig(_Closed):
     listen: str | None = Field(default="0.0.0.0:9108", description="host:port, or null to disable.")
+    per_container: bool = Field(
+        default=False,
+        description="Also export series labelled by container name (one per followed "
+        "container: checkpoint lag, time since last read).",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -344,6 +458,11 @@ class DropRule(ContainerRule):
 class ProcessingConfig(_Closed):
     """Per-record processing (selection, multiline, JSON, metadata, redaction); see issue 5."""
 
+    max_line_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="A longer line is cut at a character boundary and flagged `truncated`.",
+    )
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     multiline: MultilineConfig = Field(default_factory=MultilineConfig)
     json_logs: JsonConfig = Field(default_factory=JsonConfig)
@@ -373,6 +492,36 @@ class ProcessingConfig(_Closed):
         return fields
 
 
+class KibanaConfig(_Closed):
+    """Optional: a data view over the shipper's data streams, created at start if missing."""
+
+    url: str | None = Field(default=None, description="Kibana base URL; null: no setup.")
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    api_key: str | None = None
+    api_key_file: str | None = None
+    verify_certs: bool = True
+    ca_certs: str | None = None
+    data_view_id: str = Field(default="shipper-logs", min_length=1)
+    data_view_name: str = Field(default="Docker logs (shipper)", min_length=1)
+    data_view_pattern: str = Field(default="logs-*", min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _one_source_per_secret(self) -> KibanaConfig:
+        for key in ("password", "api_key"):
+            if getattr(self, key) is not None and getattr(self, key + "_file") is not None:
+                raise ValueError(f"give {key} or {key}_file, not both")
+        return self
+
+
 class Config(_Closed):
     output: Literal["elasticsearch", "console"] = "elasticsearch"
     host_name: str | None = Field(default=None, description="host.name; defaults to the host's.")
@@ -383,19 +532,50 @@ class Config(_Closed):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     processing: ProcessingConfig = Field(default_factory=ProcessingConfig)
+    kibana: KibanaConfig = Field(default_factory=KibanaConfig)
 
 
-def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Reads and validates the config; raises ConfigError naming the key and the problem."""
+# ---------------------------------------------------------------------------- loading
+#
+# Precedence, lowest first: built-in defaults, the YAML file (after `${VAR}` interpolation),
+# `SHIPPER_<SECTION>_<KEY>` environment variables, command line flags.
+
+ENV_PREFIX = "SHIPPER_"
+# SHIPPER_* variables that are not config keys: the config file's path, the image's
+# HEALTHCHECK URL (Dockerfile), and the test suite's own settings.
+ENV_NOT_KEYS = frozenset({"SHIPPER_CONFIG", "SHIPPER_HEALTHCHECK_URL"})
+ENV_IGNORED_PREFIXES = ("SHIPPER_TEST_",)
+_INTERPOLATION = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\})")
+_NULL_WORDS = frozenset({"", "null", "none"})
+
+
+def load_config(
+    path: str | Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Reads and validates the config; raises ConfigError naming the key and the problem.
+
+    `environ` (default: the process environment) feeds `${VAR}` interpolation in the file
+    and the `SHIPPER_<SECTION>_<KEY>` overrides; `overrides` (dotted keys, from command line
+    flags) win over both.
+    """
+    env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     if path is not None:
-        raw = _read_yaml(Path(path))
+        raw = interpolate(_read_yaml(Path(path)), env)
+    sources: dict[str, str] = {}
+    for variable, (dotted, value) in env_overrides(env).items():
+        _set_dotted(raw, dotted, value)
+        sources[dotted] = variable
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value)
-    return parse_config(raw)
+        sources.pop(dotted, None)
+    return parse_config(raw, sources)
 
 
-def parse_config(raw: Mapping[str, Any]) -> Config:
+def parse_config(raw: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> Config:
+    """Validates raw config data; `sources` maps dotted keys to the variable that set them."""
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
@@ -404,9 +584,178 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         problem = first["msg"]
         if first["type"] == "extra_forbidden":
             problem = "unknown key"
-        elif "input" in first and first["type"] != "missing" and not _is_secret(key):
+        elif (
+            "input" in first
+            and first["type"] != "missing"
+            and not _is_secret(key)
+            # A mapping (a model-level check failed) may hold secrets: never echo one.
+            and not isinstance(first["input"], Mapping)
+        ):
             problem = f"{problem} (got {_short(first['input'])})"
+        for dotted, variable in (sources or {}).items():
+            if key == dotted or key.startswith(dotted + "."):
+                problem += f" (set by the environment variable {variable})"
+                break
         raise ConfigError(key, problem) from None
+
+
+def env_variables() -> dict[str, tuple[str, Any]]:
+    """Every `SHIPPER_*` override: variable -> (dotted key, the field's annotation).
+
+    Derived from the models, so a new key gets its variable without a table to maintain.
+    Keys holding rules or mappings (lists of objects, `processing.fields`) have none.
+    """
+    table: dict[str, tuple[str, Any]] = {}
+
+    def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            path = (*prefix, name)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, path)
+            elif _env_kind(annotation) is not None:
+                table[ENV_PREFIX + "_".join(path).upper()] = (".".join(path), annotation)
+
+    walk(Config, ())
+    return table
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """`SHIPPER_*` variables present in `environ`: variable -> (dotted key, parsed value).
+
+    Values are parsed by the field's type: lists are comma-separated, `""`/`null`/`none`
+    give null where null is allowed; numbers, booleans and enums stay strings for the
+    schema to validate (it accepts `true`/`false`/`1`/`0`/`yes`/`no`). An unknown
+    `SHIPPER_*` name is a ConfigError naming it, like an unknown key in the file.
+    """
+    table = env_variables()
+    result: dict[str, tuple[str, Any]] = {}
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in ENV_NOT_KEYS:
+            continue
+        if variable.startswith(ENV_IGNORED_PREFIXES):
+            continue
+        entry = table.get(variable)
+        if entry is None:
+            raise ConfigError(variable, "unknown environment variable (no such config key)")
+        dotted, annotation = entry
+        result[variable] = (dotted, _parse_env_value(environ[variable], annotation))
+    return result
+
+
+def _env_kind(annotation: Any) -> str | None:
+    """'list', 'scalar' or None (not settable from one environment variable)."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    origin = get_origin(annotation)
+    if origin is list:
+        return "list" if args and _env_kind(args[0]) == "scalar" else None
+    if origin is Literal or annotation in (str, int, float, bool):
+        return "scalar"
+    if origin in (Union, UnionType) and len(args) == 1:
+        return _env_kind(args[0])
+    return None
+
+
+def _parse_env_value(text: str, annotation: Any) -> Any:
+    nullable = type(None) in get_args(annotation)
+    if nullable and text.strip().lower() in _NULL_WORDS:
+        return None
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    inner = args[0] if get_origin(annotation) in (Union, UnionType) and args else annotation
+    if get_origin(inner) is list:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def interpolate(data: Any, environ: Mapping[str, str], key: str = "") -> Any:
+    """Replaces `${VAR}`, `${VAR:-default}` (unset or empty) and `${VAR-default}` (unset)
+    in every string value; `$$` is a literal `$`. A variable that is not set and has no
+    default is a ConfigError naming the key."""
+    if isinstance(data, dict):
+        return {
+            k: interpolate(v, environ, f"{key}.{k}" if key else str(k)) for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [interpolate(v, environ, f"{key}.{i}") for i, v in enumerate(data)]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+
+    def substitute(match: re.Match[str]) -> str:
+        name, operator, default = match.group(1), match.group(2), match.group(3)
+        if name is None:
+            return "$"
+        value = environ.get(name)
+        if operator == ":-" and not value:
+            return str(default)
+        if operator == "-" and value is None:
+            return str(default)
+        if value is None:
+            raise ConfigError(
+                key or "(top level)",
+                f"environment variable {name} is not set (use ${{{name}:-default}} for a default)",
+            )
+        return value
+
+    result = _INTERPOLATION.sub(substitute, data)
+    leftover = _INTERPOLATION.sub("", data)
+    if "${" in leftover:
+        raise ConfigError(key or "(top level)", "unterminated or invalid ${...} reference")
+    return result
+
+
+def masked(config: Config) -> dict[str, Any]:
+    """The config as plain data with every secret replaced by `***` (for printing)."""
+
+    def walk(node: Any, key: str) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, key) for v in node]
+        if node is not None and _is_secret(key) and not key.endswith("_file"):
+            return "***"
+        if isinstance(node, str) and "://" in node and "@" in node:
+            return _URL_USERINFO.sub(r"\1***@", node)
+        return node
+
+    return walk(config.model_dump(mode="json"), "")  # type: ignore[no-any-return]
+
+
+def secret_values(config: Config) -> list[str]:
+    """The secret strings the config holds, for the log formatter to keep out of logs."""
+    found: list[str] = []
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str):
+            if _is_secret(key) and not key.endswith("_file") and node:
+                found.append(node)
+            found.extend(m.group(2) for m in _URL_USERINFO.finditer(node) if m.group(2))
+
+    walk(config.model_dump(mode="json"), "")
+    return found
+
+
+def changed_keys(old: BaseModel, new: BaseModel, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configs (lists compare as a whole)."""
+    changed: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for name in sorted(set(a) | set(b)):
+                walk(a.get(name), b.get(name), f"{key}.{name}" if key else str(name))
+        elif a != b:
+            changed.append(key)
+
+    walk(old.model_dump(mode="json"), new.model_dump(mode="json"), prefix)
+    return changed
+
+
+_URL_USERINFO = re.compile(r"(\w+://[^:/@\s]*:)([^@/\s]*)@")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -419,7 +768,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError("--config", f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError("--config", f"{path} is not valid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -442,11 +794,6 @@ def _is_secret(key: str) -> bool:
     return any(word in key for word in ("password", "api_key", "token", "secret"))
 
 
-    max_line_bytes: int = Field(
-        default=1024 * 1024,
-        gt=0,
-        description="A longer line is cut at a character boundary and flagged `truncated`.",
-    )
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = _URL_USERINFO.sub(r"\1***@", repr(value))
     return text if len(text) <= 60 else text[:57] + "..."

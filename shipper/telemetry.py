@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
@@ -101,10 +105,6 @@ records_dropped = Counter(
     ["reason"],
     registry=REGISTRY,
 )
-buffer_corrupt_segments = Counter(
-    "shipper_buffer_corrupt_segments_total",
-    "Buffer segments found corrupt and moved aside.",
-    registry=REGISTRY,
 records_redacted = Counter(
     "shipper_records_redacted_total",
     "Records in which a redaction rule masked something, by rule or preset.",
@@ -127,13 +127,96 @@ multiline_events = Counter(
     "Events joined from two or more lines.",
     registry=REGISTRY,
 )
+buffer_corrupt_segments = Counter(
+    "shipper_buffer_corrupt_segments_total",
+    "Buffer segments found corrupt and moved aside.",
+    registry=REGISTRY,
 )
 disk_full = Counter(
     "shipper_disk_full_total", "Writes refused for lack of disk space.", ["what"], registry=REGISTRY
 )
+rotation_risks = Counter(
+    "shipper_rotation_risk_total",
+    "Times a followed container's unread backlog came close to what Docker's log rotation "
+    "keeps (max-size x max-file): lines may be lost before they are read.",
+    registry=REGISTRY,
+)
+containers_at_rotation_risk = Gauge(
+    "shipper_containers_at_rotation_risk",
+    "Followed containers whose unread backlog is close to Docker's rotation limit now.",
+    registry=REGISTRY,
+)
 errors = Counter(
     "shipper_errors_total", "Errors by kind (each is also logged).", ["kind"], registry=REGISTRY
 )
+config_reloads = Counter(
+    "shipper_config_reloads_total",
+    "Config reloads on SIGHUP, by result (applied, unchanged, rejected).",
+    ["result"],
+    registry=REGISTRY,
+)
+build_info = Gauge(
+    "shipper_build_info",
+    "Always 1; the shipper's version in a label.",
+    ["version"],
+    registry=REGISTRY,
+)
+
+
+class ContainerSample(NamedTuple):
+    """One followed container as the per-container metrics see it."""
+
+    name: str
+    checkpoint_lag_s: float  # now - the time of the container's checkpoint
+    last_read_age_s: float | None  # seconds since lines were last read; None: none yet
+
+
+class PerContainerCollector(Collector):
+    """Per-container series, only with `metrics.per_container: true`.
+
+    Produced at scrape time from the containers being followed right now, so the number of
+    series is bounded by the containers on the host and a container's series go with it.
+    """
+
+    def __init__(self, source: Callable[[], list[ContainerSample]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        lag = GaugeMetricFamily(
+            "shipper_container_checkpoint_lag_seconds",
+            "Seconds between now and the container's saved read position (per_container).",
+            labels=["container_name"],
+        )
+        idle = GaugeMetricFamily(
+            "shipper_container_last_read_age_seconds",
+            "Seconds since lines of the container were last read (per_container).",
+            labels=["container_name"],
+        )
+        for sample in self._source():
+            lag.add_metric([sample.name], sample.checkpoint_lag_s)
+            if sample.last_read_age_s is not None:
+                idle.add_metric([sample.name], sample.last_read_age_s)
+        yield lag
+        yield idle
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def counter_total(counter: Counter) -> float:
+    """The sum of a counter over all its label values (for reports, not for hot paths)."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
+def enable_per_container(source: Callable[[], list[ContainerSample]]) -> Collector:
+    collector = PerContainerCollector(source)
+    REGISTRY.register(collector)
+    return collector
 
 
 class RateLimitedLog:
@@ -143,7 +226,7 @@ class RateLimitedLog:
         self._interval_s = interval_s
         self._last: dict[str, tuple[float, int]] = {}
 
-    def __call__(self, level: int, key: str, message: str, **fields: Any) -> None:
+    def __call__(self, level: int, key: str, message: str, /, **fields: Any) -> None:
         now = time.monotonic()
         last, suppressed = self._last.get(key, (0.0, 0))
         if last and now - last < self._interval_s:
@@ -158,21 +241,41 @@ class RateLimitedLog:
 rate_limited = RateLimitedLog()
 
 
-def error(kind: str, message: str, **fields: Any) -> None:
+def error(kind: str, message: str, /, **fields: Any) -> None:
     """An error the operator should know about: counted, and logged at most every 30 s."""
     errors.labels(kind).inc()
     rate_limited(logging.ERROR, kind, message, **fields)
 
 
-def warning(kind: str, message: str, **fields: Any) -> None:
+def rotation_risk(
+    container_id: str, name: str, backlog_bytes: int, capacity_bytes: int, lag_s: float
+) -> None:
+    """Counted once per episode; the log is rate-limited per container, not for all."""
+    rotation_risks.inc()
+    errors.labels("rotation_risk").inc()
+    rate_limited(
+        logging.WARNING,
+        f"rotation_risk:{container_id}",
+        "A container writes faster than its logs are shipped: Docker's log rotation may "
+        "delete lines before they are read (raise the driver's max-size/max-file, or make "
+        "room in the buffer and the output).",
+        container_id=container_id[:12],
+        container_name=name,
+        estimated_backlog_bytes=backlog_bytes,
+        rotation_keeps_bytes=capacity_bytes,
+        behind_s=lag_s,
+    )
+
+
+def warning(kind: str, message: str, /, **fields: Any) -> None:
     errors.labels(kind).inc()
     rate_limited(logging.WARNING, kind, message, **fields)
 
 
-def info(message: str, **fields: Any) -> None:
+def info(message: str, /, **fields: Any) -> None:
     log.info(message, extra={"fields": fields})
 
 
-def debug(message: str, **fields: Any) -> None:
+def debug(message: str, /, **fields: Any) -> None:
     if log.isEnabledFor(logging.DEBUG):
         log.debug(message, extra={"fields": fields})

@@ -27,10 +27,12 @@ from shipper.backoff import Backoff
 from shipper.config import ProcessingConfig
 from shipper.docker.api import ContainerGone, DockerClient, DockerUnavailable, LogsNotReadable
 from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
+from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.errors import DiskFullError
 from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline.processor import ContainerProcessor, build_processor
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint, StreamPosition
+from shipper.sources.file_tailer import JsonFileTail, shared_watcher, visible_log_path
 
 
 class Intake(Protocol):
@@ -46,6 +48,8 @@ class FollowerSettings:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     slack_ns: int = DEFAULT_SLACK_NS
     max_backoff_s: float = 10.0
+    read_mode: str = "api"  # api | files | auto: see DockerConfig.read_mode
+    containers_path: str = "/var/lib/docker/containers"
     # Read at every (re)connection, so a reloaded config applies from the next one on.
     processing: Callable[[], ProcessingConfig] = field(default=ProcessingConfig)
 
@@ -71,6 +75,7 @@ class ContainerFollower:
         # order: only ever non-empty while a multiline event holds lines.
         self._untaken: list[tuple[int, str, int]] = []
         self._warned_labels = False
+        self._warned_fallback = False
 
     def checkpoint(self) -> Checkpoint:
         return self.position.checkpoint()
@@ -125,9 +130,7 @@ class ContainerFollower:
         # too (they were never counted), so the processor starts afresh as well.
         self.position = StreamPosition(start, self._settings.slack_ns)
         self._untaken = []
-        decoder = LogStreamDecoder(
-            self.container_id, tty=meta.tty, max_line_bytes=self._settings.max_line_bytes
-        )
+        decoder, chunks_source = self._log_source(meta, start.since_ns)
         processor = build_processor(self._settings.processing(), meta)
         if processor.warnings and not self._warned_labels:
             self._warned_labels = True
@@ -141,10 +144,7 @@ class ContainerFollower:
         to_skip = start.skip
         follow = meta.running
         chunks = 0
-        async for chunk in self._chunks_with_ticks(
-            self._docker.logs(self.container_id, since_ns=start.since_ns, follow=follow),
-            processor,
-        ):
+        async for chunk in self._chunks_with_ticks(chunks_source, processor):
             if chunk is None:  # a tick: events of a quiet container whose time has come
                 await self._flush_due(meta, processor)
                 continue
@@ -171,6 +171,53 @@ class ContainerFollower:
         self._take_settled(processor)
         self._report(processor)
         return True
+
+    def _log_source(
+        self, meta: ContainerMeta, since_ns: int
+    ) -> tuple[LogStreamDecoder, AsyncIterator[bytes]]:
+        """The json-file logs read directly when allowed and visible, else the logs API."""
+        max_line_bytes = self._settings.max_line_bytes
+        mode = self._settings.read_mode
+        path = None
+        if mode != "api":
+            path = visible_log_path(meta, self._settings.containers_path)
+            if path is None and mode == "files" and not self._warned_fallback:
+                self._warned_fallback = True
+                telemetry.warning(
+                    "log_files_not_readable",
+                    "A container's json-file logs are not visible here (other driver, "
+                    "compressed rotation, or docker.containers_path not mounted); its logs "
+                    "are read through the Docker API.",
+                    container_id=self.container_id[:12],
+                    log_driver=meta.log_driver,
+                )
+        if path is None:
+            api_decoder = LogStreamDecoder(
+                self.container_id, tty=meta.tty, max_line_bytes=max_line_bytes
+            )
+            chunks = self._docker.logs(self.container_id, since_ns=since_ns, follow=meta.running)
+            return api_decoder, chunks
+        file_decoder = JsonFileDecoder(
+            self.container_id, tty=meta.tty, since_ns=since_ns, max_line_bytes=max_line_bytes
+        )
+        tail = JsonFileTail(
+            path,
+            since_ns=since_ns,
+            follow=meta.running,
+            still_running=self._still_running,
+            watcher=shared_watcher(),
+        )
+        return file_decoder, tail.chunks()
+
+    async def _still_running(self) -> bool:
+        try:
+            meta = await self._docker.inspect(self.container_id)
+        except ContainerGone:
+            return False
+        except DockerUnavailable:
+            return True  # cannot tell: keep following; a later check will know
+        self._set_meta(meta)
+        return meta.running
 
     async def _chunks_with_ticks(
         self, chunks: AsyncIterator[bytes], processor: ContainerProcessor

@@ -25,6 +25,7 @@ async def _serve(args: argparse.Namespace) -> None:
     server = EsTestServer(
         args.major,
         count_only=args.count_only,
+        count_containers=args.count_by_container,
         users=dict(args.user or []),
         api_keys=dict(args.api_key or []),
         tls_cert=args.tls_cert,
@@ -49,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--major", type=int, choices=(8, 9), default=9)
     parser.add_argument("--count-only", action="store_true", help="count items, keep no sources")
+    parser.add_argument(
+        "--count-by-container",
+        action="store_true",
+        help="count-only: also count items per container.id (GET /_test/stats)",
+    )
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--user", type=_pair, action="append", help="name:password (repeatable)")

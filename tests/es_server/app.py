@@ -267,7 +267,12 @@ class EsApp:
         default_index = req.args.get("index")
         if self.server.count_only:
             raw = count_bulk(
-                self.store, req.body, default_index, stats, self.server.detect_duplicates
+                self.store,
+                req.body,
+                default_index,
+                stats,
+                self.server.detect_duplicates,
+                self.server.count_containers,
             )
             return 200, raw
         refresh = req.params.get("refresh") in ("", "true", "wait_for")
@@ -651,9 +656,11 @@ class EsTestServer:
         major: int = 9,
         *,
         count_only: bool = False,
+        count_containers: bool = False,
         detect_duplicates: bool = True,
         users: dict[str, str] | None = None,
         api_keys: dict[str, str] | None = None,
+        bearer_tokens: set[str] | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
         compress_responses: bool | None = None,
@@ -665,9 +672,11 @@ class EsTestServer:
         self.major = major
         self.version = dict(VERSIONS[major])
         self.count_only = count_only
+        self.count_containers = count_containers
         self.detect_duplicates = detect_duplicates
         self.users = dict(users or {})
         self.api_keys = dict(api_keys or {})
+        self.bearer_tokens = set(bearer_tokens or ())
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         # http.compression defaults to true, but to false when TLS is on (ES's own default).
@@ -872,7 +881,7 @@ class EsTestServer:
         return self._respond(request, status, err.body(), ctype)
 
     def _authenticate(self, request: web.Request, uri: str) -> None:
-        if not self.users and not self.api_keys:
+        if not self.users and not self.api_keys and not self.bearer_tokens:
             return
         header = request.headers.get("Authorization")
         headers = {"WWW-Authenticate": WWW_AUTHENTICATE}
@@ -889,6 +898,12 @@ class EsTestServer:
         except (binascii.Error, UnicodeDecodeError):
             decoded = ""
         left, sep, right = decoded.partition(":")
+        if (
+            scheme == "bearer"
+            and not self.faults.wrong_password
+            and value.strip() in self.bearer_tokens
+        ):
+            return
         if scheme == "basic":
             if not sep:
                 raise fail("invalid basic authentication header value")

@@ -9,12 +9,14 @@ failover, auth, TLS, gzip, the product check.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import ConnectionTimeout, TlsError
+from elastic_transport import ConnectionTimeout, OrjsonSerializer, TlsError
 from elasticsearch import ApiError, AsyncElasticsearch, UnsupportedProductError
 
 from shipper import telemetry
@@ -93,7 +95,14 @@ class ElasticsearchConnection:
             verify_certs=config.verify_certs,
             **tls,
             ssl_show_warn=False,  # we warn once ourselves, in words an operator can act on
-            http_compress=config.compression,
+            # Bulk bodies are gzipped by `bulk` itself (fast level, off the event loop); the
+            # transport would use gzip's slowest level on the loop's thread.
+            http_compress=False,
+            # Bulk responses hold one item per document: orjson parses them ~5x faster.
+            serializers={
+                "application/json": OrjsonSerializer(),
+                "application/vnd.elasticsearch+json": OrjsonSerializer(),
+            },
             request_timeout=config.request_timeout_s,
             # One attempt per host: a refused connection moves on to the next host at once;
             # everything else (429, 503, timeouts) is retried by the sink's own policy.
@@ -122,8 +131,18 @@ class ElasticsearchConnection:
         return major
 
     async def bulk(self, body: bytes) -> Mapping[str, Any]:
+        encoding = None
+        if self._config.compression:
+            # zlib releases the GIL: in a thread, compression runs beside the event loop.
+            body = await asyncio.to_thread(_gzip_fast, body)
+            encoding = "gzip"
         result = await self.request(
-            "POST", "/_bulk", body=body, content_type="x-ndjson", timeout_s=None
+            "POST",
+            "/_bulk",
+            body=body,
+            content_type="x-ndjson",
+            timeout_s=None,
+            content_encoding=encoding,
         )
         return result  # type: ignore[no-any-return]
 
@@ -136,11 +155,16 @@ class ElasticsearchConnection:
         content_type: str = "json",
         major: int | None = None,
         timeout_s: float | None = None,
+        content_encoding: str | None = None,
     ) -> Any:
         major = major or self.major or 8
         headers = {"accept": _media_type("json", major)}
+        if self._config.compression:
+            headers["accept-encoding"] = "gzip"
         if body is not None:
             headers["content-type"] = _media_type(content_type, major)
+        if content_encoding is not None:
+            headers["content-encoding"] = content_encoding
         try:
             response = await self._client.perform_request(method, path, headers=headers, body=body)
         except ApiError as exc:
@@ -154,6 +178,12 @@ class ElasticsearchConnection:
         except (TimeoutError, TransportConnectionError, ConnectionTimeout) as exc:
             raise RequestFailed(f"Elasticsearch unreachable: {exc}", None) from exc
         return response.body
+
+
+def _gzip_fast(body: bytes) -> bytes:
+    """gzip at level 1: NDJSON of logs still shrinks ~5x, at a fraction of level 9's CPU."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+    return compressor.compress(body) + compressor.flush()
 
 
 def _describe_api_error(exc: ApiError) -> str:

@@ -30,8 +30,16 @@ ECS_VERSION = "8.11.0"
 
 def document_id(container_id: str, timestamp_ns: int, stream: str, seq: int) -> str:
     """20 URL-safe characters, like Elasticsearch's own generated ids."""
-    key = f"{container_id}|{timestamp_ns}|{stream}|{seq}".encode()
-    return base64.urlsafe_b64encode(hashlib.blake2b(key, digest_size=15).digest()).decode()
+    return _document_id_bytes(container_id.encode(), timestamp_ns, stream, seq).decode()
+
+
+def _document_id_bytes(container_id: bytes, timestamp_ns: int, stream: str, seq: int) -> bytes:
+    # The same bytes as f"{container_id}|{timestamp_ns}|{stream}|{seq}", without a str round trip.
+    key = b"%s|%d|%s|%d" % (container_id, timestamp_ns, stream.encode(), seq)
+    return base64.urlsafe_b64encode(_blake2b(key, digest_size=15).digest())
+
+
+_blake2b = hashlib.blake2b
 
 
 def sanitize_label_key(key: str) -> str:
@@ -94,30 +102,30 @@ def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list
     out: list[bytes] = []
     append = out.append
     dumps = orjson.dumps
+    container_id = doc.container_id.encode()
+    tail = b"}," + doc.fragment + b"}\n"
+    iostream = {"stdout": b'{"iostream":"stdout"', "stderr": b'{"iostream":"stderr"'}
     for record in records:
-        ts, stream, message = record.timestamp_ns, record.stream, record.message
-        _id = document_id(doc.container_id, ts, stream, record.seq)
+        ts, stream = record.timestamp_ns, record.stream
+        _id = _document_id_bytes(container_id, ts, stream, record.seq)
         if record.fields is None:
-            log_part = b'{"iostream":"' + stream.encode() + b'"'
+            log_part = iostream.get(stream) or b'{"iostream":' + dumps(stream)
             if record.flags:
                 log_part += b',"flags":' + dumps(record.flags)
+            # One %-format builds the entry in a single allocation.
             append(
-                action_prefix
-                + _id.encode()
-                + b'"}}\n{"@timestamp":"'
-                + format_timestamp(ts).encode()
-                + b'","message":'
-                + dumps(message)
-                + b',"log":'
-                + log_part
-                + b"},"
-                + doc.fragment
-                + b"}\n"
+                b'%s%s"}}\n{"@timestamp":"%s","message":%s,"log":%s%s'
+                % (
+                    action_prefix,
+                    _id,
+                    _timestamp_bytes(ts),
+                    dumps(record.message),
+                    log_part,
+                    tail,
+                )
             )
         else:
-            append(
-                action_prefix + _id.encode() + b'"}}\n' + dumps(_full_document(record, doc)) + b"\n"
-            )
+            append(action_prefix + _id + b'"}}\n' + dumps(_full_document(record, doc)) + b"\n")
     return out
 
 
@@ -170,6 +178,10 @@ _second_cache: dict[int, bytes] = {}
 
 def format_timestamp(ns: int) -> str:
     """RFC 3339 with nine fraction digits in UTC; the date part is cached per second."""
+    return _timestamp_bytes(ns).decode()
+
+
+def _timestamp_bytes(ns: int) -> bytes:
     seconds, nanos = divmod(ns, 1_000_000_000)
     prefix = _second_cache.get(seconds)
     if prefix is None:
@@ -177,7 +189,7 @@ def format_timestamp(ns: int) -> str:
             _second_cache.clear()
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode()
         _second_cache[seconds] = prefix
-    return f"{prefix.decode()}.{nanos:09d}Z"
+    return b"%s.%09dZ" % (prefix, nanos)
 
 
 def decode_entry(entry: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
