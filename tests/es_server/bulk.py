@@ -317,13 +317,29 @@ def _update(store: Store, index: Index, doc_id: str | None, raw: bytes) -> dict[
     return {"update": result}
 
 
+_CONTAINER_ID_KEY = b'"container":{"id":"'
+
+
+def _count_container(document: bytes, stats: Stats) -> None:
+    start = document.find(_CONTAINER_ID_KEY)
+    if start >= 0:
+        start += len(_CONTAINER_ID_KEY)
+        end = document.find(b'"', start)
+        stats.items_by_container[document[start:end].decode()] += 1
+
+
 # -- count-only mode ---------------------------------------------------------------------------
 _counter = itertools.count()
 _id_prefix = os.urandom(6).hex()
 
 
 def count_bulk(
-    store: Store, body: bytes, default_index: str | None, stats: Stats, detect_duplicates: bool
+    store: Store,
+    body: bytes,
+    default_index: str | None,
+    stats: Stats,
+    detect_duplicates: bool,
+    count_containers: bool = False,
 ) -> bytes:
     """Accept a bulk without storing sources; renders item results straight into bytes.
 
@@ -387,6 +403,8 @@ def count_bulk(
         seq = index.count
         index.count = seq + 1
         created += 1
+        if count_containers:
+            _count_container(lines[line_no * 2 + 1], stats)
         append(
             b'%s%s%s%d,"_primary_term":1,"status":201}}' % (prefix, doc_id.encode(), middle, seq)
         )
