@@ -64,7 +64,11 @@ class HttpServer:
         host, _, port = listen.rpartition(":")
         self._host = host.strip("[]") or "0.0.0.0"
         self._port = int(port)
-        self._runner = web.AppRunner(build_app(readiness, status), access_log=None)
+        # Every handler here answers at once; a scrape still in flight at exit gets 2 s,
+        # not aiohttp's default 60 s, so `docker stop` is not held up by a slow scraper.
+        self._runner = web.AppRunner(
+            build_app(readiness, status), access_log=None, shutdown_timeout=2.0
+        )
         self.port: int | None = None
 
     async def start(self) -> None:

@@ -36,7 +36,9 @@ async def test_every_docker_api_request_is_a_read(
     proxy = RecordingDockerProxy(tmp_path / "docker.sock")
     await proxy.start()
     try:
-        shipper = shipper_factory(es_server.url, {"docker": {"host": proxy.url}})
+        # The logs API is what is audited here: no json-file fast path.
+        config = {"docker": {"host": proxy.url, "read_mode": "api"}}
+        shipper = shipper_factory(es_server.url, config)
         shipper.start()
         await asyncio.to_thread(shipper.wait_ready_http)
         container = containers("echo audited; echo err >&2", tty=False)
@@ -85,7 +87,8 @@ async def test_docker_over_tcp_with_tls_the_docker_cli_way(
     proxy = RecordingDockerProxy(None, tcp_port=free_port(), ssl_context=server_context)
     await proxy.start()
     try:
-        shipper = shipper_factory(es_server.url, {"docker": {"host": proxy.url}})
+        config = {"docker": {"host": proxy.url, "read_mode": "api"}}
+        shipper = shipper_factory(es_server.url, config)
         shipper.start(env={"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs)})
         await asyncio.to_thread(shipper.wait_ready_http)
         container = containers("echo over tls; echo second >&2")

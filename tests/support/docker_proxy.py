@@ -43,7 +43,9 @@ class RecordingDockerProxy:
         )
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A forwarded event stream only notices its client left when dockerd next sends
+        # something; do not let cleanup wait aiohttp's default 60 s for it.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         if self.tcp_port is not None:
             site: web.BaseSite = web.TCPSite(
