@@ -5,7 +5,10 @@ read cursor in `shipper.buffer.segments`. This module adds what needs the event 
 
 Contract with the rest of the shipper:
 
-- `append(entries)` writes one batch with one `pwrite`. It waits (lossless backpressure:
+- `append(entries)` writes one batch with one `pwrite`, framed as blocks of at most
+  `block_max_entries` entries / about `block_max_bytes` bytes (one block per call in the
+  common case). Readers get whole blocks, so keep the limits at or below what one output
+  request should carry. It waits (lossless backpressure:
   the caller stops reading from Docker) while the unacknowledged bytes plus the batch would
   exceed `max_bytes`; a batch is always accepted into an empty buffer, however large. On
   ENOSPC / EDQUOT it raises `DiskFullError` with the segment unchanged; retry later.
@@ -63,16 +66,27 @@ from shipper.errors import ShipperError
 log = logging.getLogger(__name__)
 
 BUFFER_SUBDIR = "buffer"
+# Blocks a reader gets whole: at most what one bulk request should carry by default.
+DEFAULT_BLOCK_MAX_ENTRIES = 5_000
+DEFAULT_BLOCK_MAX_BYTES = 2 * 1024 * 1024
 
 
 class DiskBuffer:
     """Durable FIFO of encoded bulk entries between the pipeline and the sink."""
 
     def __init__(
-        self, core: SegmentQueue, *, max_bytes: int, ack_persist_interval_s: float
+        self,
+        core: SegmentQueue,
+        *,
+        max_bytes: int,
+        ack_persist_interval_s: float,
+        block_max_entries: int = DEFAULT_BLOCK_MAX_ENTRIES,
+        block_max_bytes: int = DEFAULT_BLOCK_MAX_BYTES,
     ) -> None:
         self._core = core
         self._max_bytes = max_bytes
+        self._block_max_entries = block_max_entries
+        self._block_max_bytes = block_max_bytes
         self._fsync: FsyncPolicy = core.fsync_policy
         self._ack_persist_interval_s = ack_persist_interval_s
         self._append_lock = asyncio.Lock()  # FIFO: batches land in the order append was called
@@ -92,6 +106,8 @@ class DiskBuffer:
         fsync: FsyncPolicy,
         on_corrupt: CorruptCallback | None = None,
         ack_persist_interval_s: float = 1.0,
+        block_max_entries: int = DEFAULT_BLOCK_MAX_ENTRIES,
+        block_max_bytes: int = DEFAULT_BLOCK_MAX_BYTES,
     ) -> DiskBuffer:
         """Opens the buffer in `directory` (created if missing) and recovers it.
 
@@ -102,7 +118,13 @@ class DiskBuffer:
         core = SegmentQueue.open(
             directory, segment_max_bytes=segment_max_bytes, fsync=fsync, on_corrupt=on_corrupt
         )
-        return cls(core, max_bytes=max_bytes, ack_persist_interval_s=ack_persist_interval_s)
+        return cls(
+            core,
+            max_bytes=max_bytes,
+            ack_persist_interval_s=ack_persist_interval_s,
+            block_max_entries=block_max_entries,
+            block_max_bytes=block_max_bytes,
+        )
 
     @classmethod
     def from_config(
@@ -123,7 +145,9 @@ class DiskBuffer:
         """Appends one batch; waits for space; DiskFullError on ENOSPC (nothing written)."""
         if not entries:
             return
-        data = fmt.encode_records(entries, time.time_ns() // 1_000_000)
+        data, _blocks = fmt.encode_blocks(
+            entries, time.time_ns() // 1_000_000, self._block_max_entries, self._block_max_bytes
+        )
         async with self._append_lock:
             while self._core.bytes_held and self._core.bytes_held + len(data) > self._max_bytes:
                 self._check_open()
@@ -151,19 +175,27 @@ class DiskBuffer:
             job = self._core.begin_sync(data=data, acks=acks)
             if job.empty:
                 return
+            running = asyncio.ensure_future(asyncio.to_thread(job.run))
             try:
-                await asyncio.to_thread(job.run)
+                await asyncio.shield(running)
+            except asyncio.CancelledError:
+                # Cancelling us does not stop the thread: hold the lock until it is done, so
+                # no second job (at shutdown, say) writes acks.tmp at the same time.
+                await asyncio.wait({running})
+                raise
             finally:
-                self._core.finish_sync(job)
-                if job.acks_done:
-                    self._last_ack_persist = time.monotonic()
+                if running.done():
+                    self._core.finish_sync(job)
+                    if job.acks_done:
+                        self._last_ack_persist = time.monotonic()
 
     # ------------------------------------------------------------------ reading
 
     async def read(
         self, max_entries: int, max_bytes: int, timeout_s: float | None = None
     ) -> BufferBatch | None:
-        """The next entries not yet handed out, in append order, all from one segment.
+        """The next blocks not yet handed out, in append order, all from one segment, up to
+        about `max_entries` entries and `max_bytes` bytes (always at least one block).
 
         Waits up to `timeout_s` (forever if None) for data; None on timeout or close.
         A nacked batch comes back first, as it was.

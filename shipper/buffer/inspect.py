@@ -68,13 +68,14 @@ def inspect_buffer(directory: Path) -> BufferSummary:
         try:
             size = os.fstat(fd).st_size
             try:
-                fmt.decode_segment_header(os.pread(fd, fmt.SEGMENT_HEADER_SIZE, 0), segment_id)
+                header = os.pread(fd, fmt.SEGMENT_HEADER_SIZE, 0)
+                version = fmt.decode_segment_header(header, segment_id)
             except fmt.FormatError as exc:
                 if size:
                     summary.problems.append(f"{path.name}: {exc}")
                 continue
             start = min(max(acked.get(segment_id, 0), fmt.SEGMENT_HEADER_SIZE), size)
-            end, records, problem, _at_eof = _scan(fd, start, size)
+            end, records, problem, _at_eof = _scan(fd, start, size, version)
             if problem:
                 summary.problems.append(f"{path.name}: {problem} at offset {end}")
             summary.segments += 1

@@ -45,16 +45,29 @@ _SCAN_CHUNK_BYTES = 4 * 1024 * 1024
 
 @dataclass(slots=True, eq=False)
 class BufferBatch:
-    """Entries handed out by one read, in append order, all from one segment.
+    """Whole blocks handed out by one read, in append order, all from one segment.
 
     Pass the batch itself back to `ack` (or `nack`); the other fields say where it lives.
     """
 
-    entries: list[bytes]
+    blocks: list[fmt.Block]
     segment_id: int
     start: int  # offset of the first frame in the segment file
     end: int  # offset just past the last frame
-    count: int  # len(entries) at read time; acks use this, not the (mutable) list
+    count: int  # entries in the blocks
+    size: int  # bytes of those entries, without framing
+
+    @property
+    def entries(self) -> list[bytes]:
+        """Every entry, split out of its block (the slow path: only when items matter)."""
+        if len(self.blocks) == 1:
+            return self.blocks[0].entries()
+        return [entry for block in self.blocks for entry in block.entries()]
+
+    @property
+    def bodies(self) -> list[bytes]:
+        """Per block, its entries concatenated: what a bulk request body is made of."""
+        return [block.data for block in self.blocks]
 
 
 @dataclass(slots=True)
@@ -76,7 +89,8 @@ class _Segment:
     acked: int  # end of the contiguous acknowledged prefix
     synced_end: int  # bytes known to be on stable storage
     sealed: bool
-    unread_records: int = 0  # records at or after the read cursor (for loss accounting)
+    version: int = fmt.FORMAT_VERSION  # of the file's format: new segments get the current one
+    unread_records: int = 0  # entries at or after the read cursor (for loss accounting)
     fd: int | None = None  # write fd, only while this is the write segment
     # Acks that arrived before the batch in front of them: start offset -> end offset.
     out_of_order: dict[int, int] = field(default_factory=dict)
@@ -240,7 +254,7 @@ class SegmentQueue:
             size = os.fstat(fd).st_size
             head = os.pread(fd, fmt.SEGMENT_HEADER_SIZE, 0)
             try:
-                fmt.decode_segment_header(head, segment_id)
+                version = fmt.decode_segment_header(head, segment_id)
             except fmt.FormatError as exc:
                 if last and _torn_at_creation(path):
                     # Created just before a crash, header never reached the disk.
@@ -252,7 +266,7 @@ class SegmentQueue:
                 self._set_aside(path, str(exc), move=True)
                 return
             start = min(max(acked, fmt.SEGMENT_HEADER_SIZE), size)
-            end, records, problem, reaches_eof = _scan(fd, start, size)
+            end, records, problem, reaches_eof = _scan(fd, start, size, version)
         finally:
             os.close(fd)
         if problem:
@@ -278,6 +292,7 @@ class SegmentQueue:
             acked=start,
             synced_end=0,
             sealed=True,
+            version=version,
             unread_records=records,
         )
         self._add(segment)
@@ -343,11 +358,19 @@ class SegmentQueue:
 
     # ----------------------------------------------------------------- appending
 
-    def append(self, entries: Sequence[bytes], time_ms: int) -> None:
-        """Frames and writes one batch (rolling and syncing inline): the synchronous path."""
+    def append(
+        self,
+        entries: Sequence[bytes],
+        time_ms: int,
+        *,
+        block_max_entries: int = 1 << 30,
+        block_max_bytes: int = 1 << 30,
+    ) -> None:
+        """Frames one batch as blocks and writes it (rolling and syncing inline): the
+        synchronous path."""
         if not entries:
             return
-        data = fmt.encode_records(entries, time_ms)
+        data, _blocks = fmt.encode_blocks(entries, time_ms, block_max_entries, block_max_bytes)
         if self.prepare_append(len(data)) and self.fsync_policy != "never":
             self.sync()
         self.write_prepared(data, len(entries))
@@ -373,8 +396,8 @@ class SegmentQueue:
         return False
 
     def write_prepared(self, data: bytes, count: int) -> None:
-        """Writes framed records to the write segment with one pwrite; DiskFullError on
-        ENOSPC / EDQUOT, after which the segment is as it was before the call."""
+        """Writes framed blocks holding `count` entries to the write segment with one pwrite;
+        DiskFullError on ENOSPC / EDQUOT, after which the segment is as it was before."""
         segment = self._write
         if segment is None or segment.fd is None:
             raise RuntimeError("write_prepared without prepare_append")
@@ -437,9 +460,9 @@ class SegmentQueue:
     # ----------------------------------------------------------------- reading
 
     def read(self, max_entries: int, max_bytes: int) -> BufferBatch | None:
-        """The next entries not yet handed out (nacked ones first), or None if there are none.
+        """The next blocks not yet handed out (nacked ones first), or None if there are none.
 
-        Never returns an empty batch; returns one entry even if it exceeds `max_bytes`.
+        Never returns an empty batch; returns one block even if it exceeds the limits.
         """
         self._check_open()
         while self._nacked:
@@ -480,21 +503,23 @@ class SegmentQueue:
             self._read_fd_id = segment.id
         start = self._read_pos
         available = segment.end - start
-        # Headers plus payload of a full batch; one large pread, no per-record syscalls.
-        want = min(available, max_bytes + (max_entries + 1) * fmt.FRAME_HEADER_SIZE)
+        # Framing plus payload of a full batch; one large pread, no per-record syscalls.
+        overhead = max_entries * fmt.ENTRY_OVERHEAD + 64 * (fmt.FRAME_HEADER_SIZE + 4)
+        want = min(available, max_bytes + overhead)
         buf = os.pread(self._read_fd, want, start)
-        decoded = fmt.decode_records(buf, max_entries, max_bytes)
-        first_too_big = not decoded.entries and decoded.stop == fmt.INCOMPLETE
+        version = segment.version
+        decoded = fmt.decode_records(buf, max_entries, max_bytes, version)
+        first_too_big = not decoded.blocks and decoded.stop == fmt.INCOMPLETE
         if first_too_big and len(buf) == want and decoded.need <= available:
-            # The first record alone is larger than the read; read exactly it.
+            # The first block alone is larger than the read; read exactly it.
             buf = os.pread(self._read_fd, decoded.need, start)
-            decoded = fmt.decode_records(buf, 1, max_bytes)
+            decoded = fmt.decode_records(buf, 1, max_bytes, version)
         problem = decoded.problem
         if not problem and len(buf) < want:
             problem = f"file ends at {start + len(buf)}, expected {segment.end}"
-        elif not problem and not decoded.entries:
+        elif not problem and not decoded.blocks:
             problem = "record runs past the end of the segment"
-        count = len(decoded.entries)
+        count = decoded.entry_count
         end = start + decoded.consumed
         if problem and decoded.stop != fmt.LIMIT:
             self._cut_corrupt_tail(segment, end, count, problem)
@@ -502,7 +527,7 @@ class SegmentQueue:
             return None
         segment.unread_records -= count
         self._read_pos = end
-        batch = BufferBatch(decoded.entries, segment.id, start, end, count)
+        batch = BufferBatch(decoded.blocks, segment.id, start, end, count, decoded.payload_bytes)
         self._outstanding.add((segment.id, start))
         return batch
 
@@ -688,8 +713,10 @@ class BufferClosedError(RuntimeError):
     """append / read on a closed buffer: a shutdown-ordering bug in the caller."""
 
 
-def _scan(fd: int, start: int, size: int) -> tuple[int, int, str, bool]:
-    """Validates the frames of [start, size): (valid end, records, problem, reaches EOF).
+def _scan(
+    fd: int, start: int, size: int, version: int = fmt.FORMAT_VERSION
+) -> tuple[int, int, str, bool]:
+    """Validates the frames of [start, size): (valid end, entries, problem, reaches EOF).
 
     `reaches EOF` tells a torn write from corruption in the middle: the bad frame is cut
     by the end of the file, claims to run past it, ends exactly at it, or everything from
@@ -699,8 +726,8 @@ def _scan(fd: int, start: int, size: int) -> tuple[int, int, str, bool]:
     records = 0
     while pos < size:
         buf = os.pread(fd, min(_SCAN_CHUNK_BYTES, size - pos), pos)
-        decoded = fmt.decode_records(buf, 1 << 62, 1 << 62)
-        records += len(decoded.entries)
+        decoded = fmt.decode_records(buf, 1 << 62, 1 << 62, version)
+        records += decoded.entry_count
         pos += decoded.consumed
         if decoded.stop == fmt.END:
             continue
@@ -710,9 +737,9 @@ def _scan(fd: int, start: int, size: int) -> tuple[int, int, str, bool]:
             if decoded.consumed:
                 continue  # the frame straddles the chunk boundary; next chunk starts at it
             buf = os.pread(fd, decoded.need, pos)  # one frame larger than a chunk
-            decoded = fmt.decode_records(buf, 1, 1 << 62)
-            if decoded.entries:
-                records += 1
+            decoded = fmt.decode_records(buf, 1, 1 << 62, version)
+            if decoded.blocks:
+                records += decoded.entry_count
                 pos += decoded.consumed
                 continue
         problem = decoded.problem or "unreadable record"

@@ -21,6 +21,14 @@ HEADER = fmt.SEGMENT_HEADER_SIZE
 FRAME = fmt.FRAME_HEADER_SIZE
 
 
+def framed(*sizes: int) -> int:
+    """Bytes of one block (one append) holding entries of these sizes."""
+    return FRAME + 4 + 4 * len(sizes) + sum(sizes)
+
+
+ONE = framed(20)  # a block of one default entry
+
+
 def entry(number: int, size: int = 20) -> bytes:
     text = f"entry-{number:04d}:".encode()
     return text + b"x" * max(0, size - len(text))
@@ -91,7 +99,7 @@ async def test_append_read_ack_round_trip(tmp_path: Path) -> None:
     buffer = open_buffer(tmp_path)
     await buffer.append([entry(0), entry(1)])
     await buffer.append([entry(2)])
-    assert (buffer.records_held, buffer.bytes_held) == (3, 3 * (20 + FRAME))
+    assert (buffer.records_held, buffer.bytes_held) == (3, framed(20, 20) + ONE)
 
     batch = await buffer.read(10, 1 << 20, timeout_s=0)
     assert batch is not None
@@ -107,7 +115,9 @@ async def test_append_read_ack_round_trip(tmp_path: Path) -> None:
 
 async def test_read_respects_max_entries_and_max_bytes(tmp_path: Path) -> None:
     buffer = open_buffer(tmp_path)
-    await buffer.append([entry(i) for i in range(5)] + [entry(5, size=500)])
+    for i in range(5):
+        await buffer.append([entry(i)])
+    await buffer.append([entry(5, size=500)])
     first = await buffer.read(2, 1 << 20, timeout_s=0)
     second = await buffer.read(10, 45, timeout_s=0)  # 20 + 20 fits, a third would not
     third = await buffer.read(10, 45, timeout_s=0)
@@ -118,6 +128,40 @@ async def test_read_respects_max_entries_and_max_bytes(tmp_path: Path) -> None:
     assert third.entries == [entry(4)]
     assert big.entries == [entry(5, size=500)]
     await buffer.close()
+
+
+async def test_a_block_is_handed_out_whole_and_appends_are_cut_into_blocks(
+    tmp_path: Path,
+) -> None:
+    buffer = open_buffer(tmp_path)
+    await buffer.append([entry(i) for i in range(5)])  # one block
+    whole = await buffer.read(2, 30, timeout_s=0)
+    assert whole is not None and whole.entries == [entry(i) for i in range(5)]
+    assert (whole.count, whole.size, len(whole.blocks)) == (5, 100, 1)
+    assert whole.bodies == [b"".join(entry(i) for i in range(5))]
+    await buffer.close()
+
+    cut = DiskBuffer.open(
+        tmp_path / "cut",
+        max_bytes=1 << 20,
+        segment_max_bytes=1 << 20,
+        fsync="batch",
+        block_max_entries=2,
+        block_max_bytes=50,
+    )
+    await cut.append([entry(i) for i in range(5)] + [entry(5, size=80), entry(6)])
+    assert cut.bytes_held == 2 * framed(20, 20) + framed(20) + framed(80) + framed(20)
+    batches = []
+    while (batch := await cut.read(1, 1 << 20, timeout_s=0)) is not None:
+        batches.append(batch)
+    assert [b.entries for b in batches] == [
+        [entry(0), entry(1)],
+        [entry(2), entry(3)],
+        [entry(4)],
+        [entry(5, size=80)],  # larger than block_max_bytes alone: a block of its own
+        [entry(6)],
+    ]
+    await cut.close()
 
 
 async def test_read_waits_for_data_times_out_and_returns_none_on_close(tmp_path: Path) -> None:
@@ -140,7 +184,8 @@ async def test_read_waits_for_data_times_out_and_returns_none_on_close(tmp_path:
 
 async def test_nack_hands_the_same_batch_out_again_first(tmp_path: Path) -> None:
     buffer = open_buffer(tmp_path)
-    await buffer.append([entry(1), entry(2)])
+    await buffer.append([entry(1)])
+    await buffer.append([entry(2)])
     first = await buffer.read(1, 1000, timeout_s=0)
     assert first is not None
     await buffer.append([entry(3)])
@@ -173,12 +218,12 @@ async def test_from_config_uses_the_buffer_subdirectory(tmp_path: Path) -> None:
 
 
 def test_segments_roll_and_are_deleted_only_when_fully_acked(tmp_path: Path) -> None:
-    # Each 3-entry batch is 108 bytes: two fit under 250 with the header, a third rolls.
+    # Each 3-entry block is 92 bytes: two fit under 250 with the header, a third rolls.
     queue = open_core(tmp_path, segment_max_bytes=250)
     for number in range(0, 15, 3):
         queue.append([entry(number + i) for i in range(3)], time_ms=1)
     assert seg_files(tmp_path) == [fmt.segment_name(i) for i in (1, 2, 3)]
-    assert [os.path.getsize(seg_path(tmp_path, i)) for i in (1, 2, 3)] == [232, 232, 124]
+    assert [os.path.getsize(seg_path(tmp_path, i)) for i in (1, 2, 3)] == [200, 200, 108]
 
     batches = list(drain(queue, max_entries=3))  # reads never cross a segment
     assert [[e[6:10] for e in b.entries] for b in batches] == [
@@ -277,7 +322,7 @@ def test_torn_tail_is_truncated_and_appends_continue(tmp_path: Path) -> None:
     queue.append([entry(3)], time_ms=1)
     queue.close_files()  # kill -9: no sync, no acks
     path = seg_path(tmp_path, 1)
-    good = HEADER + 2 * (20 + FRAME)
+    good = HEADER + 2 * ONE
     with open(path, "r+b") as file:
         file.truncate(good + FRAME + 5)  # mid-payload of entry 3
         file.seek(0, os.SEEK_END)
@@ -315,24 +360,25 @@ def test_bad_crc_in_the_middle_sets_the_segment_aside_and_keeps_its_prefix(
     tmp_path: Path,
 ) -> None:
     reports = Reports()
-    queue = open_core(tmp_path, segment_max_bytes=150)  # one 3-entry batch per segment
-    for number in range(0, 9, 3):
-        queue.append([entry(number), entry(number + 1), entry(number + 2)], time_ms=1)
+    queue = open_core(tmp_path, segment_max_bytes=110)  # two 1-entry blocks per segment
+    for number in range(6):
+        queue.append([entry(number)], time_ms=1)
     assert len(seg_files(tmp_path)) == 3
     queue.close()
     path = seg_path(tmp_path, 2)
     original = path.read_bytes()
     damaged = bytearray(original)
-    damaged[HEADER + (20 + FRAME) + FRAME + 3] ^= 0xFF  # a payload byte of entry 4
+    damaged[HEADER + ONE + FRAME + 12] ^= 0xFF  # a payload byte of the block of entry 3
     path.write_bytes(bytes(damaged))
 
     queue = open_core(tmp_path, on_corrupt=reports)
     set_aside = tmp_path / "corrupt" / fmt.segment_name(2)
-    assert reports.calls == [(set_aside, f"record crc mismatch at offset {HEADER + 36}")]
+    at = HEADER + ONE
+    assert reports.calls == [(set_aside, f"record crc mismatch at offset {at}")]
     assert set_aside.read_bytes() == bytes(damaged)
-    assert path.read_bytes() == original[: HEADER + 36]  # the valid prefix, offsets kept
+    assert path.read_bytes() == original[:at]  # the valid prefix, offsets kept
     assert queue.corrupt_total == 1
-    assert drain_entries(queue) == [entry(i) for i in (0, 1, 2, 3, 6, 7, 8)]
+    assert drain_entries(queue) == [entry(i) for i in (0, 1, 2, 4, 5)]
     queue.close()
 
     # Recovering again finds nothing new to complain about.
@@ -361,9 +407,10 @@ def test_corruption_found_while_reading_cuts_the_segment_and_later_ones_flow(
 ) -> None:
     reports = Reports()
     queue = open_core(tmp_path, on_corrupt=reports)
-    queue.append([entry(1), entry(2), entry(3)], time_ms=1)
+    for number in (1, 2, 3):
+        queue.append([entry(number)], time_ms=1)
     with open(seg_path(tmp_path, 1), "r+b") as file:  # bit rot under a running buffer
-        file.seek(HEADER + (20 + FRAME) + FRAME)
+        file.seek(HEADER + ONE + FRAME)
         file.write(b"?")
     assert queue.read(10, 1000) is not None  # entry 1; entries 2 and 3 are lost
     assert [p.name for p, _ in reports.calls] == [fmt.segment_name(1)]
@@ -420,7 +467,7 @@ async def test_age_in_seconds_from_the_facade(tmp_path: Path) -> None:
 
 
 async def test_append_waits_at_the_cap_and_resumes_after_an_ack(tmp_path: Path) -> None:
-    frame = 20 + FRAME
+    frame = ONE
     buffer = open_buffer(tmp_path, max_bytes=2 * frame)
     await buffer.append([entry(1)])
     await buffer.append([entry(2)])
@@ -443,19 +490,23 @@ async def test_an_oversized_batch_enters_an_empty_buffer_and_waits_otherwise(
     buffer = open_buffer(tmp_path, max_bytes=100)
     huge = [entry(i, size=200) for i in range(3)]
     await asyncio.wait_for(buffer.append(huge), 1)  # alone it exceeds the cap: no deadlock
-    assert buffer.bytes_held == 3 * (200 + FRAME)
+    assert buffer.bytes_held == framed(200, 200, 200)
     second = asyncio.create_task(buffer.append(huge))
     await asyncio.sleep(0.02)
     assert not second.done()
-    batch = await buffer.read(2, 1 << 20, timeout_s=0)
-    assert batch is not None
-    buffer.ack(batch)
+    small = asyncio.create_task(buffer.append([entry(9)]))  # FIFO: behind the big one
     await asyncio.sleep(0.02)
-    assert not second.done()  # one entry still held: 216 + 648 > 100
-    rest = await buffer.read(10, 1 << 20, timeout_s=0)
-    assert rest is not None and len(rest.entries) == 1
-    buffer.ack(rest)
+    assert not small.done()
+    batch = await buffer.read(2, 1 << 20, timeout_s=0)
+    assert batch is not None and len(batch.entries) == 3  # the block, whole
+    buffer.ack(batch)
     await asyncio.wait_for(second, 1)
+    await asyncio.sleep(0.02)
+    assert not small.done()  # 632 + 44 > 100
+    rest = await buffer.read(10, 1 << 20, timeout_s=0)
+    assert rest is not None and len(rest.entries) == 3
+    buffer.ack(rest)
+    await asyncio.wait_for(small, 1)
     await buffer.close()
 
 
@@ -550,7 +601,7 @@ async def test_enospc_on_the_acks_file_keeps_the_old_one(
     assert not (tmp_path / "acks.tmp").exists()
     monkeypatch.undo()
     await buffer.sync()
-    assert fmt.decode_acks((tmp_path / "acks").read_bytes())[1] == {1: HEADER + 20 + FRAME}
+    assert fmt.decode_acks((tmp_path / "acks").read_bytes())[1] == {1: HEADER + ONE}
     await buffer.close()
 
 
@@ -603,10 +654,10 @@ async def test_fsync_always_syncs_every_append(tmp_path: Path, fsyncs: FsyncCoun
 async def test_fsync_batch_syncs_on_sync_and_roll_only(
     tmp_path: Path, fsyncs: FsyncCounter
 ) -> None:
-    buffer = open_buffer(tmp_path, fsync="batch", segment_max_bytes=100)
+    buffer = open_buffer(tmp_path, fsync="batch", segment_max_bytes=110)
     fsyncs.calls = 0
     await buffer.append([entry(1)])
-    await buffer.append([entry(2)])  # 16 + 2 * 36 = 88 bytes: still one segment
+    await buffer.append([entry(2)])  # 16 + 2 * 44 = 104 bytes: still one segment
     assert fsyncs.calls == 0
     await buffer.sync()
     assert fsyncs.calls == 4  # segment, directory, acks tmp file, directory after the rename
@@ -652,13 +703,34 @@ async def test_acks_are_persisted_by_read_after_the_interval(tmp_path: Path) -> 
         fsync="batch",
         ack_persist_interval_s=0.0,
     )
-    await buffer.append([entry(1), entry(2)])
+    await buffer.append([entry(1)])
+    await buffer.append([entry(2)])
     batch = await buffer.read(1, 1000, timeout_s=0)
     assert batch is not None
     buffer.ack(batch)
     await buffer.read(1, 1000, timeout_s=0)
-    assert fmt.decode_acks((tmp_path / "acks").read_bytes())[1] == {1: HEADER + 20 + FRAME}
+    assert fmt.decode_acks((tmp_path / "acks").read_bytes())[1] == {1: HEADER + ONE}
     buffer.core.close_files()  # crash
     queue = open_core(tmp_path)
     assert drain_entries(queue) == [entry(2)]
+    queue.close()
+
+
+def test_a_version_1_segment_left_by_an_older_shipper_is_still_delivered(tmp_path: Path) -> None:
+    path = seg_path(tmp_path, 4)
+    tmp_path.mkdir(exist_ok=True)
+    path.write_bytes(
+        fmt.encode_segment_header(4, version=1) + fmt.encode_v1_records([entry(1), entry(2)], 5)
+    )
+    queue = open_core(tmp_path)
+    assert (queue.recovery.records, queue.records_held) == (2, 2)
+    batches = list(drain(queue))
+    assert [b.entries for b in batches] == [[entry(1), entry(2)]]
+    queue.append([entry(3)], time_ms=6)  # new records go to a new, version 2 segment
+    assert seg_files(tmp_path) == [fmt.segment_name(4), fmt.segment_name(5)]
+    assert fmt.decode_segment_header(seg_path(tmp_path, 5).read_bytes()[:HEADER], 5) == 2
+    for batch in batches:
+        queue.ack(batch)
+    assert seg_files(tmp_path) == [fmt.segment_name(5)]
+    assert drain_entries(queue) == [entry(3)]
     queue.close()

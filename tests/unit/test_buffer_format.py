@@ -12,77 +12,132 @@ from shipper.buffer import format as fmt
 from shipper.errors import PermanentError
 
 
-@given(st.lists(st.binary(max_size=300), max_size=30), st.integers(-(2**63), 2**63 - 1))
-def test_records_round_trip(entries: list[bytes], time_ms: int) -> None:
-    data = fmt.encode_records(entries, time_ms)
-    assert len(data) == sum(len(e) for e in entries) + fmt.FRAME_HEADER_SIZE * len(entries)
+def blocks_of(*batches: list[bytes], time_ms: int = 1) -> bytes:
+    return b"".join(fmt.encode_block(batch, time_ms) for batch in batches)
+
+
+@given(
+    st.lists(st.lists(st.binary(max_size=300), min_size=1, max_size=30), max_size=5),
+    st.integers(-(2**63), 2**63 - 1),
+)
+def test_blocks_round_trip(batches: list[list[bytes]], time_ms: int) -> None:
+    data = blocks_of(*batches, time_ms=time_ms)
+    entries = [e for batch in batches for e in batch]
+    framing = sum(fmt.FRAME_HEADER_SIZE + 4 + 4 * len(batch) for batch in batches)
+    assert len(data) == sum(map(len, entries)) + framing
     decoded = fmt.decode_records(data, 1 << 30, 1 << 30)
+    assert [block.entries() for block in decoded.blocks] == batches
     assert decoded.entries == entries
-    assert decoded.consumed == len(data)
-    assert decoded.stop == fmt.END
+    assert (decoded.consumed, decoded.stop) == (len(data), fmt.END)
+    assert decoded.entry_count == len(entries)
     assert decoded.payload_bytes == sum(map(len, entries))
 
 
-def test_frame_layout_is_length_crc_time_payload() -> None:
-    data = fmt.encode_records([b"abc"], 7)
+def test_frame_layout_is_length_crc_time_then_the_block() -> None:
+    data = fmt.encode_block([b"abc", b"de"], 7)
     time_bytes = (7).to_bytes(8, "little")
-    assert data[:4] == (3).to_bytes(4, "little")
-    assert data[4:8] == zlib.crc32(b"abc", zlib.crc32(time_bytes)).to_bytes(4, "little")
+    payload = (2).to_bytes(4, "little") + (3).to_bytes(4, "little") + (2).to_bytes(4, "little")
+    payload += b"abcde"
+    assert data[:4] == len(payload).to_bytes(4, "little")
+    assert data[4:8] == zlib.crc32(payload, zlib.crc32(time_bytes)).to_bytes(4, "little")
     assert data[8:16] == time_bytes
-    assert data[16:] == b"abc"
-    assert fmt.peek_record(data[:16]) == (3, 7)
+    assert data[16:] == payload
+    assert fmt.peek_record(data[:16]) == (len(payload), 7)
+    decoded = fmt.decode_records(data, 10, 1000)
+    assert decoded.blocks == [fmt.Block(b"abcde", (3, 2))]
 
 
-def test_decode_stops_at_max_entries_and_max_bytes() -> None:
-    data = fmt.encode_records([b"a" * 10, b"b" * 10, b"c" * 10], 1)
-    two = fmt.decode_records(data, 2, 1000)
-    assert two.entries == [b"a" * 10, b"b" * 10]
-    assert two.stop == fmt.LIMIT
-    assert two.consumed == 2 * 26
-    by_bytes = fmt.decode_records(data, 10, 25)
-    assert by_bytes.entries == [b"a" * 10, b"b" * 10]
+def test_version_1_segments_hold_one_entry_per_frame() -> None:
+    data = fmt.encode_v1_records([b"old", b"er"], 5)
+    assert data[:4] == (3).to_bytes(4, "little") and data[16:19] == b"old"
+    decoded = fmt.decode_records(data, 10, 1000, version=1)
+    assert decoded.blocks == [fmt.Block(b"old", (3,)), fmt.Block(b"er", (2,))]
+    assert decoded.entry_count == 2
+
+
+def test_decode_stops_before_a_block_past_max_entries_or_max_bytes() -> None:
+    data = blocks_of([b"a" * 10], [b"b" * 10, b"c" * 10], [b"d" * 10])
+    one = fmt.decode_records(data, 2, 1000)  # a second block would make 3 entries
+    assert one.entries == [b"a" * 10]
+    assert (one.stop, one.consumed) == (fmt.LIMIT, 16 + 4 + 4 + 10)
+    by_bytes = fmt.decode_records(data, 10, 35)
+    assert by_bytes.entries == [b"a" * 10, b"b" * 10, b"c" * 10]
     assert by_bytes.stop == fmt.LIMIT
-    oversized_first = fmt.decode_records(data, 10, 3)
-    assert oversized_first.entries == [b"a" * 10]
+    oversized_first = fmt.decode_records(blocks_of([b"x" * 50, b"y"]), 1, 3)
+    assert oversized_first.entries == [b"x" * 50, b"y"]  # the first block always, whole
 
 
 def test_decode_reports_incomplete_frames_with_the_size_needed() -> None:
-    data = fmt.encode_records([b"x" * 40, b"y" * 50], 1)
+    data = blocks_of([b"x" * 40], [b"y" * 50])
+    first = 16 + 8 + 40
     cut_payload = fmt.decode_records(data[:-10], 10, 1000)
     assert cut_payload.entries == [b"x" * 40]
-    assert (cut_payload.stop, cut_payload.need, cut_payload.consumed) == (fmt.INCOMPLETE, 66, 56)
-    cut_header = fmt.decode_records(data[:60], 10, 1000)
-    assert (cut_header.stop, cut_header.need, cut_header.consumed) == (fmt.INCOMPLETE, 16, 56)
+    assert (cut_payload.stop, cut_payload.need, cut_payload.consumed) == (
+        fmt.INCOMPLETE,
+        16 + 8 + 50,
+        first,
+    )
+    cut_header = fmt.decode_records(data[: first + 4], 10, 1000)
+    assert (cut_header.stop, cut_header.need, cut_header.consumed) == (fmt.INCOMPLETE, 16, first)
 
 
-def test_decode_reports_bad_crc_and_impossible_length() -> None:
-    data = bytearray(fmt.encode_records([b"good", b"evil", b"late"], 1))
-    data[20 + 16 + 1] ^= 0x01  # a payload byte of the second record
+def test_decode_reports_bad_crc_impossible_length_and_inconsistent_blocks() -> None:
+    first = 16 + 8 + 4
+    data = bytearray(blocks_of([b"good"], [b"evil"], [b"late"]))
+    data[first + 16 + 9] ^= 0x01  # a payload byte of the second block
     decoded = fmt.decode_records(bytes(data), 10, 1000)
     assert decoded.entries == [b"good"]
-    assert (decoded.stop, decoded.consumed, decoded.problem) == (fmt.BAD, 20, "record crc mismatch")
+    assert (decoded.stop, decoded.consumed, decoded.problem) == (
+        fmt.BAD,
+        first,
+        "record crc mismatch",
+    )
 
-    data = bytearray(fmt.encode_records([b"good", b"evil"], 1))
-    data[20:24] = (fmt.MAX_RECORD_BYTES + 1).to_bytes(4, "little")
+    data = bytearray(blocks_of([b"good"], [b"evil"]))
+    data[first : first + 4] = (fmt.MAX_RECORD_BYTES + 1).to_bytes(4, "little")
     decoded = fmt.decode_records(bytes(data), 10, 1000)
     assert decoded.entries == [b"good"]
     assert decoded.stop == fmt.BAD
     assert decoded.problem.startswith("impossible record length")
 
+    # A crc that matches over a block whose lengths do not add up: a writer bug, still bad.
+    payload = (2).to_bytes(4, "little") + (3).to_bytes(4, "little") + (9).to_bytes(4, "little")
+    payload += b"abcde"
+    crc = zlib.crc32(payload, zlib.crc32((1).to_bytes(8, "little")))
+    frame = len(payload).to_bytes(4, "little") + crc.to_bytes(4, "little")
+    frame += (1).to_bytes(8, "little") + payload
+    decoded = fmt.decode_records(frame, 10, 1000)
+    assert (decoded.stop, decoded.problem) == (
+        fmt.BAD,
+        "block entry lengths do not add up to its size",
+    )
+
 
 def test_a_flipped_time_fails_the_crc() -> None:
-    data = bytearray(fmt.encode_records([b"payload"], 1000))
+    data = bytearray(fmt.encode_block([b"payload"], 1000))
     data[9] ^= 0x10
     assert fmt.decode_records(bytes(data), 10, 1000).stop == fmt.BAD
 
 
-def test_oversized_entry_is_rejected_before_anything_is_written() -> None:
+def test_oversized_block_is_rejected_before_anything_is_written() -> None:
     class Huge(bytes):
         def __len__(self) -> int:
             return fmt.MAX_RECORD_BYTES + 1
 
     with pytest.raises(PermanentError):
-        fmt.encode_records([b"ok", Huge()], 1)
+        fmt.encode_block([b"ok", Huge()], 1)
+
+
+def test_encode_blocks_cuts_by_entries_and_bytes() -> None:
+    entries = [bytes([65 + i]) * 10 for i in range(5)]
+    data, count = fmt.encode_blocks(entries, 1, 2, 1000)
+    assert count == 3
+    decoded = fmt.decode_records(data, 100, 1 << 20)
+    assert [b.entries() for b in decoded.blocks] == [entries[0:2], entries[2:4], entries[4:]]
+    data, count = fmt.encode_blocks(entries, 1, 100, 25)
+    assert count == 3 and fmt.decode_records(data, 100, 1 << 20).entries == entries
+    data, count = fmt.encode_blocks(entries, 1, 100, 1000)
+    assert count == 1 and data == fmt.encode_block(entries, 1)
 
 
 def test_segment_header_and_names() -> None:

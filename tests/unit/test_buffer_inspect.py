@@ -55,7 +55,8 @@ def test_counts_match_a_reopened_queue_and_nothing_changes(tmp_path: Path) -> No
 def test_an_acknowledgement_not_yet_persisted_still_counts(tmp_path: Path) -> None:
     directory = tmp_path / "buffer"
     queue = SegmentQueue.open(directory, segment_max_bytes=1 << 20, fsync="never")
-    queue.append([b"a" * 10, b"b" * 10], int(time.time() * 1000))
+    queue.append([b"a" * 10], int(time.time() * 1000))
+    queue.append([b"b" * 10], int(time.time() * 1000))
     queue.sync()
     batch = queue.read(1, 1 << 20)
     assert batch is not None

@@ -4,7 +4,9 @@ The guarantee under test, for policies "batch" and "always" (a crash here is a p
 the write segment loses an arbitrary part of what was not yet fsynced, possibly leaving
 garbage behind):
 
-After any restart, the buffer hands out a sequence S of entries such that
+Entries live in blocks (one per append here): a block is read, acknowledged and lost to a
+torn write as a whole. After any restart, the buffer hands out a sequence S of entries such
+that
 1. S holds no entry that was never appended, none that was already lost, and no duplicate;
 2. S is in append order;
 3. every entry that was durable (synced, or appended with "always") and not acknowledged
@@ -65,6 +67,9 @@ class BufferModel(RuleBasedStateMachine):
         self.serial = 0
         self.nacked: list[tuple[int, int]] = []  # heap of (first entry's position, serial)
         self.position: dict[int, int] = {}
+        self.block_of: dict[int, int] = {}  # entry number -> its block
+        self.blocks: dict[int, list[int]] = {}  # block -> its entry numbers, in order
+        self.next_block = 0
 
     def _open(self) -> SegmentQueue:
         return SegmentQueue.open(
@@ -85,6 +90,7 @@ class BufferModel(RuleBasedStateMachine):
         numbers = list(range(self.next_number, self.next_number + len(sizes)))
         self.next_number += len(sizes)
         self.queue.append([payload(n, s) for n, s in zip(numbers, sizes, strict=True)], 1000)
+        self._new_block(numbers)
         for number, size in zip(numbers, sizes, strict=True):
             self.sizes[number] = size
             self.position[number] = len(self.live)
@@ -106,11 +112,16 @@ class BufferModel(RuleBasedStateMachine):
             return
         assert batch is not None
         numbers = [number_of(e) for e in batch.entries]
-        assert 1 <= len(numbers) <= max_entries
         assert numbers == self.unread[: len(numbers)]
         assert batch.entries == [payload(n, self.sizes[n]) for n in numbers]
-        if len(numbers) > 1:
+        # Whole blocks, and more than one only within the limits.
+        for block in batch.blocks:
+            block_numbers = [number_of(e) for e in block.entries()]
+            assert block_numbers == self.blocks[self.block_of[block_numbers[0]]]
+        if len(batch.blocks) > 1:
+            assert len(numbers) <= max_entries
             assert sum(len(e) for e in batch.entries) <= max_bytes
+        assert (batch.count, batch.size) == (len(numbers), sum(map(len, batch.entries)))
         del self.unread[: len(numbers)]
         self._hand_out(batch, numbers)
 
@@ -209,6 +220,11 @@ class BufferModel(RuleBasedStateMachine):
         assert not set(numbers) & self.persisted, "re-delivered a persisted ack"
 
         # Start over from what the buffer now holds: all of it handed out, nothing acked.
+        self.blocks = {}
+        self.block_of = {}
+        for batch, _ in delivered:
+            for block in batch.blocks:
+                self._new_block([number_of(e) for e in block.entries()])
         self.live = numbers
         self.position = {n: i for i, n in enumerate(numbers)}
         self.durable = set(numbers)  # recovery fsyncs what it keeps
@@ -220,6 +236,12 @@ class BufferModel(RuleBasedStateMachine):
         for batch, batch_numbers in delivered:
             self._hand_out(batch, batch_numbers)
 
+    def _new_block(self, numbers: list[int]) -> None:
+        self.next_block += 1
+        self.blocks[self.next_block] = numbers
+        for number in numbers:
+            self.block_of[number] = self.next_block
+
     def _hand_out(self, batch: BufferBatch, numbers: list[int]) -> None:
         self.serial += 1
         self.outstanding[self.serial] = (batch, numbers)
@@ -228,7 +250,13 @@ class BufferModel(RuleBasedStateMachine):
     def held_counters_match(self) -> None:
         held = [n for n in self.live if n not in self.acked]
         assert self.queue.records_held == len(held)
-        expected_bytes = sum(len(payload(n, self.sizes[n])) + fmt.FRAME_HEADER_SIZE for n in held)
+        held_blocks = {self.block_of[n] for n in held}
+        expected_bytes = sum(
+            fmt.FRAME_HEADER_SIZE
+            + 4
+            + sum(fmt.ENTRY_OVERHEAD + len(payload(n, self.sizes[n])) for n in self.blocks[b])
+            for b in held_blocks
+        )
         assert self.queue.bytes_held == expected_bytes
 
     @invariant()
