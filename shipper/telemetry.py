@@ -44,7 +44,10 @@ records_shipped = Counter(
     registry=REGISTRY,
 )
 bulk_requests = Counter(
-    "shipper_bulk_requests_total", "Bulk requests sent, by outcome.", ["outcome"], registry=REGISTRY
+    "shipper_bulk_requests_total",
+    "Bulk requests sent, by outcome (answered, failed) and HTTP status (none: no answer).",
+    ["outcome", "status"],
+    registry=REGISTRY,
 )
 bulk_duration = Histogram(
     "shipper_bulk_request_duration_seconds",

@@ -29,8 +29,15 @@ class ConsoleSink:
             batch = await self._source.read(5000, 4 * 1024 * 1024, timeout_s=0.25)
             if batch is None:
                 continue
-            # Each entry is `action\ndocument\n`; the document is what a reader wants to see.
-            self._out.write(b"".join(entry.partition(b"\n")[2] for entry in batch.entries))
+            # Each entry is `action\ndocument\n` (JSON has no raw newlines): every second line
+            # of a block is a document, what a reader wants to see.
+            self._out.write(
+                b"".join(
+                    document
+                    for body in batch.bodies
+                    for document in body.splitlines(keepends=True)[1::2]
+                )
+            )
             self._out.flush()
             self._source.ack(batch)
-            telemetry.records_shipped.inc(len(batch.entries))
+            telemetry.records_shipped.inc(batch.count)

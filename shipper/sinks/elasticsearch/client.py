@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, OrjsonSerializer, TlsError
 from elasticsearch import ApiError, AsyncElasticsearch, UnsupportedProductError
@@ -24,6 +25,10 @@ from shipper.config import ElasticsearchConfig
 from shipper.errors import ConfigError, PermanentError, TransientError
 
 SUPPORTED_MAJORS = (8, 9)
+# A bulk response names every item's index, id, version, shards, seq_no...: ten times what we
+# use. Keep only `errors` and each item's status and error (what Beats asks for too); every
+# item keeps its place in `items` because every item has a status.
+BULK_PARAMS = {"filter_path": "errors,items.*.error,items.*.status"}
 
 
 class RequestFailed(TransientError):
@@ -143,6 +148,7 @@ class ElasticsearchConnection:
             content_type="x-ndjson",
             timeout_s=None,
             content_encoding=encoding,
+            params=BULK_PARAMS,
         )
         return result  # type: ignore[no-any-return]
 
@@ -156,6 +162,7 @@ class ElasticsearchConnection:
         major: int | None = None,
         timeout_s: float | None = None,
         content_encoding: str | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> Any:
         major = major or self.major or 8
         headers = {"accept": _media_type("json", major)}
@@ -166,7 +173,9 @@ class ElasticsearchConnection:
         if content_encoding is not None:
             headers["content-encoding"] = content_encoding
         try:
-            response = await self._client.perform_request(method, path, headers=headers, body=body)
+            response = await self._client.perform_request(
+                method, path, params=params, headers=headers, body=body
+            )
         except ApiError as exc:
             raise RequestFailed(_describe_api_error(exc), exc.meta.status) from exc
         except UnsupportedProductError as exc:
@@ -176,6 +185,16 @@ class ElasticsearchConnection:
         except TlsError as exc:
             raise RequestFailed(f"TLS failure talking to Elasticsearch: {exc}", None) from exc
         except (TimeoutError, TransportConnectionError, ConnectionTimeout) as exc:
+            cause = exc.__context__
+            if isinstance(cause, aiohttp.ServerFingerprintMismatch):
+                # The transport reports only "Connection error"; say what really happened.
+                got = cause.got.hex(":").upper()
+                raise RequestFailed(
+                    "TLS failure talking to Elasticsearch: the server's certificate does not "
+                    "match elasticsearch.ssl_assert_fingerprint (the server's SHA-256 "
+                    f"fingerprint is {got})",
+                    None,
+                ) from exc
             raise RequestFailed(f"Elasticsearch unreachable: {exc}", None) from exc
         return response.body
 

@@ -6,10 +6,14 @@ original document serialised as a string (`event.original`), the error type and 
 HTTP status and the index it was meant for. Its `_id` is the original `_id`, so dead-lettering
 the same record again (a retry, a re-read after a crash) answers 409 and stores nothing twice.
 
-If that bulk fails for good, or still fails after a few quick attempts (the cluster is going
-away), the records are appended (and fsynced) to `<storage.path>/dead-letter/dead-letter.ndjson`,
-one JSON object per line in the same shape, so an operator can replay them. The batch they came
-from is acknowledged only after one of the two holds them.
+The sink sends dead letters like any other document: they join the retry queue and go out
+with its next batch, are retried with the same backoff while the cluster rejects them for now
+(429/5xx), and do not hold up the worker that found them. Only when the dead-letter stream
+itself can never take one (its own mapping refuses it, it is too large for any request) is it
+appended (and fsynced) to `<storage.path>/dead-letter/dead-letter.ndjson`, one JSON object per
+line in the same shape, so an operator can replay it. Without a dead-letter stream
+(`data_stream: null`) the file is the only destination. The batch a record came from is
+acknowledged only after one of the two holds it.
 """
 
 from __future__ import annotations
@@ -26,17 +30,10 @@ from typing import Any
 import orjson
 
 from shipper import telemetry
-from shipper.backoff import Backoff
-from shipper.sinks.elasticsearch.client import ElasticsearchConnection, RequestFailed
+from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.elasticsearch.encoder import index_of
-from shipper.sinks.elasticsearch.retry import (
-    ItemAction,
-    ItemOutcome,
-    classify_bulk_response,
-)
+from shipper.sinks.elasticsearch.retry import ItemOutcome
 from shipper.sinks.elasticsearch.routing import split_data_stream
-
-STREAM_ATTEMPTS = 3  # quick tries of the dead-letter stream before the file takes over
 
 
 def _target(entry: bytes) -> tuple[str, str, str]:
@@ -84,9 +81,9 @@ class DeadLetters:
     ) -> None:
         self._directory = directory
         self._path = directory / "dead-letter.ndjson"
-        self._connection = connection
+        # Without a connection there is nothing to send to: the file is the only destination.
         self.data_stream = data_stream if connection is not None else None
-        self._retry_base_s = retry_base_s
+        self.retry_base_s = retry_base_s
         self.count = 0  # records dead-lettered (either destination)
         self.file_count = 0  # of which only the file holds them
 
@@ -94,98 +91,45 @@ class DeadLetters:
     def path(self) -> Path:
         return self._path
 
-    async def write(self, items: Sequence[tuple[bytes, ItemOutcome]]) -> None:
-        """Returns once every item is in the dead-letter stream or in the file."""
-        if not items:
-            return
-        for entry, outcome in items:
-            telemetry.dead_lettered.labels(outcome.error_type or str(outcome.status)).inc()
-            telemetry.error(
-                "dead_letter",
-                "Elasticsearch can never index a record; it was dead-lettered with the reason.",
-                error_type=outcome.error_type,
-                reason=outcome.reason[:300],
-                status=outcome.status,
-                target_index=index_of(entry),
-                destination=self.data_stream or str(self._path),
-            )
-        documents = [
-            dead_letter_document(entry, outcome, self.data_stream) for entry, outcome in items
-        ]
-        left = await self._to_stream(documents) if self.data_stream else documents
-        if left:
-            if self.data_stream:
-                telemetry.error(
-                    "dead_letter_file",
-                    "The dead-letter data stream did not take some records; they were written "
-                    "to the dead-letter file.",
-                    records=len(left),
-                    path=str(self._path),
-                )
-            await asyncio.to_thread(
-                self._append, b"".join(orjson.dumps(d) + b"\n" for _, d in left)
-            )
-            self.file_count += len(left)
-        self.count += len(items)
-
-    async def _to_stream(
-        self, documents: list[tuple[str, dict[str, Any]]]
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """Sends to the dead-letter stream; returns what it did not store."""
-        assert self._connection is not None and self.data_stream is not None
-        prefix = b'{"create":{"_index":' + orjson.dumps(self.data_stream) + b',"_id":'
-        pending = documents
-        backoff = Backoff(base_s=self._retry_base_s, cap_s=2.0)
-        for attempt in range(STREAM_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(backoff.next_delay_s())
-            body = b"".join(
-                prefix + orjson.dumps(doc_id) + b"}}\n" + orjson.dumps(doc) + b"\n"
-                for doc_id, doc in pending
-            )
-            try:
-                response = await self._connection.bulk(body)
-            except RequestFailed as exc:
-                if exc.status == 413 and len(pending) > 1:
-                    middle = len(pending) // 2
-                    return [
-                        *await self._to_stream(pending[:middle]),
-                        *await self._to_stream(pending[middle:]),
-                    ]
-                if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                    return pending  # 401/403/413...: the file, at once
-                continue
-            outcomes = classify_bulk_response(response, len(pending)).outcomes
-            retry = []
-            for document, outcome in zip(pending, outcomes, strict=True):
-                telemetry.bulk_items.labels(str(outcome.status), outcome.error_type or "none").inc()
-                if outcome.action is ItemAction.RETRY:
-                    retry.append(document)
-                elif outcome.action is ItemAction.DEAD_LETTER:
-                    self._lost_to_file(document, outcome)
-            failed = [
-                d
-                for d, o in zip(pending, outcomes, strict=True)
-                if o.action is ItemAction.DEAD_LETTER
-            ]
-            if failed:
-                await asyncio.to_thread(
-                    self._append, b"".join(orjson.dumps(d) + b"\n" for _, d in failed)
-                )
-                self.file_count += len(failed)
-            pending = retry
-            if not pending:
-                return []
-        return pending
-
-    def _lost_to_file(self, document: tuple[str, dict[str, Any]], outcome: ItemOutcome) -> None:
+    def dead_letter(
+        self, entry: bytes, outcome: ItemOutcome
+    ) -> tuple[bytes | None, dict[str, Any]]:
+        """Counts and logs a record that can never be indexed; returns the bulk entry that
+        sends its dead letter to the stream (None: no stream) and the document for the file."""
+        self.count += 1
+        telemetry.dead_lettered.labels(outcome.error_type or str(outcome.status)).inc()
         telemetry.error(
-            "dead_letter_refused",
-            "The dead-letter data stream refused a record; it goes to the dead-letter file.",
+            "dead_letter",
+            "Elasticsearch can never index a record; it was dead-lettered with the reason.",
             error_type=outcome.error_type,
             reason=outcome.reason[:300],
-            path=str(self._path),
+            status=outcome.status,
+            target_index=index_of(entry),
+            destination=self.data_stream or str(self._path),
         )
+        doc_id, document = dead_letter_document(entry, outcome, self.data_stream)
+        if self.data_stream is None:
+            return None, document
+        action = {"create": {"_index": self.data_stream, "_id": doc_id}}
+        return orjson.dumps(action) + b"\n" + orjson.dumps(document) + b"\n", document
+
+    async def to_file(self, documents: Sequence[dict[str, Any]], outcome: ItemOutcome) -> None:
+        """Appends dead letters the stream can never take (or that have no stream) durably."""
+        if not documents:
+            return
+        if self.data_stream is not None:
+            telemetry.error(
+                "dead_letter_file",
+                "The dead-letter data stream can never take some records; they were written "
+                "to the dead-letter file.",
+                records=len(documents),
+                error_type=outcome.error_type,
+                reason=outcome.reason[:300],
+                path=str(self._path),
+            )
+        data = b"".join(orjson.dumps(document) + b"\n" for document in documents)
+        await asyncio.to_thread(self._append, data)
+        self.file_count += len(documents)
 
     def _append(self, data: bytes) -> None:
         self._directory.mkdir(parents=True, exist_ok=True)

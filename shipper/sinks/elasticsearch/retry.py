@@ -36,6 +36,7 @@ class BulkOutcome:
 
 # Statuses of items that a later attempt can fix without changing the document.
 _RETRYABLE_ITEM_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+AUTH_STATUSES = frozenset({401, 403})
 
 
 def classify_item(status: int, error: Mapping[str, Any] | None) -> ItemOutcome:
@@ -47,6 +48,10 @@ def classify_item(status: int, error: Mapping[str, Any] | None) -> ItemOutcome:
         # `create` of an _id that exists: this very line was stored by an earlier attempt.
         return ItemOutcome(ItemAction.DONE, status, error_type, reason)
     if status in _RETRYABLE_ITEM_STATUSES or status >= 500:
+        return ItemOutcome(ItemAction.RETRY, status, error_type, reason)
+    if status in AUTH_STATUSES:
+        # The user lacks a privilege on this index (security_exception): an operator can grant
+        # it, and then the very same document is accepted. Retried slowly, never dropped.
         return ItemOutcome(ItemAction.RETRY, status, error_type, reason)
     return ItemOutcome(ItemAction.DEAD_LETTER, status, error_type, reason)
 
@@ -69,13 +74,20 @@ def classify_bulk_response(body: Mapping[str, Any], sent: int) -> BulkOutcome:
 class RequestAction(enum.Enum):
     RETRY = "retry"
     SPLIT = "split"  # 413: the body is too large for http.max_content_length
-    RETRY_SLOWLY = "retry_slowly"  # 401/403: needs an operator; keep the data and keep trying
+    # 401/403, and 4xx answers to the request as a whole (400 from a proxy in front, 404 on a
+    # wrong path prefix): they need an operator. Keep the data, keep trying, say why.
+    RETRY_SLOWLY = "retry_slowly"
 
 
 def classify_request_failure(status: int | None) -> RequestAction:
-    """A whole request failed (no per-item results): nothing is ever dropped here."""
+    """A whole request failed (no per-item results): nothing is ever dropped here.
+
+    Our bulk bodies are valid by construction (and checksummed on disk), so a 4xx for the
+    whole request says the path to the cluster is misconfigured, not that a document is bad:
+    splitting it down to single documents would only dead-letter every one of them.
+    """
     if status == 413:
         return RequestAction.SPLIT
-    if status in (401, 403):
+    if status is not None and 400 <= status < 500 and status not in (408, 429):
         return RequestAction.RETRY_SLOWLY
     return RequestAction.RETRY

@@ -18,6 +18,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from shipper.backoff import Backoff
 
@@ -42,6 +43,9 @@ class Parked:
     entry: bytes
     ticket: Ticket
     attempt: int  # how many times this item was rejected so far
+    # Set when `entry` is the dead letter of a record Elasticsearch can never index: the
+    # document for the dead-letter file, should the dead-letter stream refuse it too.
+    fallback: dict[str, Any] | None = None
 
 
 class RetryQueue:
@@ -56,10 +60,23 @@ class RetryQueue:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def park(self, entry: bytes, ticket: Ticket, attempt: int) -> None:
-        delay = Backoff(base_s=self._base_s, cap_s=self._cap_s, attempt=attempt - 1).next_delay_s()
-        due = asyncio.get_running_loop().time() + delay
-        heapq.heappush(self._heap, (due, next(self._order), Parked(entry, ticket, attempt)))
+    def park(
+        self,
+        entry: bytes,
+        ticket: Ticket,
+        attempt: int,
+        *,
+        min_delay_s: float = 0.0,
+        fallback: dict[str, Any] | None = None,
+    ) -> None:
+        """Sends `entry` again after its backoff (attempt 0: as soon as a retry batch goes)."""
+        delay = 0.0
+        if attempt > 0:
+            backoff = Backoff(base_s=self._base_s, cap_s=self._cap_s, attempt=attempt - 1)
+            delay = backoff.next_delay_s()
+        due = asyncio.get_running_loop().time() + max(delay, min_delay_s)
+        parked = Parked(entry, ticket, attempt, fallback)
+        heapq.heappush(self._heap, (due, next(self._order), parked))
         self._changed.set()
 
     async def wait_for_room(self) -> None:

@@ -3,22 +3,31 @@
 Start: connect (learn the server's major), install the templates of the streams known from the
 config, retrying without limit while the buffer holds the data; `last_error` says why not yet.
 
-Then N workers each gather a batch from the buffer (up to `batch_max_docs` / `batch_max_bytes`,
-waiting at most `flush_interval_s` after its first entry for more), make sure every target
-stream has its template, send it as one `_bulk`, and decide per item (see `retry.py`):
+Then N workers each gather buffer batches (up to `batch_max_docs` / `batch_max_bytes`, waiting
+at most `flush_interval_s` after the first for more), make sure every target stream has its
+template, and send the blocks' entries, as they lie in the buffer, as one `_bulk`.
 
-* stored, or already stored (409 on `create`): settled;
-* can never be indexed (mapping conflict, parse error...): dead-lettered with the reason
-  (`dead_letter.py`), then settled;
-* rejected for now (429/5xx item): parked in the retry queue (`retry_queue.py`), and the worker
-  goes on with the next batch at once; a separate task sends parked items again after their
-  own backoff, and they are settled when stored or dead-lettered.
+* The common answer, `errors: false`: every item is stored; the batches are acknowledged at
+  once, with no per-item work.
+* Otherwise every item is decided on its own (see `retry.py`):
+  - stored, or already stored (409 on `create`): settled;
+  - rejected for now (429/5xx, or 401/403 for want of a privilege): parked in the retry queue
+    (`retry_queue.py`), and the worker goes on with the next batch at once; a separate task
+    sends parked items again after their own backoff;
+  - can never be indexed (mapping conflict, parse error...): its dead letter
+    (`dead_letter.py`) is parked the same way, bound for the dead-letter stream; if that
+    stream can never take it either, it goes to the dead-letter file.
+  A batch is acknowledged (and its disk space freed) when all its entries are settled.
 
-A buffer batch is acknowledged (and its disk space freed) when all its entries are settled.
 A whole-request failure (unreachable, timeout, 429/502/503/504) is retried without limit with
 capped backoff; 413 splits the request in halves (one document alone that is too large is
-dead-lettered); 401/403 are logged with their cause, retried with a long backoff, and
-surfaced in `/readyz` through `last_error`.
+dead-lettered); 401/403 and other 4xx answers to the request as a whole are logged with their
+cause, retried with a long backoff, and surfaced in `/readyz` through `last_error`.
+
+Fairness: a worker never waits for one container's rejected documents (they wait in the retry
+queue) nor writes dead letters itself, so another container's lines are delayed by at most
+the batch in flight plus `flush_interval_s`, unless the retry queue is full
+(`retry_queue_max_docs` rejected documents), when workers wait for room and everyone waits.
 """
 
 from __future__ import annotations
@@ -27,17 +36,24 @@ import asyncio
 import contextlib
 import functools
 import time
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.config import ElasticsearchConfig
 from shipper.sinks.base import BatchSource
-from shipper.sinks.elasticsearch.client import ElasticsearchConnection, RequestFailed
+from shipper.sinks.elasticsearch.client import (
+    ElasticsearchConnection,
+    RequestFailed,
+    UnsupportedCluster,
+)
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
 from shipper.sinks.elasticsearch.encoder import index_of
 from shipper.sinks.elasticsearch.retry import (
+    AUTH_STATUSES,
     ItemAction,
     ItemOutcome,
     RequestAction,
@@ -49,10 +65,26 @@ from shipper.sinks.elasticsearch.templates import TemplateManager
 
 AUTH_MIN_DELAY_S = 5.0  # 401/403 need an operator: do not hammer the cluster meanwhile
 NOT_CONNECTED = "not connected to Elasticsearch yet"
+_TOO_LARGE = ItemOutcome(
+    ItemAction.DEAD_LETTER,
+    413,
+    "request_entity_too_large",
+    "document exceeds the cluster's http.max_content_length",
+)
 
 
 class _Split(Exception):
     """The request was too large (413): send it in halves."""
+
+
+@dataclass(slots=True)
+class _Item:
+    """One entry on the slow path, where items are decided one by one."""
+
+    entry: bytes
+    ticket: Ticket
+    attempt: int = 0  # times it was rejected so far
+    fallback: dict[str, Any] | None = None  # set: a dead letter; the file takes it if need be
 
 
 class ElasticsearchSink:
@@ -76,8 +108,22 @@ class ElasticsearchSink:
         )
         self._stopping = asyncio.Event()
         self._prepared = False
-        self.last_error: str | None = NOT_CONNECTED  # why writes are not accepted, for /readyz
+        self._request_error: str | None = NOT_CONNECTED  # why requests fail, if they do
+        # Documents refused for want of a privilege (401/403 items), and when last.
+        self._item_auth_error: str | None = None
+        self._item_auth_at = 0.0
         self.last_success_monotonic = 0.0
+
+    @property
+    def last_error(self) -> str | None:
+        """Why writes are not (all) accepted, for /readyz; None when they are."""
+        if self._request_error is not None:
+            return self._request_error
+        # Refused documents are retried at least every AUTH_MIN_DELAY_S: with no refusal for
+        # a few of those intervals, the privilege was granted (or nothing needs it any more).
+        if time.monotonic() - self._item_auth_at < 3 * AUTH_MIN_DELAY_S:
+            return self._item_auth_error
+        return None
 
     def stop(self) -> None:
         """Finish the batches in hand, take no new ones."""
@@ -109,7 +155,19 @@ class ElasticsearchSink:
                 delay = self._request_failed(exc, backoff, "connect")
                 await self._sleep(delay)
                 continue
-            self.last_error = None
+            except UnsupportedCluster as exc:
+                # Nothing we send would be right for it; an upgrade (or a fixed hosts list)
+                # is an operator's job. Keep the data, say why, look again now and then.
+                self._request_error = str(exc)
+                telemetry.error(
+                    "elasticsearch_unsupported",
+                    "The cluster is not a supported Elasticsearch (8.x or 9.x); nothing is "
+                    "sent, the buffer keeps the data.",
+                    error=str(exc),
+                )
+                await self._sleep(max(AUTH_MIN_DELAY_S, backoff.next_delay_s()))
+                continue
+            self._request_error = None
             self._prepared = True
             telemetry.info(
                 "Connected to Elasticsearch.", version=self._connection.version, major=major
@@ -122,81 +180,119 @@ class ElasticsearchSink:
     async def _worker(self) -> None:
         while not self._stopping.is_set():
             await self._retry_queue.wait_for_room()
-            entries, tickets = await self._gather()
-            if entries:
-                await self._deliver(entries, tickets, None)
+            batches = await self._gather()
+            if batches:
+                await self._deliver_batches(batches)
 
-    async def _gather(self) -> tuple[list[bytes], list[Ticket]]:
-        """A batch by documents, bytes and age: after the first entry, wait at most
-        `flush_interval_s` for more, unless the batch is full before."""
+    async def _gather(self) -> list[Any]:
+        """Buffer batches by documents, bytes and age: after the first one, wait at most
+        `flush_interval_s` for more, unless the request is full before."""
         config = self._config
         first = await self._source.read(config.batch_max_docs, config.batch_max_bytes, 0.25)
         if first is None:
-            return [], []
-        entries: list[bytes] = []
-        tickets: list[Ticket] = []
-        size = 0
+            return []
+        batches = [first]
+        docs, size = first.count, first.size
         loop = asyncio.get_running_loop()
         deadline = loop.time() + config.flush_interval_s
-        batch: Any = first
-        while batch is not None:
-            got = batch.entries
-            ticket = Ticket(len(got), functools.partial(self._source.ack, batch))
-            entries.extend(got)
-            tickets.extend([ticket] * len(got))
-            size += sum(map(len, got))
-            room_docs = config.batch_max_docs - len(entries)
+        while not self._stopping.is_set():
+            room_docs = config.batch_max_docs - docs
             room_bytes = config.batch_max_bytes - size
             remaining = deadline - loop.time()
-            # A read returns at least one entry even if larger than asked: stop when little
-            # room is left rather than overshoot by a whole long line.
+            # A read returns at least one block even if larger than asked: stop when little
+            # room is left rather than overshoot by a whole block.
             if room_docs <= 0 or room_bytes < config.batch_max_bytes // 16 or remaining <= 0:
                 break
-            if self._stopping.is_set():
-                break
             batch = await self._source.read(room_docs, room_bytes, remaining)
-        return entries, tickets
+            if batch is None:
+                break
+            batches.append(batch)
+            docs += batch.count
+            size += batch.size
+        return batches
 
-    async def _deliver(
-        self, entries: list[bytes], tickets: list[Ticket], attempts: list[int] | None
-    ) -> None:
-        """Sends until every entry is settled or parked for a later retry."""
+    async def _deliver_batches(self, batches: list[Any]) -> None:
+        bodies = [body for batch in batches for body in batch.bodies]
+        count = sum(batch.count for batch in batches)
+        # Every entry of a block has the target of the block's first entry: a block is one
+        # container's append, and a container has one data stream.
+        targets = {index_of(body) for body in bodies}
         try:
-            outcomes = await self._send_until_answered(entries)
+            response = await self._send_until_answered(b"".join(bodies), targets)
         except _Split:
-            if len(entries) == 1:
+            await self._deliver(self._items_of(batches))
+            return
+        items = response.get("items")
+        if response.get("errors") is False and isinstance(items, list) and len(items) == count:
+            # Every item succeeded, and a successful `create` is 201 Created.
+            telemetry.bulk_items.labels("201", "none").inc(count)
+            telemetry.records_shipped.inc(count)
+            for batch in batches:
+                self._source.ack(batch)
+            return
+        outcomes = classify_bulk_response(response, count).outcomes
+        await self._settle(self._items_of(batches), outcomes)
+
+    def _items_of(self, batches: list[Any]) -> list[_Item]:
+        items: list[_Item] = []
+        for batch in batches:
+            ticket = Ticket(batch.count, functools.partial(self._source.ack, batch))
+            items.extend(_Item(entry, ticket) for entry in batch.entries)
+        return items
+
+    async def _deliver(self, items: list[_Item]) -> None:
+        """Sends items until each is settled or parked for a later retry."""
+        try:
+            response = await self._send_until_answered(
+                b"".join(item.entry for item in items), {index_of(i.entry) for i in items}
+            )
+        except _Split:
+            if len(items) == 1:
                 # One document larger than the cluster accepts: it can never be indexed as is.
-                too_large = ItemOutcome(
-                    ItemAction.DEAD_LETTER,
-                    413,
-                    "request_entity_too_large",
-                    "document exceeds the cluster's http.max_content_length",
-                )
-                await self._dead_letters.write([(entries[0], too_large)])
-                tickets[0].settle()
+                await self._settle(items, [_TOO_LARGE])
                 return
             telemetry.retries.labels("request_too_large").inc()
-            middle = len(entries) // 2
-            first_attempts = attempts[:middle] if attempts else None
-            rest_attempts = attempts[middle:] if attempts else None
-            await self._deliver(entries[:middle], tickets[:middle], first_attempts)
-            await self._deliver(entries[middle:], tickets[middle:], rest_attempts)
+            middle = len(items) // 2
+            await self._deliver(items[:middle])
+            await self._deliver(items[middle:])
             return
-        dead: list[tuple[bytes, ItemOutcome]] = []
-        dead_tickets: list[Ticket] = []
+        await self._settle(items, classify_bulk_response(response, len(items)).outcomes)
+
+    async def _settle(self, items: list[_Item], outcomes: list[ItemOutcome]) -> None:
+        counts: Counter[tuple[int, str]] = Counter()
         stored = parked = 0
-        for position, (entry, item) in enumerate(zip(entries, outcomes, strict=True)):
-            telemetry.bulk_items.labels(str(item.status), item.error_type or "none").inc()
-            if item.action is ItemAction.DONE:
-                stored += 1
-                tickets[position].settle()
-            elif item.action is ItemAction.RETRY:
+        to_file: list[tuple[_Item, ItemOutcome]] = []
+        auth_problem: ItemOutcome | None = None
+        for item, outcome in zip(items, outcomes, strict=True):
+            counts[(outcome.status, outcome.error_type or "none")] += 1
+            if outcome.action is ItemAction.DONE:
+                if item.fallback is None:
+                    stored += 1
+                item.ticket.settle()
+            elif outcome.action is ItemAction.RETRY:
                 parked += 1
-                attempt = (attempts[position] if attempts else 0) + 1
-                self._retry_queue.park(entry, tickets[position], attempt)
+                slow = outcome.status in AUTH_STATUSES
+                if slow:
+                    auth_problem = outcome
+                self._retry_queue.park(
+                    item.entry,
+                    item.ticket,
+                    item.attempt + 1,
+                    min_delay_s=AUTH_MIN_DELAY_S if slow else 0.0,
+                    fallback=item.fallback,
+                )
+            elif item.fallback is not None:
+                to_file.append((item, outcome))  # the dead-letter stream refused it too
             else:
-                dead.append((entry, item))
-                dead_tickets.append(tickets[position])
+                dead_entry, document = self._dead_letters.dead_letter(item.entry, outcome)
+                if dead_entry is None:
+                    to_file.append((item, outcome))
+                    item.fallback = document
+                else:
+                    # Sent with the next retry batch: this worker moves on.
+                    self._retry_queue.park(dead_entry, item.ticket, 0, fallback=document)
+        for (status, error_type), number in counts.items():
+            telemetry.bulk_items.labels(str(status), error_type).inc(number)
         telemetry.records_shipped.inc(stored)
         if parked:
             telemetry.retries.labels("item_rejected").inc(parked)
@@ -206,10 +302,26 @@ class ElasticsearchSink:
                 items=parked,
                 retry_queue=len(self._retry_queue),
             )
-        if dead:
-            await self._dead_letters.write(dead)
-            for ticket in dead_tickets:
-                ticket.settle()
+        if auth_problem is not None:
+            self._item_auth_at = time.monotonic()
+            self._item_auth_error = (
+                "Elasticsearch denied the shipper's user a privilege on an index "
+                f"(HTTP {auth_problem.status} {auth_problem.error_type}: "
+                f"{auth_problem.reason[:300]}); the documents are kept and retried"
+            )
+            telemetry.error(
+                "elasticsearch_item_auth",
+                "Elasticsearch denied the shipper's user a privilege it needs for some "
+                "documents (create_doc and auto_configure on their data stream); they are "
+                "kept and sent again.",
+                status=auth_problem.status,
+                error_type=auth_problem.error_type,
+                reason=auth_problem.reason[:300],
+            )
+        for item, outcome in to_file:
+            assert item.fallback is not None
+            await self._dead_letters.to_file([item.fallback], outcome)
+            item.ticket.settle()
 
     async def _retry_rejected(self) -> None:
         config = self._config
@@ -221,21 +333,19 @@ class ElasticsearchSink:
                         config.batch_max_docs, config.batch_max_bytes
                     )
             if due:
-                await self._deliver(
-                    [p.entry for p in due], [p.ticket for p in due], [p.attempt for p in due]
-                )
+                await self._deliver([_Item(p.entry, p.ticket, p.attempt, p.fallback) for p in due])
 
-    async def _send_until_answered(self, entries: list[bytes]) -> list[ItemOutcome]:
-        """The per-item outcomes; retries whole-request failures without limit."""
+    async def _send_until_answered(self, body: bytes, targets: set[str]) -> dict[str, Any]:
+        """The bulk response (filtered to statuses and errors); retries whole-request
+        failures without limit; raises _Split on 413."""
         backoff = Backoff(base_s=0.2, cap_s=self._config.retry_max_backoff_s)
-        body = b"".join(entries)
         while True:
             started = time.monotonic()
             try:
-                await self._templates.ensure({index_of(e) for e in entries})
+                await self._templates.ensure(targets)
                 response = await self._connection.bulk(body)
             except RequestFailed as exc:
-                telemetry.bulk_requests.labels("failed").inc()
+                telemetry.bulk_requests.labels("failed", str(exc.status or "none")).inc()
                 if classify_request_failure(exc.status) is RequestAction.SPLIT:
                     raise _Split from exc
                 delay = self._request_failed(exc, backoff, "bulk")
@@ -243,10 +353,10 @@ class ElasticsearchSink:
                 await asyncio.sleep(delay)
                 continue
             telemetry.bulk_duration.observe(time.monotonic() - started)
-            telemetry.bulk_requests.labels("answered").inc()
-            self.last_error = None
+            telemetry.bulk_requests.labels("answered", "200").inc()
+            self._request_error = None
             self.last_success_monotonic = time.monotonic()
-            return classify_bulk_response(response, len(entries)).outcomes
+            return dict(response)
 
     def _request_failed(self, exc: RequestFailed, backoff: Backoff, during: str) -> float:
         """Logs a whole-request failure with its cause, records it for /readyz; the delay."""
@@ -258,15 +368,20 @@ class ElasticsearchSink:
                     "Elasticsearch rejected the shipper's credentials; check "
                     "elasticsearch.username/password(_file), api_key(_file) or bearer_token(_file)"
                 )
-            else:
+            elif exc.status == 403:
                 cause = (
                     "Elasticsearch denied the shipper's user a privilege it needs (create_doc "
                     "and auto_configure on its data streams, manage_index_templates to install "
                     "templates)"
                 )
-            self.last_error = f"{cause}: {exc}"
+            else:
+                cause = (
+                    f"Elasticsearch (or a proxy in front of it) refused the request as a whole "
+                    f"with HTTP {exc.status}; check elasticsearch.hosts (scheme, host, path)"
+                )
+            self._request_error = f"{cause}: {exc}"
             telemetry.error(
-                "elasticsearch_auth",
+                "elasticsearch_auth" if exc.status in AUTH_STATUSES else "elasticsearch_refused",
                 cause + ". Data is kept in the buffer and sending is retried.",
                 status=exc.status,
                 error=str(exc),
@@ -274,7 +389,7 @@ class ElasticsearchSink:
                 delay_s=round(delay, 2),
             )
         else:
-            self.last_error = str(exc)
+            self._request_error = str(exc)
             telemetry.warning(
                 "elasticsearch_request_failed",
                 "Elasticsearch request failed; it will be retried, the buffer keeps the data.",
