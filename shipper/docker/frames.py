@@ -8,11 +8,15 @@ What Docker sends for `GET /containers/{id}/logs?timestamps=1`:
   `<RFC 3339 timestamp with 9 fraction digits> <message>`.
 * TTY containers: the same messages without any frame header (everything is stdout).
 
-A message ends with `\\n` unless Docker split a long line: its log drivers cut lines at 16 KiB
-into *partial* messages that share one timestamp, and only the last part ends with `\\n`.
-We join the parts into one record. In the raw TTY stream part boundaries are invisible, so a
-message that reaches 16 KiB without a newline is taken to continue after the next timestamp,
-which is exactly how Docker cut it.
+A message ends with `\\n` unless Docker split a long line: its log copier cuts lines at 16 KiB
+into *partial* messages that all carry the first part's timestamp, and only the last part
+ends with `\\n`. We join the parts into one record. A message also lacks the `\\n` when the
+container stopped in the middle of a line (the copier flushes what it has at EOF); the
+container's next run then writes messages with later timestamps. So a part continues only
+into the next message *of its stream with the very same timestamp*; any other message ends
+the line first. In the raw TTY stream part boundaries are invisible: a message that reaches
+16 KiB without a newline continues after the next timestamp (exactly how Docker cut it), and
+a line cut by a stop ends where a later Docker timestamp follows it without a newline.
 
 Network chunks split frames, headers and timestamps anywhere; the parser keeps what it has
 not consumed and works on whole chunks (one pass, `bytes.find`, no per-byte Python work).
@@ -34,6 +38,9 @@ _HEADER_BYTES: Final = 8
 _STREAMS: Final = {0: STDOUT, 1: STDOUT, 2: STDERR}
 # RFC3339NanoFixed as Docker writes it: 2026-11-28T04:10:00.123456789Z (always UTC here).
 _TTY_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d) ")
+# Inside a TTY message: the exact form the logs API prefixes messages with (RFC3339NanoFixed).
+_TTY_EMBEDDED_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
+_API_TIMESTAMP_BYTES: Final = 30  # 2026-11-28T04:10:00.123456789Z
 _TIMESTAMP_MAX_BYTES: Final = 36  # longest form, with a numeric offset, plus the space
 
 _epoch_seconds_cache: dict[bytes, int] = {}
@@ -84,6 +91,14 @@ def parse_timestamp(raw: bytes) -> int:
     return (epoch - offset) * 1_000_000_000 + nanos
 
 
+def _epoch_ns(second: bytes) -> int:
+    """ "YYYY-MM-DDTHH:MM:SS" (UTC) → its epoch in nanoseconds, or -1 if it is not one."""
+    try:
+        return parse_timestamp(second + b"Z")
+    except TimestampError:
+        return -1
+
+
 def format_timestamp(ns: int) -> str:
     """Nanoseconds since the epoch → RFC 3339 with all nine fraction digits, in UTC."""
     seconds, nanos = divmod(ns, 1_000_000_000)
@@ -114,6 +129,8 @@ class LogStreamDecoder:
         self._run_ts: dict[str, int] = {}
         self._run_count: dict[str, int] = {}
         self._newest_ts = 0
+        # The last "YYYY-MM-DDTHH:MM:SS" seen by the fast path, and its epoch in ns (-1: bad).
+        self._second: tuple[bytes, int] = (b"-", -1)  # "-": matches no timestamp
         self._tty_message_ts: int | None = None  # TTY: timestamp of the message being read
         self._tty_message_bytes = 0
         self.invalid_timestamps = 0
@@ -146,14 +163,64 @@ class LogStreamDecoder:
         data = self._pending + chunk if self._pending else chunk
         pos = 0
         end = len(data)
+        # The hot loop: nearly every frame is one complete line in the exact form Docker
+        # writes (`<30-byte timestamp> <text>\n`), so it is decoded inline, with the run
+        # counters in locals, and everything else goes through `_message`.
+        append = out.append
+        container_id = self.container_id
+        max_bytes = self.max_line_bytes
+        run_ts, run_count = self._run_ts, self._run_count
+        second, second_ns = self._second
+        newest = self._newest_ts
+        text_start = _HEADER_BYTES + _API_TIMESTAMP_BYTES + 1
         while end - pos >= _HEADER_BYTES:
             size = int.from_bytes(data[pos + 4 : pos + 8], "big")
             frame_end = pos + _HEADER_BYTES + size
             if frame_end > end:
                 break
-            stream = _STREAMS.get(data[pos], STDOUT)
+            stream = STDERR if data[pos] == 2 else STDOUT
+            if (
+                size > _API_TIMESTAMP_BYTES
+                and data[frame_end - 1] == 10  # \n
+                and data[pos + 38] == 32  # the space after the timestamp
+                and data[pos + 37] == 90  # Z
+                and data[pos + 27] == 46  # .
+                and size - _API_TIMESTAMP_BYTES - 2 <= max_bytes
+                and not self._partial
+            ):
+                if not data.startswith(second, pos + 8):
+                    second = data[pos + 8 : pos + 27]
+                    second_ns = _epoch_ns(second)
+                fraction = data[pos + 28 : pos + 37]
+                content = data[pos + text_start : frame_end - 1]
+                try:
+                    text = content.decode()
+                except UnicodeDecodeError:
+                    text = None  # replaced and flagged by the general path
+                if second_ns >= 0 and fraction.isdigit() and text is not None:
+                    ts = second_ns + int(fraction)
+                    if ts == run_ts.get(stream):
+                        seq = run_count[stream]
+                        run_count[stream] = seq + 1
+                    else:
+                        seq = 0
+                        run_ts[stream] = ts
+                        run_count[stream] = 1
+                    if ts > newest:
+                        newest = ts
+                    append(
+                        _new_tuple(
+                            LogRecord, (container_id, ts, stream, seq, text, (), None, len(content))
+                        )
+                    )
+                    pos = frame_end
+                    continue
+            self._newest_ts = newest
             self._message(stream, data[pos + _HEADER_BYTES : frame_end], out)
+            newest = self._newest_ts
             pos = frame_end
+        self._newest_ts = newest
+        self._second = (second, second_ns)
         self._pending = data[pos:]
 
     def _message(self, stream: str, payload: bytes, out: list[LogRecord]) -> None:
@@ -195,7 +262,14 @@ class LogStreamDecoder:
                 continue
             room = DOCKER_PARTIAL_BYTES - self._tty_message_bytes
             newline = data.find(b"\n", pos, pos + room)
-            if newline >= 0:
+            limit = newline if newline >= 0 else min(end, pos + room)
+            cut = self._tty_run_boundary(data, pos, limit)
+            if cut >= 0:
+                # The container stopped mid-line and a later run's message follows.
+                self._add_part(STDOUT, self._tty_message_ts, data[pos:cut], True, out)
+                pos = cut
+                self._tty_message_ts = None
+            elif newline >= 0:
                 self._add_part(STDOUT, self._tty_message_ts, data[pos:newline], True, out)
                 pos = newline + 1
                 self._tty_message_ts = None
@@ -205,11 +279,34 @@ class LogStreamDecoder:
                 pos += room
                 self._tty_message_ts = None
             else:
-                # Part of a message: consume it, remember how far into the 16 KiB we are.
-                self._add_part(STDOUT, self._tty_message_ts, data[pos:end], False, out)
-                self._tty_message_bytes += end - pos
-                pos = end
+                # Part of a message: consume it, remember how far into the 16 KiB we are;
+                # hold back a tail that could be the start of a later run's timestamp.
+                keep = max(pos, end - _API_TIMESTAMP_BYTES)
+                if keep == pos:
+                    break
+                self._add_part(STDOUT, self._tty_message_ts, data[pos:keep], False, out)
+                self._tty_message_bytes += keep - pos
+                pos = keep
         self._pending = data[pos:]
+
+    def _tty_run_boundary(self, data: bytes, pos: int, limit: int) -> int:
+        """Where, inside the TTY message being read, a later run's message starts, or -1.
+
+        A line cut by the container's stop has no newline, so the next run's timestamp
+        follows it directly. Such a timestamp is taken as a boundary only in Docker's exact
+        form, not at the start of the message (apps often begin lines with their own time),
+        and only if it is later than the message's: an app's "now" is stamped by Docker
+        after the app wrote it, so times apps print are earlier than Docker's.
+        """
+        start = pos + 1 if self._tty_message_bytes == 0 else pos
+        match = _TTY_EMBEDDED_TIMESTAMP.search(data, start, limit + _API_TIMESTAMP_BYTES + 1)
+        if match is None or match.start() >= limit or self._tty_message_ts is None:
+            return -1
+        try:
+            later = parse_timestamp(match.group()[:-1]) > self._tty_message_ts
+        except TimestampError:
+            return -1
+        return match.start() if later else -1
 
     # -- joining and record building ----------------------------------------------------------
 
@@ -217,6 +314,11 @@ class LogStreamDecoder:
         self, stream: str, ts: int, content: bytes, complete: bool, out: list[LogRecord]
     ) -> None:
         partial = self._partial.get(stream)
+        if partial is not None and partial[0] != ts:
+            # Every part of a split line carries the first part's timestamp: a message with
+            # another one starts a new line, and the held part ended its container's run.
+            self._flush_partial(stream, out)
+            partial = None
         if partial is None:
             if complete and self.tty and content.endswith(b"\r"):
                 # The terminal turned the program's "\n" into "\r\n" (onlcr); undo that.

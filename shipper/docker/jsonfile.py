@@ -56,7 +56,7 @@ class JsonFileDecoder(LogStreamDecoder):
         self.since_ns = since_ns
         self.invalid_lines = 0
         self._ts_cache: tuple[str, int] = ("", 0)
-        self._second: tuple[str, int] = ("", 0)  # "YYYY-MM-DDTHH:MM:SS" (UTC) → its ns
+        self._text_second: tuple[str, int] = ("", 0)  # "YYYY-MM-DDTHH:MM:SS" (UTC) → its ns
 
     def feed(self, chunk: bytes) -> list[LogRecord]:
         data = self._pending + chunk if self._pending else chunk
@@ -103,7 +103,7 @@ class JsonFileDecoder(LogStreamDecoder):
         if text == cached_text:
             return cached_ts
         # Same second as the last line (nearly always): only the fraction is new.
-        seconds_text, epoch_ns = self._second
+        seconds_text, epoch_ns = self._text_second
         if text[19:20] == "." and text[-1:] == "Z" and text[:19] == seconds_text:
             digits = text[20:-1]
             if 0 < len(digits) <= 9 and digits.isdigit() and digits.isascii():
@@ -113,7 +113,9 @@ class JsonFileDecoder(LogStreamDecoder):
                 return ts
         try:
             ts = parse_timestamp(text.encode("ascii", "replace"))
-            self._second = (text[:19], ts - ts % 1_000_000_000) if text[-1:] == "Z" else ("", 0)
+            self._text_second = (
+                (text[:19], ts - ts % 1_000_000_000) if text[-1:] == "Z" else ("", 0)
+            )
         except TimestampError:
             self.invalid_timestamps += 1
             return self._last_timestamp()

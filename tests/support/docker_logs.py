@@ -6,6 +6,7 @@ own parser: it reads the whole logs API body at once, frame by frame.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -36,14 +37,15 @@ def reference_lines(client: docker.DockerClient, container_id: str) -> list[Line
         rest = body
         while rest:
             ts, _, rest = rest.partition(b" ")
-            # A message ends at its newline, or after 16 KiB (Docker's partial size).
-            newline = rest.find(b"\n", 0, 16384)
-            if newline >= 0:
-                messages.append(("stdout", ts.decode(), rest[: newline + 1]))
-                rest = rest[newline + 1 :]
-            else:
-                messages.append(("stdout", ts.decode(), rest[:16384]))
-                rest = rest[16384:]
+            # A message ends at its newline, or after 16 KiB (Docker's partial size), or,
+            # cut by a stop, where a later run's Docker timestamp follows (not at its start).
+            end = rest.find(b"\n", 0, 16384)
+            end = end + 1 if end >= 0 else min(len(rest), 16384)
+            later = re.search(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ", rest[1:end])
+            if later is not None and later.group().decode()[:-1] > ts.decode():
+                end = later.start() + 1
+            messages.append(("stdout", ts.decode(), rest[:end]))
+            rest = rest[end:]
     else:
         pos = 0
         while pos < len(body):
@@ -56,6 +58,11 @@ def reference_lines(client: docker.DockerClient, container_id: str) -> list[Line
     open_parts: dict[str, tuple[str, bytes]] = {}
     for stream, ts, content in messages:
         first_ts, sofar = open_parts.pop(stream, (ts, b""))
+        if first_ts != ts:
+            # Parts of a split line share their first part's time: another time means the
+            # held part was a line cut by the container's stop.
+            lines.append(Line(first_ts, stream, sofar.decode("utf-8", "replace")))
+            first_ts, sofar = ts, b""
         sofar += content
         if sofar.endswith(b"\n"):
             text = sofar[:-1]

@@ -168,3 +168,49 @@ def test_any_chunking_yields_every_line_once_in_order(
         expected_seq.append(per_stream[stream])
         per_stream[stream] += 1
     assert [r.seq for r in records] == expected_seq
+
+
+TS3 = b"2026-11-28T04:13:45.000000001Z"
+
+
+def test_a_line_cut_by_a_stop_does_not_swallow_the_next_runs_first_line() -> None:
+    # Run 1 ends mid-line (Docker flushes "abc" without a newline at EOF); the container is
+    # started again and run 2 writes "def". Re-read in one go, they are two lines.
+    body = message(TS1, b"first\n") + message(TS1, b"abc") + message(TS3, b"def\n")
+    for cut in (1, 5, 40, len(body)):
+        records = decode_all([body[i : i + cut] for i in range(0, len(body), cut)])
+        assert [(r.message, r.timestamp_ns, r.seq) for r in records] == [
+            ("first", TS1_NS, 0),
+            ("abc", TS1_NS, 1),
+            ("def", parse_timestamp(TS3), 0),
+        ]
+
+
+def test_a_sixteen_kib_part_followed_by_another_time_is_a_line_of_its_own() -> None:
+    part = b"z" * DOCKER_PARTIAL_BYTES
+    records = decode_all([message(TS1, part) + message(TS3, b"next\n")])
+    assert [len(r.message) for r in records] == [DOCKER_PARTIAL_BYTES, 4]
+
+
+def test_tty_line_cut_by_a_stop_ends_where_the_next_runs_timestamp_follows() -> None:
+    body = TS1 + b" first\r\n" + TS1 + b" abc" + TS3 + b" def\r\n"
+    for cut in (1, 7, 33, 50, len(body)):
+        records = decode_all([body[i : i + cut] for i in range(0, len(body), cut)], tty=True)
+        assert [(r.message, r.timestamp_ns) for r in records] == [
+            ("first", TS1_NS),
+            ("abc", TS1_NS),
+            ("def", parse_timestamp(TS3)),
+        ]
+
+
+def test_tty_lines_that_print_docker_style_times_themselves_stay_whole() -> None:
+    earlier = b"2026-11-28T04:13:40.000000001Z"
+    lines = [
+        TS1 + b" " + TS3 + b" the app's own time first\r\n",  # at the start: never a cut
+        TS1 + b" seen at " + earlier + b" earlier\r\n",  # earlier than Docker's: the app's
+    ]
+    records = decode_all([b"".join(lines)], tty=True)
+    assert [r.message for r in records] == [
+        TS3.decode() + " the app's own time first",
+        "seen at " + earlier.decode() + " earlier",
+    ]

@@ -120,3 +120,19 @@ def test_lines_that_are_not_entries_are_skipped() -> None:
     records = decoder.feed(b"not json\n" + good + b"\n") + decoder.finish()
     assert [r.message for r in records] == ["ok"]
     assert decoder.invalid_lines == 1
+
+
+def test_a_line_cut_by_a_stop_stays_apart_from_the_next_run_in_both_modes() -> None:
+    messages = [
+        ("stdout", BASE_NS, b"first\n"),
+        ("stdout", BASE_NS + 9, b"abc"),  # the container stopped mid-line
+        ("stdout", BASE_NS + 10**9, b"def\n"),  # its next run
+    ]
+    api, files = _both(messages)
+    expected = [("first", BASE_NS), ("abc", BASE_NS + 9), ("def", BASE_NS + 10**9)]
+    for decoder, data in (
+        (LogStreamDecoder(CID, tty=False), api),
+        (JsonFileDecoder(CID, tty=False), files),
+    ):
+        records = _records(decoder, data, 7)
+        assert [(r.message, r.timestamp_ns) for r in records] == expected  # type: ignore[attr-defined]
