@@ -35,6 +35,7 @@ class ContainerMeta:
     )  # never logged, only allow-listed keys shipped
     created: str = ""
     running: bool = False
+    started_at: str = ""  # State.StartedAt of its current (or last) run, RFC 3339
 
     @property
     def compose_project(self) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -69,6 +69,7 @@ def parse_container(inspect: Mapping[str, Any]) -> ContainerMeta:
         env=env,
         created=str(inspect.get("Created") or ""),
         running=bool(state.get("Running")),
+        started_at=str(state.get("StartedAt") or ""),
     )
 
 
@@ -143,7 +144,7 @@ class DockerClient:
         *,
         since_ns: int = 0,
         follow: bool = True,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Raw body chunks of the logs API, starting at `since_ns` (inclusive)."""
         params = {
             "follow": "1" if follow else "0",
@@ -158,6 +159,11 @@ class DockerClient:
         async with self._get(path, params, timeout_s=None) as response:
             if response.status == 404:
                 raise ContainerGone(f"container {container_id} no longer exists")
+            if response.status == 409:
+                # "can not get logs from container which is dead or marked for removal":
+                # its logs are going away with it; there is nothing more to follow.
+                text = (await response.read())[:300].decode("utf-8", "replace")
+                raise ContainerGone(f"container {container_id} is being removed: {text}")
             if response.status == 501:
                 text = (await response.read())[:500].decode("utf-8", "replace")
                 raise LogsNotReadable(f"logs of {container_id} cannot be read: {text}")

@@ -185,15 +185,18 @@ class CheckpointBook:
     def follower_ended(self, follower: _HasCheckpoint) -> None:
         if self._live.get(follower.container_id) is follower:
             del self._live[follower.container_id]
-        if follower.container_id not in self._destroyed:
-            self._saved[follower.container_id] = follower.checkpoint()
-            self._dirty = True
+        if follower.container_id in self._destroyed:
+            self._destroyed.discard(follower.container_id)
+            return
+        self._saved[follower.container_id] = follower.checkpoint()
+        self._dirty = True
 
     def container_destroyed(self, container_id: str) -> None:
-        # Its records already read are in the buffer and ship on their own; the position is
-        # of no more use since the container's logs are gone with it.
-        self._destroyed.add(container_id)
-        self._live.pop(container_id, None)
+        # Its records already read are in the buffer and ship on their own (the buffer does
+        # not need the position for that); the position is of no more use since the
+        # container's logs are gone with it, so it goes at once.
+        if self._live.pop(container_id, None) is not None:
+            self._destroyed.add(container_id)  # its follower is still finishing: do not save
         if self._saved.pop(container_id, None) is not None:
             self._dirty = True
 

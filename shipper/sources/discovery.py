@@ -1,7 +1,9 @@
 """Finds every container and keeps exactly one follower per container that has logs to read.
 
 The event stream is opened *before* containers are listed, so a container started between
-the two is seen by one or the other (or both: starting a follower is idempotent). Losing the
+the two is seen by one or the other (or both: starting a follower is idempotent). Docker
+answers the events request before it has subscribed us, so the request also asks for the
+events of the last seconds (`since`): whatever happened in that gap is replayed. Losing the
 daemon (socket gone, dockerd restarting) ends the event stream; we reconnect with backoff
 and list again, and every follower resumes from its own checkpoint.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -22,6 +25,9 @@ from shipper.sources.follower import ContainerFollower, FollowerSettings, Intake
 
 # Stopped containers found at start are read once to their end; a few at a time is plenty.
 _CATCH_UP_CONCURRENCY = 16
+# How far back the event stream replays on (re)connection: covers the gap between Docker
+# answering and subscribing, and a daemon clock a little behind ours.
+_EVENT_REPLAY_S = 5.0
 
 
 class CheckpointKeeper(Protocol):
@@ -52,6 +58,8 @@ class Discovery:
         self._select = select
         self._followers: dict[str, ContainerFollower] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._releases: set[asyncio.Task[None]] = set()  # destroyed containers being let go
+        self._shipping: set[str] = set()  # followers past selection, whose logs are read
         self._catch_up = asyncio.Semaphore(_CATCH_UP_CONCURRENCY)
         self._stopping = False
         self.connected = False
@@ -66,7 +74,8 @@ class Discovery:
         first = True
         while not self._stopping:
             try:
-                async with self._docker.event_stream() as events:
+                since = time.time() - _EVENT_REPLAY_S
+                async with self._docker.event_stream(since_s=since) as events:
                     self.connected = True
                     if not first:
                         telemetry.docker_reconnects.inc()
@@ -91,7 +100,7 @@ class Discovery:
     async def stop(self) -> None:
         """Stops every follower (their positions stay with the checkpoint keeper)."""
         self._stopping = True
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._releases]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -110,7 +119,11 @@ class Discovery:
     async def _on_event(self, event: ContainerEvent) -> None:
         telemetry.docker_events.labels(event.action.split(":")[0]).inc()
         action = event.action
-        if action == "start":
+        if action == "die":
+            follower = self._followers.get(event.container_id)
+            if follower is not None:
+                follower.run_ended(event.time_ns)
+        elif action == "start":
             self._ensure_follower(event.container_id, catch_up=False)
         elif action == "rename":
             follower = self._followers.get(event.container_id)
@@ -118,20 +131,31 @@ class Discovery:
                 with contextlib.suppress(ContainerGone):
                     follower.rename(await self._docker.inspect(event.container_id))
         elif action == "destroy":
-            task = self._tasks.get(event.container_id)
-            if task is not None:
-                # Let it finish reading what is left: the log file may still be readable a
-                # moment; if not, its checkpoint simply goes.
-                try:
-                    await asyncio.wait_for(asyncio.shield(task), timeout=2.0)
-                except (TimeoutError, asyncio.CancelledError):
-                    task.cancel()
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        # We are being stopped ourselves, not just the follower: swallowing
-                        # that would leave shutdown waiting on us forever.
-                        raise
-            self._checkpoints.container_destroyed(event.container_id)
+            # In a task of its own: waiting for the follower must not hold up the events of
+            # other containers (a "die" that decides about another's next run, say).
+            release = asyncio.create_task(
+                self._release(event.container_id), name=f"release-{event.container_id[:12]}"
+            )
+            self._releases.add(release)
+            release.add_done_callback(self._releases.discard)
+
+    async def _release(self, container_id: str) -> None:
+        """A destroyed container: let its follower finish, then drop what is kept for it."""
+        task = self._tasks.get(container_id)
+        if task is not None:
+            # Let it finish reading what is left: the log file may still be readable a
+            # moment; if not, its checkpoint simply goes.
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    # We are being stopped ourselves, not just the follower: swallowing
+                    # that would leave shutdown waiting on us forever.
+                    raise
+        self._checkpoints.container_destroyed(container_id)
+        self._intake.forget(container_id)
 
     def _ensure_follower(self, container_id: str, *, catch_up: bool) -> None:
         existing = self._followers.get(container_id)
@@ -144,41 +168,63 @@ class Discovery:
             self._intake,
             self._checkpoints.start_of(container_id),
             self._settings,
+            select=self._select,
         )
         self._followers[container_id] = follower
         self._checkpoints.follower_started(follower)
         self._tasks[container_id] = asyncio.create_task(
             self._run_follower(follower, catch_up), name=f"follow-{container_id[:12]}"
         )
-        telemetry.containers_followed.set(len(self._followers))
 
     async def _run_follower(self, follower: ContainerFollower, catch_up: bool) -> None:
+        backoff = Backoff(base_s=0.5, cap_s=max(1.0, self._settings.max_backoff_s))
         try:
             if not await self._selected(follower.container_id):
                 return
-            if catch_up:
-                async with self._catch_up:
-                    await follower.run()
-            else:
-                await follower.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug in one follower must not stop the others
-            telemetry.error(
-                "follower_crashed",
-                "A container follower failed unexpectedly.",
-                container_id=follower.container_id[:12],
-                error=repr(exc),
-            )
+            # Counted once selected: containers that are not shipped are not "followed".
+            self._shipping.add(follower.container_id)
+            telemetry.containers_followed.set(len(self._shipping))
+            while True:
+                try:
+                    if catch_up:
+                        async with self._catch_up:
+                            await follower.run()
+                    else:
+                        await follower.run()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # A bug or an I/O error in one follower must not stop the others, nor
+                    # this container's logs: it starts over from its checkpoint, which
+                    # counts only lines already in the buffer.
+                    delay = backoff.next_delay_s()
+                    telemetry.error(
+                        "follower_crashed",
+                        "A container follower failed unexpectedly; it starts again from its "
+                        "checkpoint.",
+                        container_id=follower.container_id[:12],
+                        error=repr(exc),
+                        delay_s=round(delay, 2),
+                    )
+                    await asyncio.sleep(delay)
         finally:
             self._followers.pop(follower.container_id, None)
             self._tasks.pop(follower.container_id, None)
             self._checkpoints.follower_ended(follower)
-            telemetry.containers_followed.set(len(self._followers))
+            self._shipping.discard(follower.container_id)
+            telemetry.containers_followed.set(len(self._shipping))
 
     async def _selected(self, container_id: str) -> bool:
-        try:
-            meta = await self._docker.inspect(container_id)
-        except (ContainerGone, DockerUnavailable):
-            return True  # the follower handles both cases itself
-        return self._select(meta)
+        """Whether the container is shipped; waits while the daemon cannot tell us, since
+        following an excluded container (or our own) is worse than starting late."""
+        backoff = Backoff(base_s=0.2, cap_s=self._settings.max_backoff_s)
+        while True:
+            try:
+                meta = await self._docker.inspect(container_id)
+            except ContainerGone:
+                return False  # nothing left to read
+            except DockerUnavailable:
+                await asyncio.sleep(backoff.next_delay_s())
+                continue
+            return self._select(meta)

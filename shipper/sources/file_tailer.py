@@ -40,7 +40,7 @@ import ctypes.util
 import os
 import random
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -238,7 +238,7 @@ class JsonFileTail:
         self.files_read = 0
         self.rotations = 0
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         watch = None
         if self.follow and self._watcher is not None:
             watch = self._watcher.watch(self.path.parent, self.path.name)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,7 +27,12 @@ from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.config import ProcessingConfig
 from shipper.docker.api import ContainerGone, DockerClient, DockerUnavailable, LogsNotReadable
-from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
+from shipper.docker.frames import (
+    DEFAULT_MAX_LINE_BYTES,
+    LogStreamDecoder,
+    TimestampError,
+    parse_timestamp,
+)
 from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.errors import DiskFullError
 from shipper.model import ContainerMeta, LogRecord
@@ -41,6 +47,10 @@ class Intake(Protocol):
     async def put(self, meta: ContainerMeta, records: list[LogRecord]) -> None: ...
 
     def container_changed(self, meta: ContainerMeta) -> None: ...
+
+    def forget(self, container_id: str) -> None:
+        """The container was destroyed: drop what is kept for it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +72,12 @@ class ContainerFollower:
         intake: Intake,
         start: Checkpoint | None,
         settings: FollowerSettings,
+        select: Callable[[ContainerMeta], bool] | None = None,
     ) -> None:
         self.container_id = container_id
+        # Whether the container is shipped, asked again when it starts a new run: a rename
+        # (or anything else selection looks at) takes effect at its next start.
+        self._select = select
         self._docker = docker
         self._intake = intake
         self._settings = settings
@@ -76,6 +90,14 @@ class ContainerFollower:
         self._untaken: list[tuple[int, str, int]] = []
         self._warned_labels = False
         self._warned_fallback = False
+        self._run_started_at = ""  # StartedAt of the run being followed
+        self._until_ns: int | None = None  # lines stamped at or after this are not ours
+        # When the run being followed ended (its "die" event), until the next run is seen:
+        # Docker keeps appending to the same log, so lines stamped later may be the next
+        # run's, which selection must decide on before they are shipped.
+        self._died_at_ns: int | None = None
+        self._deselected = False
+        self._counted_ahead = 0  # lines to re-read before counting starts again
 
     def checkpoint(self) -> Checkpoint:
         return self.position.checkpoint()
@@ -93,6 +115,29 @@ class ContainerFollower:
                 await self._pause(backoff, "docker_unavailable", exc)
                 continue
             self._set_meta(meta)
+            if self._deselected_on_restart(meta):
+                # Read what the previous run left (the new run's lines are dropped), then go.
+                # The run's end by its "die" event when known (Docker stamps all of a run's
+                # output before emitting it), else the new run's start (which Docker records
+                # only once the process runs, so its first lines may be stamped before).
+                died_at = self._died_at_ns
+                until = self._until_ns  # already decided while reading, from the "die"
+                if until is None:
+                    until = died_at + 1 if died_at is not None else None
+                if until is None:
+                    until = _parse_started_at(meta.started_at)
+                if until:
+                    self._until_ns = until
+                    with contextlib.suppress(ContainerGone, LogsNotReadable, DockerUnavailable):
+                        await self._read_once(dataclasses.replace(meta, running=False))
+                telemetry.info(
+                    "A container started again but is no longer selected (renamed or "
+                    "relabelled); its new run is not shipped.",
+                    container_id=self.container_id[:12],
+                    container_name=meta.name,
+                )
+                return
+            self._run_started_at = meta.started_at
             try:
                 finished = await self._read_once(meta)
             except ContainerGone:
@@ -117,6 +162,41 @@ class ContainerFollower:
     def rename(self, meta: ContainerMeta) -> None:
         self._set_meta(meta)
 
+    def run_ended(self, died_at_ns: int) -> None:
+        """The container's run ended (a "die" event): decide on later lines before shipping."""
+        if self._select is not None:
+            self._died_at_ns = died_at_ns
+
+    async def _next_run_checked(self, records: list[LogRecord]) -> list[LogRecord]:
+        """Lines stamped after the run's "die" event are a later run's: Docker emits "die"
+        only once it has copied (and stamped) all of the dying run's output. If the
+        container, as it is now (renamed, say), is no longer selected, they are dropped and
+        reading stops; otherwise they are shipped as ever."""
+        died_at = self._died_at_ns
+        if died_at is None or max(r.timestamp_ns for r in records) <= died_at:
+            return records
+        try:
+            meta = await self._docker.inspect(self.container_id)
+        except (ContainerGone, DockerUnavailable):
+            return records  # cannot tell: shipping a line too many beats losing one
+        self._died_at_ns = None
+        self._set_meta(meta)
+        if self._select is None or self._select(meta):
+            return records
+        self._until_ns = died_at + 1
+        self._deselected = True
+        telemetry.info(
+            "A container started again but is no longer selected (renamed or relabelled); "
+            "its new run is not shipped.",
+            container_id=self.container_id[:12],
+            container_name=meta.name,
+        )
+        return [r for r in records if r.timestamp_ns <= died_at]
+
+    def _deselected_on_restart(self, meta: ContainerMeta) -> bool:
+        restarted = bool(self._run_started_at) and meta.started_at != self._run_started_at
+        return restarted and self._select is not None and not self._select(meta)
+
     def _set_meta(self, meta: ContainerMeta) -> None:
         if meta != self.meta:
             self.meta = meta
@@ -129,6 +209,9 @@ class ContainerFollower:
         # again, exactly as after a restart of the shipper. Held multiline lines are re-read
         # too (they were never counted), so the processor starts afresh as well.
         self.position = StreamPosition(start, self._settings.slack_ns)
+        # Lines a multiline event held were counted as read but not taken: they are read
+        # again now, and must not be counted twice.
+        self._counted_ahead = len(self._untaken)
         self._untaken = []
         decoder, chunks_source = self._log_source(meta, start.since_ns)
         processor = build_processor(self._settings.processing(), meta)
@@ -144,14 +227,18 @@ class ContainerFollower:
         to_skip = start.skip
         follow = meta.running
         chunks = 0
-        async for chunk in self._chunks_with_ticks(chunks_source, processor):
-            if chunk is None:  # a tick: events of a quiet container whose time has come
-                await self._flush_due(meta, processor)
-                continue
-            chunks += 1
-            records = decoder.feed(chunk)
-            if records:
-                to_skip = await self._deliver(meta, records, to_skip, processor)
+        stream = self._chunks_with_ticks(chunks_source, processor)
+        async with contextlib.aclosing(stream), contextlib.aclosing(chunks_source):
+            async for chunk in stream:
+                if chunk is None:  # a tick: events of a quiet container whose time has come
+                    await self._flush_due(meta, processor)
+                    continue
+                chunks += 1
+                records = decoder.feed(chunk)
+                if records:
+                    to_skip = await self._deliver(meta, records, to_skip, processor)
+                if self._deselected:
+                    break  # the next run is not ours: what is left of this one was delivered
         if follow:
             # Whether the container stopped or the connection broke, read again from the
             # checkpoint: a follow stream can end before it delivered a stopped container's
@@ -174,7 +261,7 @@ class ContainerFollower:
 
     def _log_source(
         self, meta: ContainerMeta, since_ns: int
-    ) -> tuple[LogStreamDecoder, AsyncIterator[bytes]]:
+    ) -> tuple[LogStreamDecoder, AsyncGenerator[bytes, None]]:
         """The json-file logs read directly when allowed and visible, else the logs API."""
         max_line_bytes = self._settings.max_line_bytes
         mode = self._settings.read_mode
@@ -221,7 +308,7 @@ class ContainerFollower:
 
     async def _chunks_with_ticks(
         self, chunks: AsyncIterator[bytes], processor: ContainerProcessor
-    ) -> AsyncIterator[bytes | None]:
+    ) -> AsyncGenerator[bytes | None, None]:
         """The stream's chunks, with `None` whenever a held multiline event is due.
 
         Waiting on a pending `__anext__` (never cancelling it) keeps the stream intact.
@@ -261,6 +348,13 @@ class ContainerFollower:
         to_skip: int,
         processor: ContainerProcessor,
     ) -> int:
+        if self._died_at_ns is not None:
+            records = await self._next_run_checked(records)
+        if self._until_ns is not None:
+            until = self._until_ns
+            records = [r for r in records if r.timestamp_ns < until]
+            if not records:
+                return to_skip
         if to_skip:
             skipped = records[:to_skip]
             records = records[to_skip:]
@@ -326,6 +420,10 @@ class ContainerFollower:
                 await asyncio.sleep(backoff.next_delay_s())
 
     def _count(self, records: list[LogRecord]) -> None:
+        if self._counted_ahead:
+            ahead = min(self._counted_ahead, len(records))
+            self._counted_ahead -= ahead
+            records = records[ahead:]
         stdout_lines = stdout_bytes = stderr_lines = stderr_bytes = 0
         for record in records:
             if record.stream == "stdout":
@@ -368,3 +466,11 @@ class ContainerFollower:
             delay_s=round(delay, 2),
         )
         await asyncio.sleep(delay)
+
+
+def _parse_started_at(started_at: str) -> int:
+    """Docker's State.StartedAt (RFC 3339) in ns; 0 when absent or not a time."""
+    try:
+        return parse_timestamp(started_at.encode("ascii", "replace"))
+    except TimestampError:
+        return 0

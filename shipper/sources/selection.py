@@ -1,8 +1,9 @@
 """Which containers are shipped: a pure decision from the container's metadata and config.
 
 Precedence, first that applies decides:
-  1. the shipper's own container: not shipped unless `ship_own_container` (a feedback loop:
-     each line shipped could log another line);
+  1. the shipper's own container (or, on Kubernetes, any container of its own pod, by the
+     pod uid the chart passes in POD_UID): not shipped unless `ship_own_container` (a
+     feedback loop: each line shipped could log another line);
   2. label `shipper.enable=false`: not shipped (the app team opted out);
   3. a config `exclude` rule matches: not shipped (exclude wins over every include);
   4. label `shipper.enable=true`, or a config `include` rule matches: shipped;
@@ -21,7 +22,7 @@ from fnmatch import fnmatchcase
 
 from shipper.config import SelectionConfig, SelectionRule
 from shipper.model import ContainerMeta
-from shipper.pipeline.labels import ENABLE, parse_bool
+from shipper.pipeline.labels import ENABLE, K8S_POD_UID, parse_bool
 
 _MIN_ID_PREFIX = 12  # the short id Docker uses as the container's hostname
 
@@ -55,9 +56,19 @@ def rule_matches(rule: SelectionRule, meta: ContainerMeta) -> bool:
     return all(label_selector_matches(s, meta.labels) for s in rule.labels)
 
 
-def should_ship(meta: ContainerMeta, cfg: SelectionConfig, own_container_id: str | None) -> bool:
+def should_ship(
+    meta: ContainerMeta,
+    cfg: SelectionConfig,
+    own_container_id: str | None,
+    own_pod_uid: str | None = None,
+) -> bool:
     """True if this container's logs are shipped; see the module docstring for precedence."""
-    if not cfg.ship_own_container and is_own_container(meta.id, own_container_id):
+    if not cfg.ship_own_container and (
+        is_own_container(meta.id, own_container_id)
+        # On Kubernetes every container of the shipper's own pod (a sidecar, a restart of
+        # the shipper under another id) is its own: the pod uid says so where ids cannot.
+        or (own_pod_uid is not None and meta.labels.get(K8S_POD_UID) == own_pod_uid)
+    ):
         return False
     enabled = parse_bool(meta.labels.get(ENABLE))
     if enabled is False:

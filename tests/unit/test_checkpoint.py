@@ -68,3 +68,34 @@ def test_corrupt_store_is_reported_not_crashing(tmp_path: Path) -> None:
     (tmp_path / "checkpoints.json").write_bytes(b'{"version": 1, "containers": {')
     with pytest.raises(CheckpointFileError):
         CheckpointStore(tmp_path).load()
+
+
+def test_a_full_disk_keeps_the_previous_checkpoints_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from shipper.errors import DiskFullError
+
+    store = CheckpointStore(tmp_path)
+    store.save({"a": Checkpoint(5 * S, 2)})
+    before = (tmp_path / "checkpoints.json").read_bytes()
+    real_write = os.write
+    calls = {"n": 0}
+
+    def write_then_fail(fd: int, data: object) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data)[:7])  # type: ignore[call-overload]  # a short write
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", write_then_fail)
+    with pytest.raises(DiskFullError):
+        store.save({"a": Checkpoint(9 * S, 0), "b": Checkpoint(1, 1)})
+    monkeypatch.undo()
+    assert (tmp_path / "checkpoints.json").read_bytes() == before
+    assert not (tmp_path / "checkpoints.json.tmp").exists()
+    assert store.load() == {"a": Checkpoint(5 * S, 2)}
+    store.save({"a": Checkpoint(9 * S, 0)})  # space is back
+    assert store.load() == {"a": Checkpoint(9 * S, 0)}

@@ -21,36 +21,67 @@ class _Keeper:
         raise AssertionError(f"unexpected call: {name}")
 
 
-async def test_cancelling_discovery_during_a_destroy_wait_is_not_swallowed() -> None:
+class _Intake:
+    def __init__(self) -> None:
+        self.forgotten: list[str] = []
+
+    def forget(self, container_id: str) -> None:
+        self.forgotten.append(container_id)
+
+
+async def test_stopping_discovery_during_a_destroy_wait_ends_the_wait_and_the_follower() -> None:
     keeper = _Keeper()
-    discovery = Discovery(None, None, keeper, FollowerSettings())  # type: ignore[arg-type]
+    intake = _Intake()
+    discovery = Discovery(None, intake, keeper, FollowerSettings())  # type: ignore[arg-type]
     # A follower still busy (its reading is paused: the buffer is full).
     follower = asyncio.create_task(asyncio.sleep(3600))
     discovery._tasks["c1"] = follower
-    event = ContainerEvent("destroy", "c1", 0, {})
-    handling = asyncio.create_task(discovery._on_event(event))
+    await discovery._on_event(ContainerEvent("destroy", "c1", 0, {}))
     await asyncio.sleep(0.1)  # inside the 2 s grace for the follower
-    handling.cancel()  # shutdown
-    done, _ = await asyncio.wait({handling}, timeout=1.0)
-    assert done and handling.cancelled()
-    await asyncio.sleep(0)
-    assert follower.cancelled()
+    (release,) = discovery._releases
+    await asyncio.wait_for(discovery.stop(), timeout=1.0)  # shutdown
+    assert release.cancelled() and follower.cancelled()
+    assert keeper.destroyed == [] and intake.forgotten == []
+
+
+async def test_a_destroy_wait_does_not_hold_up_other_containers_events() -> None:
+    keeper = _Keeper()
+    intake = _Intake()
+    discovery = Discovery(None, intake, keeper, FollowerSettings())  # type: ignore[arg-type]
+    discovery._tasks["c1"] = asyncio.create_task(asyncio.sleep(3600))
+    ended: list[int] = []
+
+    class _Follower:
+        def run_ended(self, died_at_ns: int) -> None:
+            ended.append(died_at_ns)
+
+    discovery._followers["c2"] = _Follower()  # type: ignore[assignment]
+    await asyncio.wait_for(discovery._on_event(ContainerEvent("destroy", "c1", 0, {})), 0.1)
+    await asyncio.wait_for(discovery._on_event(ContainerEvent("die", "c2", 42, {})), 0.1)
+    assert ended == [42]  # handled at once, while c1's follower still has its grace
+    await discovery.stop()
 
 
 async def test_a_follower_that_ends_in_the_grace_lets_the_destroy_complete() -> None:
     keeper = _Keeper()
-    discovery = Discovery(None, None, keeper, FollowerSettings())  # type: ignore[arg-type]
+    intake = _Intake()
+    discovery = Discovery(None, intake, keeper, FollowerSettings())  # type: ignore[arg-type]
     follower = asyncio.create_task(asyncio.sleep(0.05))
     discovery._tasks["c1"] = follower
     await discovery._on_event(ContainerEvent("destroy", "c1", 0, {}))
+    await asyncio.gather(*discovery._releases)
     assert keeper.destroyed == ["c1"]
+    assert intake.forgotten == ["c1"]
 
 
 async def test_a_follower_cancelled_by_someone_else_does_not_stop_discovery() -> None:
     keeper = _Keeper()
-    discovery = Discovery(None, None, keeper, FollowerSettings())  # type: ignore[arg-type]
+    intake = _Intake()
+    discovery = Discovery(None, intake, keeper, FollowerSettings())  # type: ignore[arg-type]
     follower = asyncio.create_task(asyncio.sleep(3600))
     discovery._tasks["c1"] = follower
     asyncio.get_running_loop().call_later(0.05, follower.cancel)
     await discovery._on_event(ContainerEvent("destroy", "c1", 0, {}))
+    await asyncio.gather(*discovery._releases)
     assert keeper.destroyed == ["c1"]
+    assert intake.forgotten == ["c1"]

@@ -76,3 +76,14 @@ def test_own_container_by_full_or_short_id() -> None:
 def test_unrecognised_enable_value_is_ignored() -> None:
     assert ship(meta(labels={"shipper.enable": "maybe"}))
     assert not ship(meta(labels={"shipper.enable": "maybe"}), mode="opt_in")
+
+
+def test_every_container_of_the_shippers_own_pod_is_its_own() -> None:
+    pod = "3f1c2a9e-7b4d-4c1e-9a55-0d8e6f2b1c44"
+    sidecar = meta("sidecar", labels={"io.kubernetes.pod.uid": pod})
+    other_pod = meta("app", labels={"io.kubernetes.pod.uid": "0" * 8 + pod[8:]})
+    config = SelectionConfig()
+    assert not should_ship(sidecar, config, None, pod)
+    assert should_ship(sidecar, SelectionConfig(ship_own_container=True), None, pod)
+    assert should_ship(other_pod, config, None, pod)
+    assert should_ship(sidecar, config, None, None)  # not on Kubernetes: no pod to be
