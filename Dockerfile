@@ -33,6 +33,9 @@ RUN python3 -m venv /opt/shipper \
 
 # ---- runtime: the base image plus the virtualenv, running as an unprivileged user ----
 FROM ${BASE_IMAGE}
+# An ARG declared before the first FROM is only in scope for the FROM lines: re-declare it (it
+# keeps the global value) or the base.name label below would be empty.
+ARG BASE_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown

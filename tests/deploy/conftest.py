@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,19 @@ def containers() -> Iterator[list[str]]:
     yield ids
     for container_id in ids:
         support.docker("rm", "--force", "--volumes", container_id, check=False)
+
+
+@pytest.fixture
+def state_volume() -> Iterator[str]:
+    """A named volume for the shipper's state, shared by the containers of one test. Removed
+    after the containers using it (whichever fixture tears down first)."""
+    name = f"shipper-deploy-test-{uuid.uuid4().hex[:12]}"
+    support.docker("volume", "create", "--label", support.LABEL, name)
+    yield name
+    users = support.docker("ps", "--all", "--quiet", "--filter", f"volume={name}").stdout.split()
+    for container_id in users:
+        support.docker("rm", "--force", "--volumes", container_id, check=False)
+    support.docker("volume", "rm", name)
 
 
 def free_port() -> int:

@@ -9,21 +9,24 @@ import json
 import os
 import shutil
 import subprocess
-import time
+import sys
 import uuid
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from shipper.config import DeadLetterConfig
 from tests.deploy import support
 from tests.deploy.conftest import REPO, free_port
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DATA_STREAM = "logs-docker-default"
+CYCLES = 3  # of the demo app, each writing 7 lines
 
 needs_compose = pytest.mark.skipif(
     shutil.which("docker-compose") is None, reason="apt-get install docker-compose"
@@ -57,6 +60,11 @@ def test_the_compose_file_validates_with_the_example_env(resolved: dict[str, Any
         "elasticsearch", "setup", "kibana", "kibana-setup", "shipper", "demo",
     }  # fmt: skip
     assert set(resolved["volumes"]) == {"esdata", "shipper-data"}
+    # The demo's stack traces are joined by the preset its label names.
+    assert resolved["services"]["demo"]["labels"] == {
+        "shipper.demo": "app",
+        "shipper.multiline.preset": "java",
+    }
 
 
 @needs_compose
@@ -147,6 +155,110 @@ def test_the_setup_scripts_parse() -> None:
     subprocess.run(["sh", "-n", str(REPO / "deploy/compose/demo.sh")], check=True)
 
 
+def run_with_recording_curl(script: str, env: dict[str, str], tmp_path: Path) -> list[list[str]]:
+    """Runs a setup script with a `curl` that succeeds and records its arguments: the
+    Elasticsearch and Kibana images cannot be pulled here, so this checks what the script
+    would send (paths, and that every body is valid JSON with the right content)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "curl.jsonl"
+    curl = bin_dir / "curl"
+    curl.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "with open(os.environ['CURL_LOG'], 'a') as log:\n"
+        "    log.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    curl.chmod(0o755)
+    result = subprocess.run(
+        ["bash", str(REPO / "deploy/compose" / script)],
+        env={**env, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CURL_LOG": str(log)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def request(args: list[str]) -> tuple[str, str, Any]:
+    """(method, URL, parsed JSON body) of one recorded curl call."""
+    method = args[args.index("-X") + 1] if "-X" in args else "GET"
+    url = next(arg for arg in args if arg.startswith("http"))
+    body = json.loads(args[args.index("-d") + 1]) if "-d" in args else None
+    return method, url, body
+
+
+def test_setup_gives_the_shipper_a_role_for_every_stream_it_writes(tmp_path: Path) -> None:
+    calls = run_with_recording_curl(
+        "setup.sh",
+        {
+            "ES_URL": "http://es:9200",
+            "ELASTIC_PASSWORD": "e",
+            # Characters JSON must escape: the bodies stay valid and carry them unchanged.
+            "KIBANA_PASSWORD": 'k"1\tx',
+            "SHIPPER_ES_PASSWORD": "s\\2",
+        },
+        tmp_path,
+    )
+    requests = [request(call) for call in calls]
+    assert [(method, url) for method, url, _ in requests] == [
+        ("GET", "http://es:9200/_cluster/health?wait_for_status=yellow&timeout=5s"),
+        ("POST", "http://es:9200/_security/user/kibana_system/_password"),
+        ("PUT", "http://es:9200/_security/role/shipper_writer"),
+        ("PUT", "http://es:9200/_security/user/shipper"),
+    ]
+    assert all(call[call.index("-u") + 1] == "elastic:e" for call in calls)
+    assert requests[1][2] == {"password": 'k"1\tx'}
+    role = requests[2][2]
+    assert role == {
+        "cluster": ["monitor", "manage_index_templates", "manage_ilm"],
+        "indices": [{"names": ["logs-*-*"], "privileges": ["create_doc", "auto_configure"]}],
+    }
+    assert requests[3][2] == {
+        "password": "s\\2",
+        "roles": ["shipper_writer"],
+        "full_name": "shipper log forwarder",
+    }
+    # The compose config's stream, the default dead-letter stream and a label-routed one
+    # (shipper.dataset=web, shipper.namespace=prod) are all covered.
+    compose_config = yaml.safe_load((REPO / "deploy/compose/shipper.yml").read_text())
+    streams = [
+        compose_config["elasticsearch"]["data_stream"],
+        DeadLetterConfig().data_stream,
+        "logs-web-prod",
+    ]
+    assert streams == ["logs-docker-default", "logs-shipper.deadletter-default", "logs-web-prod"]
+    for stream in streams:
+        assert any(fnmatchcase(stream, name) for name in role["indices"][0]["names"]), stream
+
+
+def test_kibana_setup_makes_the_docker_logs_data_view_the_default(tmp_path: Path) -> None:
+    env = {"KIBANA_URL": "http://kb:5601", "ELASTIC_PASSWORD": "e"}
+    requests = [request(call) for call in run_with_recording_curl("kibana-setup.sh", env, tmp_path)]
+    assert requests == [
+        ("GET", "http://kb:5601/api/data_views", None),
+        (
+            "POST",
+            "http://kb:5601/api/data_views/data_view",
+            {
+                "override": True,
+                "data_view": {
+                    "id": "docker-logs",
+                    "name": "Docker logs",
+                    "title": "logs-docker-*",
+                    "timeFieldName": "@timestamp",
+                },
+            },
+        ),
+        (
+            "POST",
+            "http://kb:5601/api/data_views/default",
+            {"data_view_id": "docker-logs", "force": True},
+        ),
+    ]
+
+
 @pytest.fixture
 def ci_stack(
     shipper_image: str, es_server: str, tmp_path: Path
@@ -189,7 +301,7 @@ def ci_stack(
     env.write_text(
         ENV_EXAMPLE.read_text()
         + f"\nDOCKER_GID={os.stat('/var/run/docker.sock').st_gid}\n"
-        + "DEMO_IMAGE=shipper-test-busybox:latest\nDEMO_CYCLES=3\nDEMO_INTERVAL_S=0\n"
+        + f"DEMO_IMAGE=shipper-test-busybox:latest\nDEMO_CYCLES={CYCLES}\nDEMO_INTERVAL_S=0\n"
     )
     project = f"shipper-deploy-test-{uuid.uuid4().hex[:8]}"
     files = (COMPOSE_FILE, override)
@@ -209,6 +321,43 @@ def service_container(project: str, service: str) -> str:
     )  # fmt: skip
     (container_id,) = result.stdout.split()
     return container_id
+
+
+def demo_documents(cycle: int) -> list[dict[str, Any]]:
+    """What deploy/compose/demo.sh's cycle must become: four documents, the trace joined by the
+    demo service's shipper.multiline.preset=java label, the JSON line decoded."""
+    trace = "\n".join(
+        [
+            f'Exception in thread "worker-{cycle}" java.lang.IllegalStateException: '
+            f"order {cycle} is already paid",
+            "\tat com.example.shop.Orders.pay(Orders.java:42)",
+            "\tat com.example.shop.Checkout.run(Checkout.java:17)",
+            "\tat java.base/java.lang.Thread.run(Thread.java:1583)",
+        ]
+    )
+    return [
+        {"stream": "stdout", "message": f"GET /orders/{cycle} 200 12ms user=demo cycle={cycle}"},
+        {
+            "stream": "stdout",
+            "message": "order placed",
+            "level": "info",
+            "json": {"order_id": cycle, "amount_eur": cycle * 7 % 100 + 0.5, "cycle": cycle},
+        },
+        {"stream": "stderr", "message": f"WARN cache miss ratio high cycle={cycle}"},
+        {"stream": "stderr", "message": trace, "flags": ["multiline"]},
+    ]
+
+
+def document_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a stored document the demo's lines decide (the rest is metadata)."""
+    log = doc.get("log", {})
+    view: dict[str, Any] = {"stream": log.get("iostream"), "message": doc["message"]}
+    for key in ("level", "flags"):
+        if key in log:
+            view[key] = log[key]
+    if "json" in doc:
+        view["json"] = doc["json"]
+    return view
 
 
 @needs_compose
@@ -232,40 +381,19 @@ def test_the_stacks_shipper_ships_the_demo_apps_logs(
     up("demo")
     demo = service_container(project, "demo")
     assert support.docker("wait", demo).stdout.strip() == "0"
-    written = support.log_lines(demo)
-    assert len(written) == 3 * 7  # plain, JSON, warning and a 4-line stack trace per cycle
+    # One cycle: a plain line, a JSON line, a warning and a 4-line stack trace, in this order.
+    assert len(support.log_lines(demo)) == CYCLES * 7
 
-    # Lines may be joined (multiline) or parsed (JSON) on the way: count each cycle's
-    # distinctive text in the stored documents instead of comparing raw lines.
-    deadline = time.monotonic() + 60
-    while True:
-        docs = [json.dumps(doc) for doc in support.documents(es_server, DATA_STREAM, demo)]
-        counts = {
-            (cycle, kind): sum(token in doc for doc in docs)
-            for cycle in (1, 2, 3)
-            for kind, token in {
-                "plain": f"GET /orders/{cycle} 200",
-                "json": "order placed",
-                "warning": f"WARN cache miss ratio high cycle={cycle}",
-                "trace": f"order {cycle} is already paid",
-            }.items()
-        }
-        if all(n >= 1 for n in counts.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    time.sleep(2)
-    docs = [json.dumps(doc) for doc in support.documents(es_server, DATA_STREAM, demo)]
-    shipper_logs = support.docker("logs", "--tail", "20", shipper).stderr
-    assert docs, (
-        f"nothing arrived from the demo app; the shipper said:\n{shipper_logs}\n"
-        f"{support.metrics(metrics_url)}"
+    expected = sorted(
+        (doc for cycle in range(1, CYCLES + 1) for doc in demo_documents(cycle)), key=repr
     )
-    for cycle in (1, 2, 3):
-        assert sum(f"GET /orders/{cycle} 200" in doc for doc in docs) == 1
-        assert sum(f"WARN cache miss ratio high cycle={cycle}" in doc for doc in docs) == 1
-        assert sum(f"order {cycle} is already paid" in doc for doc in docs) == 1
-    assert sum("order placed" in doc for doc in docs) == 3
-    assert len(docs) <= len(written)
+    docs = support.wait_for_documents(
+        es_server, DATA_STREAM, demo, count=len(expected), timeout_s=60
+    )
+    shipper_logs = support.docker("logs", "--tail", "20", shipper).stderr
+    assert sorted(map(document_view, docs), key=repr) == expected, (
+        f"the shipper said:\n{shipper_logs}\n{support.metrics(metrics_url)}"
+    )
 
     stop = compose("--project-name", project, "stop", "shipper", env_file=env, files=files)
     assert stop.returncode == 0, stop.stderr

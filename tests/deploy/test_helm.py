@@ -10,6 +10,7 @@ the schemas are kubernetes-validate's bundled OpenAPI schemas (strict: unknown f
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from shipper.config import ElasticsearchConfig, parse_config
+from shipper.config import Config, ElasticsearchConfig, parse_config
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "shipper"
 RELEASE = "logs"
@@ -138,6 +140,44 @@ def walk(node: Any) -> Iterator[tuple[str, Any]]:
             yield from walk(item)
 
 
+# A key naming an inline secret: what shipper.config treats as secret (password, api_key,
+# token, secret in the name), except the *_file keys that only name a mounted file.
+SECRET_KEY = re.compile(r"(?i)(password|api_?key|token|secret)$")
+URL_WITH_PASSWORD = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]*:[^/@\s]*@")
+
+
+def strings(node: Any) -> Iterator[str]:
+    """Every string value anywhere in a nested structure, list items included."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+    elif isinstance(node, str):
+        yield node
+
+
+def inline_secrets(node: Any) -> list[str]:
+    """Keys holding an inline secret, and strings that are URLs with user:password@."""
+    keys = [key for key, _ in walk(node) if SECRET_KEY.search(key)]
+    return keys + [text for text in strings(node) if URL_WITH_PASSWORD.match(text)]
+
+
+def config_secret_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """Every inline-secret key of the shipper's config models, as dotted paths."""
+    keys: list[str] = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += config_secret_keys(annotation, f"{prefix}{name}.")
+        elif not name.endswith("_file") and any(
+            word in name for word in ("password", "api_key", "token", "secret")
+        ):
+            keys.append(prefix + name)
+    return keys
+
+
 @pytest.fixture(scope="module", params=sorted(SCENARIOS))
 def scenario(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
     name: str = request.param
@@ -252,6 +292,38 @@ def test_the_shipper_runs_unprivileged_and_probes_its_health_endpoints(
     assert shipper_config(docs)["shutdown_timeout_s"] < spec["terminationGracePeriodSeconds"]
 
 
+def test_no_scenario_puts_a_secret_in_the_config_map_or_a_literal_env_value(
+    scenario: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = scenario
+    config = shipper_config(docs)
+    assert inline_secrets(config) == []
+    for key, value in walk(config):
+        if key.endswith("_file") and SECRET_KEY.search(key.removesuffix("_file")):
+            assert str(value).startswith("/etc/shipper/secrets/"), (key, value)
+    # The whole ConfigMap, not only the parsed config, and every env var of every container.
+    assert inline_secrets(one(docs, "ConfigMap")) == []
+    pod = pod_spec(docs)
+    for container in pod["containers"] + pod.get("initContainers", []):
+        for env in container.get("env", []):
+            if SECRET_KEY.search(env["name"]):
+                assert "value" not in env, env
+    assert [doc for doc in docs if doc["kind"] == "Secret"] == []
+
+
+def test_the_pod_knows_its_uid_to_skip_its_own_logs(
+    scenario: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = scenario
+    env = {e["name"]: e for e in shipper_container(docs)["env"]}
+    assert env["POD_UID"] == {
+        "name": "POD_UID",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}},
+    }
+    # Not a SHIPPER_* name: those are config keys, and an unknown one fails the start.
+    assert [name for name in env if name.startswith("SHIPPER_")] == ["SHIPPER_HOST_NAME"]
+
+
 def test_placement_values_reach_the_pod() -> None:
     spec = pod_spec(manifests(SCENARIOS["secured"]))
     assert spec["priorityClassName"] == "system-node-critical"
@@ -276,8 +348,7 @@ def test_the_rendered_config_is_one_the_shipper_accepts(
 def test_credentials_come_from_the_existing_secret_and_never_from_the_config_map() -> None:
     docs = manifests(SCENARIOS["secured"])
     config = shipper_config(docs)
-    secret_keys = [key for key, _ in walk(config) if key in {"password", "api_key", "token"}]
-    assert secret_keys == []
+    assert inline_secrets(config) == []
     assert config["elasticsearch"]["username"] == "shipper"
     assert config["elasticsearch"]["password_file"] == "/etc/shipper/secrets/password"
     assert config["elasticsearch"]["ca_certs"] == "/etc/shipper/tls/ca.pem"
@@ -341,8 +412,15 @@ def test_notes_tell_how_to_check_the_rollout() -> None:
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
-        ({"config": {"elasticsearch": {"password": "hunter2"}}}, "config"),
-        ({"config": {"elasticsearch": {"api_key": "abc"}}}, "config"),
+        ({"config": {"elasticsearch": {"password": "hunter2"}}}, "/config/elasticsearch/password"),
+        ({"config": {"kibana": {"api_key": "abc"}}}, "/config/kibana/api_key"),
+        # Secret-named keys at any depth, and URLs carrying user:password@.
+        (
+            {"config": {"processing": {"redaction": {"rules": [{"id": "a", "secret": "x"}]}}}},
+            "/config/processing/redaction/rules/0/secret",
+        ),
+        ({"config": {"kibana": {"url": "https://u:pw@kb:5601"}}}, "/config/kibana/url"),
+        ({"elasticsearch": {"hosts": ["https://u:pw@es:9200"]}}, "/elasticsearch/hosts/0"),
         ({"extraEnv": [{"name": "SHIPPER_ELASTICSEARCH_PASSWORD", "value": "x"}]}, "extraEnv"),
         ({"elasticsearch": {"hosts": ["es:9200"]}}, "hosts"),
         ({"elasticsearch": {"dataStream": "Logs"}}, "dataStream"),
@@ -355,6 +433,26 @@ def test_the_values_schema_rejects_secrets_and_mistakes(
 ) -> None:
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError, match=complaint):
         chart.validate_schema(values)
+
+
+def test_the_values_schema_rejects_every_inline_secret_the_shipper_config_has() -> None:
+    keys = config_secret_keys()
+    # Derived from shipper.config, so a new secret key is covered (or this list fails).
+    assert keys == [
+        "elasticsearch.password",
+        "elasticsearch.api_key",
+        "elasticsearch.bearer_token",
+        "kibana.password",
+        "kibana.api_key",
+    ]
+    with helm.Chart.load(CHART) as chart:
+        for dotted in keys:
+            section, key = dotted.split(".")
+            where = f"/config/{section}/{key}"
+            with pytest.raises(helm.HelmValuesError, match=where):
+                chart.validate_schema({"config": {section: {key: "inline"}}})
+            # The file variant only names a mounted file: allowed.
+            chart.validate_schema({"config": {section: {f"{key}_file": "/etc/shipper/x"}}})
 
 
 def test_a_password_from_a_secret_env_var_is_allowed() -> None:
