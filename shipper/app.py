@@ -20,10 +20,11 @@ from typing import Any
 from prometheus_client.registry import Collector
 
 from shipper import __version__, status, telemetry
+from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
 from shipper.config import Config, ProcessingConfig, changed_keys
 from shipper.docker.api import DockerClient, DockerUnavailable
-from shipper.docker.own_container import own_container_id
+from shipper.docker.own_container import detect_own_container, own_pod_uid
 from shipper.errors import ConfigError, DiskFullError
 from shipper.http import HttpServer
 from shipper.model import ContainerMeta, LogRecord
@@ -63,6 +64,11 @@ class BufferIntake:
         self._documents: dict[str, ContainerDocument] = {}
         # Sees each container's write rate and how far behind reading is (rotation risk).
         self.rotation = RotationWatch()
+        # Cleared while checkpoints cannot be saved (disk full): reading pauses then, as it
+        # does when the buffer cannot be written, instead of running ever further ahead of
+        # the last saved position.
+        self.open = asyncio.Event()
+        self.open.set()
 
     def container_changed(self, meta: ContainerMeta) -> None:
         self.rotation.container_changed(meta)
@@ -79,6 +85,8 @@ class BufferIntake:
             self.container_changed(meta)
             document = self._documents[meta.id]
         entries = encode_records(records, document)
+        if not self.open.is_set():
+            await self.open.wait()
         self.rotation.put_started(meta.id, time.monotonic())
         await self._buffer.append(entries)
         self.rotation.put_finished(meta.id, records, time.monotonic())
@@ -103,6 +111,8 @@ class Shipper:
         self._force = asyncio.Event()
         self._output_problem: str | None = None  # why the output is not ready, if known
         self._rotation: RotationWatch | None = None
+        self._intake: BufferIntake | None = None
+        self._stop_checkpoints = asyncio.Event()
 
     def request_stop(self) -> None:
         if self._stop.is_set():
@@ -160,16 +170,46 @@ class Shipper:
         )
         return True
 
+    async def _open_buffer(self) -> DiskBuffer | None:
+        """Opens (and recovers) the disk buffer; on a full disk waits for space, saying so.
+        None if asked to stop meanwhile."""
+        config = self.config
+        backoff = Backoff(base_s=1.0, cap_s=30.0)
+        while True:
+            try:
+                return DiskBuffer.open(
+                    self.storage / "buffer",
+                    max_bytes=config.storage.max_bytes,
+                    segment_max_bytes=config.storage.segment_max_bytes,
+                    fsync=config.storage.fsync,
+                    on_corrupt=_on_corrupt_segment,
+                    # The output reads whole blocks: keep each within half a bulk request.
+                    block_max_entries=max(1, config.elasticsearch.batch_max_docs // 2),
+                    block_max_bytes=max(1, config.elasticsearch.batch_max_bytes // 2),
+                )
+            except DiskFullError as exc:
+                delay = backoff.next_delay_s()
+                telemetry.disk_full.labels("buffer").inc()
+                telemetry.error(
+                    "disk_full_at_start",
+                    "No space left to open the disk buffer; waiting for space before reading.",
+                    storage_path=str(self.storage),
+                    error=str(exc),
+                    delay_s=round(delay, 2),
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                if self._stop.is_set():
+                    return None
+
     async def run(self) -> int:
         config = self.config
         _prepare_storage(self.storage)
-        buffer = DiskBuffer.open(
-            self.storage / "buffer",
-            max_bytes=config.storage.max_bytes,
-            segment_max_bytes=config.storage.segment_max_bytes,
-            fsync=config.storage.fsync,
-            on_corrupt=_on_corrupt_segment,
-        )
+        self._install_signal_handlers()
+        opened = await self._open_buffer()
+        if opened is None:
+            return 0
+        buffer = opened
         store = CheckpointStore(self.storage)
         try:
             saved = store.load()
@@ -195,7 +235,18 @@ class Shipper:
             router = Router(config.elasticsearch.data_stream, config.elasticsearch.routing)
             intake = BufferIntake(buffer, router.route, host_name, lambda: self.processing)
             self._rotation = intake.rotation
-            own_id = own_container_id()
+            self._intake = intake
+            own = detect_own_container()
+            own_id = own.id if own is not None else None
+            pod_uid = own_pod_uid()
+            if own is not None and own.source == "network_files":
+                telemetry.warning(
+                    "own_container_uncertain",
+                    "The shipper's own container id was found only in its network files; if "
+                    "it shares another container's network, that container is taken for it "
+                    "(label the shipper's container shipper.enable=false to be sure).",
+                    container_id=own.id[:12],
+                )
             discovery = Discovery(
                 docker,
                 intake,
@@ -207,7 +258,9 @@ class Shipper:
                     containers_path=config.docker.containers_path,
                     processing=lambda: self.processing,
                 ),
-                select=lambda meta: should_ship(meta, self.processing.selection, own_id),
+                select=lambda meta: should_ship(
+                    meta, self.processing.selection, own_id, pod_uid
+                ),
             )
             sink: ElasticsearchSink | ConsoleSink
             if config.output == "elasticsearch":
@@ -269,7 +322,6 @@ class Shipper:
             if config.metrics.listen:
                 self.http = HttpServer(config.metrics.listen, readiness, status_report)
                 await self.http.start()
-            self._install_signal_handlers()
             telemetry.info(
                 "Shipper started.",
                 output=config.output,
@@ -310,9 +362,10 @@ class Shipper:
                 await discovery.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await discovery_task
-                checkpointer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await checkpointer
+                # Not cancelled: a save in flight runs in a thread that cancelling would
+                # not stop, and the final save below would race it on the same tmp file.
+                self._stop_checkpoints.set()
+                await checkpointer
                 # 2. everything read is in the buffer: make it durable, then save positions
                 await self._save_checkpoints(buffer, book)
                 # 3. let the output drain within the timeout
@@ -334,8 +387,11 @@ class Shipper:
 
     async def _checkpoint_loop(self, buffer: DiskBuffer, book: CheckpointBook) -> None:
         interval = self.config.storage.checkpoint_interval_s
-        while True:
-            await asyncio.sleep(interval)
+        while not self._stop_checkpoints.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_checkpoints.wait(), timeout=interval)
+            if self._stop_checkpoints.is_set():
+                return
             await self._save_checkpoints(buffer, book)
             self._check_rotation()
 
@@ -374,6 +430,7 @@ class Shipper:
 
     async def _save_checkpoints(self, buffer: DiskBuffer, book: CheckpointBook) -> None:
         snapshot = book.snapshot()
+        intake = self._intake
         try:
             await buffer.sync()
             if await asyncio.to_thread(book.save, snapshot):
@@ -384,9 +441,16 @@ class Shipper:
                 # Its own kind: logs are rate-limited per kind, and this line must not hide
                 # the follower's "reading is paused" one (kind disk_full), nor the reverse.
                 "checkpoint_disk_full",
-                "No space left to save checkpoints; the previous ones stay valid.",
+                "No space left to save checkpoints; the previous ones stay valid and reading "
+                "is paused until they can be saved again.",
                 error=str(exc),
             )
+            if intake is not None:
+                intake.open.clear()
+            return
+        if intake is not None and not intake.open.is_set():
+            telemetry.info("Checkpoints saved again; reading resumes.")
+            intake.open.set()
 
     async def _drain(self, buffer: DiskBuffer, sink_task: asyncio.Task[None]) -> None:
         deadline = asyncio.get_running_loop().time() + self.config.shutdown_timeout_s
