@@ -12,7 +12,6 @@ import base64
 import binascii
 import contextlib
 import fnmatch
-import gzip
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,8 +20,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from . import encoding as encoding_
 from . import media, search
-from .bulk import count_bulk, execute_bulk
+from .bulk import Raw, count_bulk, execute_bulk, filter_set
 from .errors import EsError, PlainError, index_not_found
 from .faults import Faults, Stats, rejected_request_reason
 from .store import Store, nest_settings, new_uuid
@@ -81,7 +81,13 @@ class Request:
 
 
 def filter_path(obj: Any, expression: str) -> Any:
-    patterns = [p.split(".") for p in expression.split(",") if p]
+    """FilterPathBasedFilter's inclusive filtering: objects and arrays left empty are pruned.
+
+    A path that ends inside a value keeps the whole value; array elements do not consume a path
+    segment; an element with nothing left is dropped (which is why ``items.*.error`` alone does
+    not keep bulk items aligned, and Beats adds ``items.*.status``).
+    """
+    patterns = [p.split(".") for p in sorted(filter_set(expression) or ())]
 
     def walk(node: Any, pats: list[list[str]]) -> Any:
         if any(not p for p in pats):
@@ -153,6 +159,7 @@ class EsApp:
             GET=self.get_data_stream,
             DELETE=self.delete_data_stream,
         )
+        r("/_resolve/index/{name}", GET=self.resolve_index)
         r("/_cluster/health", GET=self.health)
         r("/_cluster/health/{index}", GET=self.health)
         r("/_test/faults", POST=self.test_faults)
@@ -164,6 +171,7 @@ class EsApp:
         r("/{index}/_refresh", GET=self.refresh, POST=self.refresh)
         r("/{index}/_mapping", GET=self.get_mapping)
         r("/{index}/_pit", POST=self.open_pit)
+        r("/{index}/_rollover", POST=self.rollover)
         r("/{index}/_doc", POST=self.index_doc)
         r(
             "/{index}/_doc/{id}",
@@ -273,6 +281,7 @@ class EsApp:
                 stats,
                 self.server.detect_duplicates,
                 self.server.count_containers,
+                req.params.get("filter_path"),
             )
             return 200, raw
         refresh = req.params.get("refresh") in ("", "true", "wait_for")
@@ -618,6 +627,47 @@ class EsApp:
             entry["failure_store"] = {"enabled": False, "rollover_on_write": True, "indices": []}
         return entry
 
+    async def rollover(self, req: Request) -> Result:
+        flags = ("lazy", "dry_run")
+        if req.json().get("conditions") or any(req.params.get(f) in ("", "true") for f in flags):
+            # Not modelled: the shipper never rolls over; tests roll over unconditionally.
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                "the test server supports only unconditional rollover (no lazy, no dry_run)",
+            )
+        old, new = self.store.rollover(req.args["index"])
+        # RolloverResponse: the acknowledged fields first, then the rollover's own.
+        return 200, {
+            "acknowledged": True,
+            "shards_acknowledged": True,
+            "old_index": old,
+            "new_index": new,
+            "rolled_over": True,
+            "dry_run": False,
+            "lazy": False,
+            "conditions": {},
+        }
+
+    async def resolve_index(self, req: Request) -> Result:
+        """GET /_resolve/index with the default expand_wildcards=open (hidden ones left out)."""
+        patterns = req.args["name"].split(",")
+
+        def wanted(name: str) -> bool:
+            return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+        indices = [
+            {"name": n, "attributes": ["open"]}
+            for n in sorted(self.store.indices)
+            if wanted(n) and not n.startswith(".")
+        ]
+        streams = [
+            {"name": ds.name, "backing_indices": list(ds.indices), "timestamp_field": "@timestamp"}
+            for n, ds in sorted(self.store.data_streams.items())
+            if wanted(n) and not ds.hidden
+        ]
+        return 200, {"indices": indices, "aliases": [], "data_streams": streams}
+
     async def delete_data_stream(self, req: Request) -> Result:
         self.store.delete_data_stream(req.args["name"])
         return 200, {"acknowledged": True}
@@ -651,6 +701,8 @@ def _seconds(text: str) -> float:
 class EsTestServer:
     """An Elasticsearch-compatible server for tests; see the package README in __init__."""
 
+    is_real = False
+
     def __init__(
         self,
         major: int = 9,
@@ -663,6 +715,7 @@ class EsTestServer:
         bearer_tokens: set[str] | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        tls_ca: str | None = None,
         compress_responses: bool | None = None,
         builtin_logs_template: bool = True,
         cluster_name: str = "docker-cluster",
@@ -679,6 +732,7 @@ class EsTestServer:
         self.bearer_tokens = set(bearer_tokens or ())
         self.tls_cert = tls_cert
         self.tls_key = tls_key
+        self.tls_ca = tls_ca  # only for shipper_config(): the CA that signed tls_cert
         # http.compression defaults to true, but to false when TLS is on (ES's own default).
         self.compress_responses = (
             compress_responses if compress_responses is not None else tls_cert is None
@@ -715,7 +769,12 @@ class EsTestServer:
         if self._runner is not None:
             return self.url
         self.host = host
-        app = web.Application(client_max_size=2**40, handler_args={"max_field_size": 65536})
+        # auto_decompress off: bodies are inflated by encoding.inflate, the way ES's Netty
+        # pipeline does it (limits on the inflated size, a corrupt body closes the connection).
+        app = web.Application(
+            client_max_size=2**40,
+            handler_args={"max_field_size": 65536, "auto_decompress": False},
+        )
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
@@ -786,7 +845,28 @@ class EsTestServer:
     def probe(self, **kwargs: Any) -> Any:
         from .probe import Probe
 
+        if self.tls_ca is not None:
+            kwargs.setdefault("ca_file", self.tls_ca)
+        if self.users and "basic_auth" not in kwargs and "api_key" not in kwargs:
+            kwargs["basic_auth"] = next(iter(self.users.items()))
         return Probe(self.url, **kwargs)
+
+    def shipper_config(self) -> dict[str, Any]:
+        """The shipper's ``elasticsearch:`` section for this server: hosts, the first user's
+        credentials when users are configured, and the CA (``tls_ca``) for https; with https and
+        no ``tls_ca`` certificates cannot be checked, so ``verify_certs`` is off."""
+        config: dict[str, Any] = {"hosts": [self.url]}
+        if self.users:
+            config["username"], config["password"] = next(iter(self.users.items()))
+        elif self.api_keys:
+            key_id, key = next(iter(self.api_keys.items()))
+            config["api_key"] = base64.b64encode(f"{key_id}:{key}".encode()).decode()
+        if self.tls_cert:
+            if self.tls_ca is not None:
+                config["ca_certs"] = self.tls_ca
+            else:
+                config["verify_certs"] = False
+        return config
 
     # -- HTTP -----------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -800,24 +880,23 @@ class EsTestServer:
         stats.last_headers = {str(k): v for k, v in request.headers.items()}
         faults = self.faults
         length = request.content_length
-        if length is not None and length > faults.max_content_length:
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        compressed = encoding_.is_compressed(encoding)
+        if not compressed and length is not None and length > faults.max_content_length:
             await request.read()  # drain, so the client reads the 413 instead of a reset
             stats.bytes_received += length
             return self._too_large()
+        # aiohttp's own inflating is off (see start()): the body is what crossed the wire.
         body = await request.read()
-        # aiohttp already inflates Content-Encoding: gzip bodies; count what crossed the wire.
-        stats.bytes_received += length if length is not None else len(body)
-        if len(body) > faults.max_content_length and length is None:
-            return self._too_large()
-        encoding = request.headers.get("Content-Encoding", "").lower()
-        if encoding in ("gzip", "deflate"):
+        stats.bytes_received += len(body)
+        if compressed:
             stats.gzip_requests += 1
-            if body[:2] == b"\x1f\x8b":
-                try:
-                    body = gzip.decompress(body)
-                except (OSError, EOFError):
-                    err = EsError(400, "illegal_argument_exception", "Invalid gzip body")
-                    return self._respond(request, 400, err.body(), None)
+            try:
+                body = encoding_.inflate(body, encoding, faults.max_content_length)
+            except encoding_.CorruptBody:
+                return self._drop_connection(request)
+        if len(body) > faults.max_content_length:
+            return self._too_large()
         if faults.delay_s:
             await asyncio.sleep(faults.delay_s)
         accept = media.parse(request.headers.get("Accept"))
@@ -827,7 +906,7 @@ class EsTestServer:
             media.check_content_type(content_type, has_content)
             media.check_compatibility(self.major, accept, content_type, has_content)
         except (EsError, PlainError) as exc:
-            return self._respond(request, exc.status, exc.body(), None)
+            return self._respond(request, exc.status, exc.body(), None, error=True)
         ctype = media.response_content_type(accept, content_type)
         is_test_path = request.path.startswith("/_test/")
         try:
@@ -849,8 +928,17 @@ class EsTestServer:
             headers = None
             if isinstance(exc, EsError) and exc.status == 401:
                 headers = exc.headers
-            return self._respond(request, exc.status, exc.body(), ctype, headers)
+            return self._respond(request, exc.status, exc.body(), ctype, headers, error=True)
         return self._respond(request, status, result, ctype)
+
+    def _drop_connection(self, request: web.Request) -> web.StreamResponse:
+        # AbstractHttpServerTransport.onException: the channel is closed, nothing is written.
+        transport = request.transport
+        if transport is not None:
+            transport.close()
+        response = web.Response(status=400)
+        response.force_close()
+        return response
 
     def _too_large(self) -> web.Response:
         # Netty's HttpObjectAggregator answers before ES sees the request: empty body, no
@@ -864,21 +952,21 @@ class EsTestServer:
     ) -> web.StreamResponse:
         if status == 429:
             err = EsError(429, "es_rejected_execution_exception", rejected_request_reason(size))
-            return self._respond(request, 429, err.body(), ctype)
+            return self._respond(request, 429, err.body(), ctype, error=True)
         if status == 503:
             err = EsError(
                 503,
                 "cluster_block_exception",
                 "blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized];",
             )
-            return self._respond(request, 503, err.body(), ctype)
+            return self._respond(request, 503, err.body(), ctype, error=True)
         if status in (502, 504):
             # Gateways in front of ES answer these, not ES: HTML body, no product header.
             text = {502: "502 Bad Gateway", 504: "504 Gateway Time-out"}[status]
             html = f"<html>\r\n<head><title>{text}</title></head>\r\n<body>\r\n<center><h1>{text}</h1></center>\r\n</body>\r\n</html>\r\n"
             return web.Response(status=status, text=html, content_type="text/html")
         err = EsError(status, "exception", f"injected failure with status [{status}]")
-        return self._respond(request, status, err.body(), ctype)
+        return self._respond(request, status, err.body(), ctype, error=True)
 
     def _authenticate(self, request: web.Request, uri: str) -> None:
         if not self.users and not self.api_keys and not self.bearer_tokens:
@@ -929,20 +1017,27 @@ class EsTestServer:
         body: Any,
         ctype: str | None,
         headers: dict[str, list[str]] | None = None,
+        *,
+        error: bool = False,
     ) -> web.StreamResponse:
+        """``error``: an exception's body, which filter_path never applies to (the REST
+        channel's newErrorBuilder disables filtering), so the type and reason always arrive."""
         response = web.Response(status=status)
+        filtering = "filter_path" in request.query and not error
         response.headers["X-Elastic-Product"] = "Elasticsearch"
         for name, values in (headers or {}).items():
             for value in values:
                 response.headers.add(name, value)
         if body is None:
             return response
-        if isinstance(body, bytes):
-            if "filter_path" in request.query:
+        if isinstance(body, Raw):
+            payload: bytes = body
+        elif isinstance(body, bytes):
+            if filtering:
                 body = orjson.dumps(filter_path(orjson.loads(body), request.query["filter_path"]))
             payload = body
         else:
-            if "filter_path" in request.query:
+            if filtering:
                 body = filter_path(body, request.query["filter_path"])
             option = orjson.OPT_INDENT_2 if request.query.get("pretty") in ("", "true") else 0
             payload = orjson.dumps(body, option=option)

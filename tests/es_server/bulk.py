@@ -3,6 +3,10 @@
 Item shapes follow BulkItemResponse.toXContent: a success renders the write response plus
 ``status``; a failure renders ``_index``, ``_id`` (null when no id was given or generated yet),
 ``status`` and ``error``. ``count_bulk`` is the benchmark path: it never parses sources.
+
+The response starts ``errors``, ``took``, then ``ingest_took`` when an ingest pipeline ran (the
+built-in ``logs`` template sets ``index.default_pipeline: logs@default-pipeline``), then ``items``
+(BulkResponse.toXContentChunked).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -38,6 +43,22 @@ _META_KEYS = {
     "list_executed_pipelines",
     "_source",
 }
+
+
+# The filter Beats (libbeat's esclientleg) sends with every _bulk: every item keeps its status,
+# so the filtered items stay aligned with the request's actions.
+STATUS_FILTER = frozenset({"errors", "items.*.error", "items.*.status"})
+
+
+class Raw(bytes):
+    """A response body already rendered with the request's ``filter_path`` applied."""
+
+
+def filter_set(expression: str | None) -> frozenset[str] | None:
+    if expression is None:
+        return None
+    # Strings.tokenizeByCommaToSet: comma separated, trimmed, empty parts dropped.
+    return frozenset(p.strip() for p in expression.split(",") if p.strip())
 
 
 def _split_lines(body: bytes) -> list[bytes]:
@@ -131,10 +152,11 @@ def execute_bulk(
 
     items: list[dict[str, Any]] = []
     touched: set[str] = set()
+    ingest = [False]
     for op, meta, source in requests:
         name = meta.get("_index") or default_index
         assert name is not None
-        item = _execute_one(store, op, meta, source, name, faults)
+        item = _execute_one(store, op, meta, source, name, faults, ingest)
         items.append(item)
         result = item[op]
         stats.items_by_status[result["status"]] += 1
@@ -145,7 +167,14 @@ def execute_bulk(
             if index_name in store.indices:
                 store.indices[index_name].refresh()
     errors = any("error" in next(iter(it.values())) for it in items)
-    return {"errors": errors, "took": int((time.monotonic() - started) * 1000), "items": items}
+    response: dict[str, Any] = {
+        "errors": errors,
+        "took": int((time.monotonic() - started) * 1000),
+    }
+    if ingest[0]:
+        response["ingest_took"] = 0
+    response["items"] = items
+    return response
 
 
 def _execute_one(
@@ -155,6 +184,7 @@ def _execute_one(
     source: bytes | None,
     name: str,
     faults: Faults,
+    ingest: list[bool],
 ) -> dict[str, Any]:
     doc_id: str | None = meta.get("_id")
     if doc_id is not None:
@@ -167,6 +197,9 @@ def _execute_one(
     if faults.take_item_rejection():
         error = cause("es_rejected_execution_exception", rejected_item_reason(len(source or b"")))
         return _failure(op, index.name, doc_id, 429, error)
+    if op != "delete" and source is not None and index.default_pipeline is not None:
+        ingest[0] = True
+        source = _run_default_pipeline(index.default_pipeline, source)
     if op == "delete":
         return _delete(index, doc_id or "")
     if op == "update":
@@ -181,6 +214,33 @@ def _execute_one(
     if rejection is not None:
         return _failure(op, index.name, doc_id, 400, rejection)
     return {op: _store(index, doc_id, orjson.loads(source), existing)}
+
+
+def _run_default_pipeline(pipeline: str, raw: bytes) -> bytes:
+    """The effect of the built-in ``logs@default-pipeline``; other pipelines are not modelled.
+
+    Its first processor is ``set @timestamp copy_from _ingest.timestamp, override: false``, so a
+    logs-*-* document without ``@timestamp`` gets the ingest time instead of being rejected.
+    """
+    if pipeline != "logs@default-pipeline":
+        return raw
+    try:
+        source = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw  # the parse error is reported by _check_source
+    if not isinstance(source, dict) or "@timestamp" in source:
+        return raw
+    source["@timestamp"] = _ingest_timestamp()
+    return orjson.dumps(source)
+
+
+def _ingest_timestamp() -> str:
+    # A ZonedDateTime rendered by XContent's strict_date_optional_time_nanos printer: 3 to 9
+    # fraction digits; the JVM's clock on Linux has microseconds.
+    ns = time.time_ns()
+    seconds, fraction = divmod(ns // 1000, 1_000_000)
+    digits = f"{fraction:06d}".rstrip("0").ljust(3, "0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{digits}Z"
 
 
 def _conflict(index: Index, doc_id: str, version: int) -> dict[str, Any]:
@@ -320,12 +380,21 @@ def _update(store: Store, index: Index, doc_id: str | None, raw: bytes) -> dict[
 _CONTAINER_ID_KEY = b'"container":{"id":"'
 
 
-def _count_container(document: bytes, stats: Stats) -> None:
+def _container_id(document: bytes) -> bytes | None:
+    """``container.id`` of a shipper document, found without parsing it (orjson writes it as
+    ``"container":{"id":"..."``, first key first); None for any other document."""
     start = document.find(_CONTAINER_ID_KEY)
-    if start >= 0:
-        start += len(_CONTAINER_ID_KEY)
-        end = document.find(b'"', start)
-        stats.items_by_container[document[start:end].decode()] += 1
+    if start < 0:
+        return None
+    start += len(_CONTAINER_ID_KEY)
+    return document[start : document.find(b'"', start)]
+
+
+def _count_containers(ids: list[bytes | None], stats: Stats) -> None:
+    # One Counter over the raw ids, then one decode per container, not one per document.
+    for container_id, count in Counter(ids).items():
+        if container_id is not None:
+            stats.items_by_container[container_id.decode()] += count
 
 
 # -- count-only mode ---------------------------------------------------------------------------
@@ -340,24 +409,33 @@ def count_bulk(
     stats: Stats,
     detect_duplicates: bool,
     count_containers: bool = False,
+    filter_path: str | None = None,
 ) -> bytes:
     """Accept a bulk without storing sources; renders item results straight into bytes.
 
     The loop is the benchmark hot path: one orjson.loads per action line, a set lookup for
     duplicate ids and one bytes %-format per item. Only ``create``/``index`` items are counted.
+    With ``filter_path`` = STATUS_FILTER (what the shipper sends) the filtered response is
+    rendered directly and returned as ``Raw``: no parse-filter-reserialise of a large response.
+    Any other filter is applied by the HTTP layer to the full response.
     """
+    short = filter_set(filter_path) == STATUS_FILTER
     lines = _split_lines(body)
     if len(lines) % 2:
         raise illegal_argument("The bulk request must be terminated by a newline [\\n]")
     parts: list[bytes] = []
     append = parts.append
     loads = orjson.loads
-    # name -> (index, item prefix, item middle, ids set) for successful writes
-    targets: dict[str, tuple[Index, bytes, bytes, set[str]]] = {}
+    # (op, name) -> (index, item prefix, item middle, ids set) for successful writes; in short
+    # form the prefix is the whole item up to the status and the middle is unused. The op is
+    # part of the key: a data stream takes create but rejects index.
+    targets: dict[tuple[str, str], tuple[Index, bytes, bytes, set[str]]] = {}
     errors = False
+    ingest = False
     created = 0
     conflicts = 0
-    for line_no, line in enumerate(lines[0::2]):
+    containers: list[bytes | None] = []
+    for line_no, (line, document) in enumerate(zip(lines[0::2], lines[1::2], strict=True)):
         action = loads(line)
         meta = action.get("create")
         op = "create"
@@ -372,22 +450,30 @@ def count_bulk(
                 "action_request_validation_exception",
                 "Validation Failed: 1: index is missing;",
             )
-        target = targets.get(name)
+        target = targets.get((op, name))
         if target is None:
             try:
                 index = store.get_write_index(name, op_type=op)
             except EsError as exc:
                 errors = True
                 stats.items_by_status[exc.status] += 1
-                append(orjson.dumps(_failure(op, name, meta.get("_id"), exc.status, exc.inner())))
+                failure = _failure(op, name, meta.get("_id"), exc.status, exc.inner())
+                if short:
+                    failure = {op: {"status": exc.status, "error": exc.inner()}}
+                append(orjson.dumps(failure))
                 continue
-            prefix = b'{"' + op.encode() + b'":{"_index":"' + index.name.encode() + b'","_id":"'
-            middle = (
-                b'","_version":1,"result":"created","_shards":'
-                + orjson.dumps(index.shards_info)
-                + b',"_seq_no":'
-            )
-            target = targets[name] = (index, prefix, middle, index.ids)
+            if short:
+                prefix = b'{"' + op.encode() + b'":{"status":'
+                middle = b""
+            else:
+                prefix = b'{"' + op.encode() + b'":{"_index":"' + index.name.encode() + b'","_id":"'
+                middle = (
+                    b'","_version":1,"result":"created","_shards":'
+                    + orjson.dumps(index.shards_info)
+                    + b',"_seq_no":'
+                )
+            target = targets[op, name] = (index, prefix, middle, index.ids)
+            ingest = ingest or index.default_pipeline is not None
         index, prefix, middle, ids = target
         doc_id = meta.get("_id")
         if doc_id is None:
@@ -397,23 +483,33 @@ def count_bulk(
                 errors = True
                 conflicts += 1
                 err = orjson.dumps(_conflict(index, doc_id, 1))
-                append(b'%s%s","status":409,"error":%s}}' % (prefix, doc_id.encode(), err))
+                if short:
+                    append(b'%s409,"error":%s}}' % (prefix, err))
+                else:
+                    append(b'%s%s","status":409,"error":%s}}' % (prefix, doc_id.encode(), err))
                 continue
             ids.add(doc_id)
         seq = index.count
         index.count = seq + 1
         created += 1
         if count_containers:
-            _count_container(lines[line_no * 2 + 1], stats)
-        append(
-            b'%s%s%s%d,"_primary_term":1,"status":201}}' % (prefix, doc_id.encode(), middle, seq)
-        )
+            containers.append(_container_id(document))
+        if short:
+            append(prefix + b"201}}")
+        else:
+            append(
+                b'%s%s%s%d,"_primary_term":1,"status":201}}'
+                % (prefix, doc_id.encode(), middle, seq)
+            )
+    if containers:
+        _count_containers(containers, stats)
     for index, *_ in targets.values():
         index.seq_no = index.count
     stats.items_by_status[201] += created
     if conflicts:
         stats.items_by_status[409] += conflicts
-    return b'{"errors":%s,"took":0,"items":[%s]}' % (
-        b"true" if errors else b"false",
-        b",".join(parts),
-    )
+    flag = b"true" if errors else b"false"
+    if short:
+        return Raw(b'{"errors":%s,"items":[%s]}' % (flag, b",".join(parts)))
+    took = b',"ingest_took":0' if ingest else b""
+    return b'{"errors":%s,"took":0%s,"items":[%s]}' % (flag, took, b",".join(parts))

@@ -10,13 +10,26 @@ import asyncio
 import base64
 import ssl
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDictProxy
 
 PAGE_SIZE = 10000
+JSON_TYPES = {
+    "application/json",
+    "application/vnd.elasticsearch+json",
+}
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: Any  # parsed JSON, raw bytes for anything else, None when empty
+    headers: CIMultiDictProxy[str]  # case-insensitive, like HTTP: real ES sends lowercase names
 
 
 class ProbeError(RuntimeError):
@@ -32,7 +45,7 @@ class Probe:
         url: str,
         *,
         basic_auth: tuple[str, str] | None = None,
-        api_key: tuple[str, str] | None = None,
+        api_key: tuple[str, str] | str | None = None,
         ca_file: str | None = None,
         verify_certs: bool = True,
     ) -> None:
@@ -41,7 +54,9 @@ class Probe:
         if basic_auth is not None:
             token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
             self.headers["Authorization"] = f"Basic {token}"
-        if api_key is not None:
+        if isinstance(api_key, str):  # the "encoded" form the create API key API returns
+            self.headers["Authorization"] = f"ApiKey {api_key}"
+        elif api_key is not None:
             token = base64.b64encode(f"{api_key[0]}:{api_key[1]}".encode()).decode()
             self.headers["Authorization"] = f"ApiKey {token}"
         self._ssl: ssl.SSLContext | bool = True
@@ -74,6 +89,28 @@ class Probe:
             if resp.status not in ok:
                 raise ProbeError(resp.status, parsed)
             return resp.status, parsed
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """A raw request (bytes in, any status out) with this probe's credentials and TLS."""
+        async with (
+            aiohttp.ClientSession(headers=self.headers, auto_decompress=True) as session,
+            session.request(
+                method, self.url + path, data=data, headers=headers, ssl=self._ssl
+            ) as resp,
+        ):
+            raw = await resp.read()
+            body: Any = raw
+            if raw and resp.content_type in JSON_TYPES:
+                body = orjson.loads(raw)
+            elif not raw:
+                body = None
+            return Response(resp.status, body, resp.headers)
 
     async def refresh(self, index: str) -> None:
         await self.request("POST", f"/{index}/_refresh?ignore_unavailable=true")

@@ -70,6 +70,11 @@ class Index:
         return {"total": 1 + self.replicas, "successful": 1, "failed": 0}
 
     @property
+    def default_pipeline(self) -> str | None:
+        name = self.settings.get("index.default_pipeline")
+        return None if name in (None, "_none") else str(name)
+
+    @property
     def ignore_malformed(self) -> bool:
         return str(self.settings.get("index.mapping.ignore_malformed", "false")).lower() == "true"
 
@@ -387,21 +392,49 @@ class Store:
         if match is None or "data_stream" not in match[1]:
             raise illegal_argument(f"no matching index template found for data stream [{name}]")
         tpl_name, tpl = match
-        day = time.strftime("%Y.%m.%d", time.gmtime())
-        backing = f".ds-{name}-{day}-000001"
-        index = self.create_index(backing, tpl)
-        index.data_stream = name
-        if index.mappings.field_type("@timestamp") is None:
-            # ES adds this mapping itself when the template does not map @timestamp.
-            index.mappings.merge({"properties": {"@timestamp": {"type": "date"}}})
+        backing = self._backing_index(name, 1, tpl)
         ds = DataStream(
             name=name,
             template=tpl_name,
-            indices=[backing],
+            indices=[backing.name],
             hidden=bool(tpl["data_stream"].get("hidden", False)),
         )
         self.data_streams[name] = ds
         return ds
+
+    def _backing_index(self, name: str, generation: int, tpl: dict[str, Any]) -> Index:
+        # DataStream.getDefaultBackingIndexName: the date is the day the index is created.
+        day = time.strftime("%Y.%m.%d", time.gmtime())
+        index = self.create_index(f".ds-{name}-{day}-{generation:06d}", tpl)
+        index.data_stream = name
+        if index.mappings.field_type("@timestamp") is None:
+            # ES adds this mapping itself when the template does not map @timestamp.
+            index.mappings.merge({"properties": {"@timestamp": {"type": "date"}}})
+        return index
+
+    def rollover(self, target: str) -> tuple[str, str]:
+        """Roll a data stream over to a new write index; returns (old, new) index names.
+
+        The new backing index takes the mappings and settings of the template that matches the
+        stream now (MetadataRolloverService uses the current template, not the original one).
+        Documents stay where they are: an ``_id`` is unique per backing index only.
+        """
+        ds = self.data_streams.get(target)
+        if ds is None:
+            if target in self.indices:
+                raise illegal_argument(
+                    "rollover target is a [concrete index] but one of [alias,data_stream] is "
+                    "required"
+                )
+            raise illegal_argument(f"rollover target [{target}] does not exist")
+        match = self.matching_template(target)
+        if match is None or "data_stream" not in match[1]:
+            raise illegal_argument(f"no matching index template found for data stream [{target}]")
+        old = ds.indices[-1]
+        ds.generation += 1
+        new = self._backing_index(target, ds.generation, match[1])
+        ds.indices.append(new.name)
+        return old, new.name
 
     def resolve_read(self, expression: str, *, ignore_unavailable: bool = False) -> list[Index]:
         """Concrete indices for a search target: names, data streams, wildcards, comma lists."""

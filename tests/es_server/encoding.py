@@ -1,0 +1,48 @@
+"""Request body decompression, done the way Elasticsearch's HTTP layer does it.
+
+Elasticsearch puts Netty's ``HttpContentDecompressor`` between the HTTP decoder and the request
+aggregator, so:
+
+* ``gzip``/``x-gzip`` and ``deflate``/``x-deflate`` (zlib-wrapped, or raw deflate) bodies are
+  inflated before anything else sees them; every other ``Content-Encoding`` (``zstd`` included)
+  is passed through untouched and then fails to parse as JSON;
+* ``http.max_content_length`` applies to the *inflated* size (the aggregator comes after the
+  decompressor, and the decompressor drops the ``Content-Length`` header);
+* a body that does not inflate (bad header, bad deflate data, CRC mismatch) makes the decoder
+  throw; the exception reaches ``Netty4HttpPipeliningHandler.exceptionCaught`` and
+  ``AbstractHttpServerTransport.onException`` closes the connection: **no response at all**;
+* only the first gzip member is read (``JdkZlibDecoder`` without ``decompressConcatenated``)
+  and a body that ends early yields what was inflated so far.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+GZIP = frozenset({"gzip", "x-gzip"})
+DEFLATE = frozenset({"deflate", "x-deflate"})
+
+
+class CorruptBody(Exception):
+    """The body does not inflate: Elasticsearch closes the connection without answering."""
+
+
+def is_compressed(encoding: str) -> bool:
+    return encoding in GZIP or encoding in DEFLATE
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """The inflated body, at most ``limit + 1`` bytes (more than ``limit`` means: too large)."""
+    if not body:
+        return body
+    if encoding in GZIP:
+        wbits = 16 + zlib.MAX_WBITS
+    elif len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0:
+        wbits = zlib.MAX_WBITS  # ZlibWrapper.ZLIB_OR_NONE: a zlib header...
+    else:
+        wbits = -zlib.MAX_WBITS  # ...or raw deflate
+    inflater = zlib.decompressobj(wbits)
+    try:
+        return inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise CorruptBody(str(exc)) from None
