@@ -13,7 +13,7 @@ import docker
 import pytest
 from docker.models.containers import Container
 
-from tests.support.shipper_process import ShipperProcess
+from tests.support.shipper_process import ShipperProcess, deep_merge
 
 TEST_IMAGE = "shipper-test-busybox:latest"
 RUN_ID = uuid.uuid4().hex[:8]
@@ -71,6 +71,21 @@ def shipper_factory(tmp_path: Path) -> Iterator[Callable[..., ShipperProcess]]:
     ) -> ShipperProcess:
         workdir = tmp_path / name
         workdir.mkdir(exist_ok=True)
+        config = dict(config or {})
+        processing = dict(config.get("processing") or {})
+        if "selection" not in processing:
+            # Only this run's containers: other containers on the host (a developer's, or a
+            # second test run's) are none of this test's business.
+            processing["selection"] = {"include": [{"labels": [f"{TEST_LABEL}={RUN_ID}"]}]}
+            config["processing"] = processing
+        if es_url is not None:
+            # Imported here: the module is a pytest plugin (pytest_plugins above), which
+            # pytest must import first to rewrite its asserts.
+            from tests.es_server.fixtures import shipper_es_config
+
+            # A real cluster (SHIPPER_TEST_ES_URL) brings its credentials and TLS settings;
+            # what the test sets itself wins.
+            config = deep_merge({"elasticsearch": shipper_es_config(es_url)}, config)
         process = ShipperProcess(workdir, es_url, config)
         made.append(process)
         return process
