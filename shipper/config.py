@@ -34,6 +34,20 @@ class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class KeyProblem(ValueError):
+    """A check across fields that is about one of them: the error names that key.
+
+    Raised in a model validator, pydantic would report the whole section
+    (`elasticsearch: ...`); `parse_config` appends `key` (relative to the model, dotted) so
+    the message says which key to change (`elasticsearch.password_file: ...`).
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+        self.problem = problem
+
+
 class DockerConfig(_Closed):
     host: str = Field(
         default_factory=lambda: os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST,
@@ -140,7 +154,9 @@ class ElasticsearchConfig(_Closed):
     verify_certs: bool = True
     ca_certs: str | None = Field(default=None, description="CA bundle (PEM) for https hosts.")
     ssl_assert_fingerprint: str | None = Field(
-        default=None, description="SHA-256 fingerprint (hex) of the server's certificate."
+        default=None,
+        description="SHA-256 fingerprint of the server's certificate: 64 hex digits, colons "
+        "allowed.",
     )
     data_stream: str = Field(
         default="logs-docker-default",
@@ -181,27 +197,62 @@ class ElasticsearchConfig(_Closed):
     def _data_stream_name(cls, name: str) -> str:
         return _data_stream_full(name)
 
+    @field_validator("ssl_assert_fingerprint")
+    @classmethod
+    def _sha256_fingerprint(cls, value: str | None) -> str | None:
+        # Checked here, not by the client: a malformed value would only fail inside the
+        # first TLS handshake (a traceback from hex decoding, or "invalid length").
+        if value is not None and not _SHA256_HEX.fullmatch(value.replace(":", "")):
+            raise ValueError(
+                "must be a SHA-256 fingerprint: 64 hex digits, colons allowed, as "
+                "`openssl x509 -noout -fingerprint -sha256` prints it"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_source_per_secret(self) -> ElasticsearchConfig:
-        for key in ("password", "api_key", "bearer_token"):
-            if getattr(self, key) is not None and getattr(self, key + "_file") is not None:
-                raise ValueError(f"give {key} or {key}_file, not both")
-        kinds = [
-            kind
-            for kind, given in (
-                ("username/password", self.username is not None),
-                ("api_key", self.api_key is not None or self.api_key_file is not None),
-                ("bearer_token", self.bearer_token is not None or self.bearer_token_file),
+        _check_one_source(self, ("password", "api_key", "bearer_token"))
+        # (kind, the key that was given for it), in the order of the documentation.
+        given = [
+            (kind, key)
+            for kind, key in (
+                ("username/password", "username" if self.username is not None else None),
+                ("api_key", _given_key(self, "api_key")),
+                ("bearer_token", _given_key(self, "bearer_token")),
             )
-            if given
+            if key is not None
         ]
-        if len(kinds) > 1:
-            raise ValueError(f"choose one way to authenticate, not {' and '.join(kinds)}")
-        if self.username is None and (self.password or self.password_file):
-            raise ValueError("password without username")
+        if len(given) > 1:
+            raise KeyProblem(
+                given[1][1],
+                "choose one way to authenticate, not " + " and ".join(k for k, _ in given),
+            )
+        _check_password_has_username(self, self.username)
         if self.dead_letter.data_stream == self.data_stream:
-            raise ValueError("dead_letter.data_stream must differ from data_stream")
+            raise KeyProblem("dead_letter.data_stream", "must differ from data_stream")
         return self
+
+
+_SHA256_HEX = re.compile(r"[0-9A-Fa-f]{64}")
+
+
+def _given_key(model: BaseModel, secret: str) -> str | None:
+    """`secret` or `secret_file`, whichever is set (None: neither)."""
+    if getattr(model, secret) is not None:
+        return secret
+    return secret + "_file" if getattr(model, secret + "_file") is not None else None
+
+
+def _check_one_source(model: BaseModel, secrets: tuple[str, ...]) -> None:
+    for key in secrets:
+        if getattr(model, key) is not None and getattr(model, key + "_file") is not None:
+            raise KeyProblem(key + "_file", f"give {key} or {key}_file, not both")
+
+
+def _check_password_has_username(model: BaseModel, username: str | None) -> None:
+    password_key = _given_key(model, "password")
+    if username is None and password_key is not None:
+        raise KeyProblem(password_key, "a password without username; set username too")
 
 
 class StorageConfig(_Closed):
@@ -419,7 +470,7 @@ class RedactionRule(_Closed):
             try:
                 re.compile(self.pattern + "\n|").sub(self.replacement, "")
             except (re.error, IndexError) as exc:
-                raise ValueError(f"invalid replacement: {exc}") from None
+                raise KeyProblem("replacement", f"invalid replacement: {exc}") from None
         return self
 
 
@@ -516,9 +567,14 @@ class KibanaConfig(_Closed):
 
     @model_validator(mode="after")
     def _one_source_per_secret(self) -> KibanaConfig:
-        for key in ("password", "api_key"):
-            if getattr(self, key) is not None and getattr(self, key + "_file") is not None:
-                raise ValueError(f"give {key} or {key}_file, not both")
+        _check_one_source(self, ("password", "api_key"))
+        api_key = _given_key(self, "api_key")
+        if api_key is not None and self.username is not None:
+            # Either would be sent silently in place of the other: say so instead.
+            raise KeyProblem(
+                api_key, "choose one way to authenticate, not username/password and api_key"
+            )
+        _check_password_has_username(self, self.username)
         return self
 
 
@@ -580,8 +636,15 @@ def parse_config(raw: Mapping[str, Any], sources: Mapping[str, str] | None = Non
         return Config.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        loc = [str(part) for part in first["loc"]]
         problem = first["msg"]
+        error = (first.get("ctx") or {}).get("error")
+        if isinstance(error, KeyProblem):
+            loc.append(error.key)
+            problem = error.problem
+        elif first["type"] == "value_error" and isinstance(error, ValueError):
+            problem = str(error)  # our own sentence, without pydantic's "Value error, "
+        key = ".".join(loc) or "(top level)"
         if first["type"] == "extra_forbidden":
             problem = "unknown key"
         elif (

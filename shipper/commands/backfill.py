@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from shipper import logsetup, telemetry
+from shipper.commands import preflight
 from shipper.commands.secrets import config_secrets
 from shipper.config import Config
 from shipper.errors import ConfigError
@@ -97,6 +98,7 @@ def main(config: Config, *, since: str, names: list[str], progress: bool) -> int
     window_s = parse_duration(since)
     if config.output != "elasticsearch":
         raise ConfigError("output", "backfill ships to Elasticsearch; output is not elasticsearch")
+    preflight.check(config)  # ConfigError → exit 2 in cli
     logsetup.register_secrets(config_secrets(config))
     # Our own notices go to stderr beside the bar; warnings and errors only.
     logsetup.configure("warning" if config.log.level != "debug" else "debug", config.log.format)
@@ -126,7 +128,7 @@ async def backfill(config: Config, window_s: float, names: list[str], bar: Progr
     from shipper.app import BufferIntake
     from shipper.buffer import DiskBuffer
     from shipper.docker.api import DockerClient, DockerUnavailable
-    from shipper.docker.own_container import own_container_id
+    from shipper.docker.own_container import own_container_id, own_pod_uid
     from shipper.sinks.elasticsearch.client import ElasticsearchConnection
     from shipper.sinks.elasticsearch.dead_letter import DeadLetters
     from shipper.sinks.elasticsearch.routing import Router
@@ -157,7 +159,7 @@ async def backfill(config: Config, window_s: float, names: list[str], bar: Progr
         own_id = own_container_id()
         targets = []
         for meta in chosen:
-            if should_ship(meta, config.processing.selection, own_id):
+            if should_ship(meta, config.processing.selection, own_id, own_pod_uid()):
                 targets.append(meta)
             else:
                 skipped.append(f"{meta.name}: excluded by the selection rules")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shipper import logsetup, telemetry
+from shipper.commands import preflight
 from shipper.commands.secrets import config_secrets
 from shipper.config import Config, masked
 from shipper.errors import ConfigError
@@ -16,6 +17,8 @@ from shipper.errors import ConfigError
 def main(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
     from shipper.app import Shipper
 
+    # The checks check-config makes, before anything starts: a bad file is exit 2 here.
+    preflight.check(config)  # ConfigError → exit 2 in cli
     logsetup.register_secrets(config_secrets(config))
     logsetup.configure(config.log.level, config.log.format)
     telemetry.debug("Effective configuration (secrets masked).", config=masked(config))

@@ -19,6 +19,7 @@ import aiohttp
 from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.config import KibanaConfig
+from shipper.errors import ConfigError
 from shipper.sinks.elasticsearch.client import read_secret
 
 
@@ -52,24 +53,48 @@ def _headers(config: KibanaConfig) -> dict[str, str]:
 def _ssl(config: KibanaConfig) -> ssl.SSLContext | bool:
     if not config.verify_certs:
         return False
-    return ssl.create_default_context(cafile=config.ca_certs) if config.ca_certs else True
+    if not config.ca_certs:
+        return True
+    try:
+        return ssl.create_default_context(cafile=config.ca_certs)
+    except ssl.SSLError as exc:  # before OSError: it is one
+        raise ConfigError(
+            "kibana.ca_certs", f"{config.ca_certs!r} holds no PEM certificate ({exc.reason or exc})"
+        ) from None
+    except OSError as exc:
+        # Checked here, not at the first request: there an OSError is retried for ever as
+        # "Kibana is not reachable yet".
+        raise ConfigError(
+            "kibana.ca_certs", f"cannot read {config.ca_certs!r}: {exc.strerror or exc}"
+        ) from None
 
 
 class KibanaSetup:
-    """Reads credentials at construction (so a bad `_file` fails the start, exit 2)."""
+    """Reads credentials and the CA bundle at construction (so a bad file fails the start,
+    exit 2), and warns then if certificate verification is off."""
 
     def __init__(self, config: KibanaConfig, *, max_backoff_s: float = 30.0) -> None:
         assert config.url is not None
         self._config = config
         self._base = config.url.rstrip("/")
         self._headers = _headers(config)
+        self._ssl = _ssl(config)
         self._max_backoff_s = max_backoff_s
         self.done = False
+        if self._base.startswith("https://") and not config.verify_certs:
+            # As loud as the Elasticsearch side: the Kibana credentials travel on this link.
+            telemetry.error(
+                "kibana_tls_verification_disabled",
+                "TLS CERTIFICATE VERIFICATION IS OFF (kibana.verify_certs: false): anyone "
+                "between the shipper and Kibana can read and change the requests and the "
+                "credentials. Use kibana.ca_certs instead.",
+                url=self._base,
+            )
 
     async def ensure_data_view(self) -> bool:
         """One attempt: True if the data view exists now (created or already there)."""
         config = self._config
-        connector = aiohttp.TCPConnector(ssl=_ssl(config))
+        connector = aiohttp.TCPConnector(ssl=self._ssl)
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=self._headers

@@ -49,6 +49,8 @@ async def test_dockerd_restart_reconnects_and_duplicates_nothing(
     )
     shipper.start()
     await asyncio.to_thread(shipper.wait_ready_http)
+    # Ready means subscribed to the daemon's events: the containers below are seen starting.
+    await wait_for_readyz(shipper, (200, "ready\n"), 30)
 
     # Runs until the daemon stops it, and is not started again.
     before = await run(
@@ -72,13 +74,25 @@ async def test_dockerd_restart_reconnects_and_duplicates_nothing(
         assert time.monotonic() < deadline, "nothing shipped from the private daemon"
         await asyncio.sleep(0.3)
 
+    # This daemon runs only this test's containers, so the Docker metrics are known exactly:
+    # two containers created and started since the shipper subscribed, both followed.
+    assert await asyncio.to_thread(docker_events, shipper) == {"create": 2, "start": 2}
+    assert await asyncio.to_thread(shipper.metric, "shipper_containers_followed") == 2
+    assert await asyncio.to_thread(shipper.http_get, "/readyz") == (200, "ready\n")
+
     await asyncio.to_thread(daemon.stop)
-    await asyncio.sleep(2)
-    status, body = await asyncio.to_thread(shipper.http_get, "/readyz")
-    assert status == 503 and "Docker" in body, (status, body)
+    # Docker is the only problem (Elasticsearch is up): exactly that reason.
+    await wait_for_readyz(shipper, (503, "not ready\n- Docker API not reachable\n"), 15)
+    await asyncio.sleep(1.0)
+    assert await asyncio.to_thread(shipper.http_get, "/readyz") == (
+        503,
+        "not ready\n- Docker API not reachable\n",
+    )  # and it stays so while the daemon is down
+    assert await asyncio.to_thread(shipper.http_get, "/healthz") == (200, "ok\n")
     shipper.assert_alive()
 
     await asyncio.to_thread(daemon.start)
+    await wait_for_readyz(shipper, (200, "ready\n"), 30)
     after = await run(
         client, 'for i in $(seq 1 100); do echo "after $i"; echo "after err $i" >&2; done'
     )
@@ -91,6 +105,31 @@ async def test_dockerd_restart_reconnects_and_duplicates_nothing(
     steady_lines = len(await documents_of(es_server, steady.id))
     assert steady_lines > 20
     assert await asyncio.to_thread(shipper.metric, "shipper_docker_reconnects_total") >= 1
-    status, _ = await asyncio.to_thread(shipper.http_get, "/readyz")
-    assert status == 200
+    assert await asyncio.to_thread(shipper.http_get, "/readyz") == (200, "ready\n")
+    # Every container has stopped: none is followed any more.
+    deadline = time.monotonic() + 15
+    while await asyncio.to_thread(shipper.metric, "shipper_containers_followed") != 0:
+        assert time.monotonic() < deadline, "followers still counted after every container stopped"
+        await asyncio.sleep(0.3)
     assert await asyncio.to_thread(shipper.stop) == 0
+
+
+def docker_events(shipper: Any) -> dict[str, float]:
+    """shipper_docker_events_total by action, as /metrics shows it."""
+    _, body = shipper.http_get("/metrics")
+    counts = {}
+    for line in body.splitlines():
+        if line.startswith("shipper_docker_events_total{"):
+            labels, _, value = line.rpartition(" ")
+            action = labels.split('action="', 1)[1].split('"', 1)[0]
+            counts[action] = float(value)
+    return counts
+
+
+async def wait_for_readyz(shipper: Any, expected: tuple[int, str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    answer = await asyncio.to_thread(shipper.http_get, "/readyz")
+    while answer != expected:
+        assert time.monotonic() < deadline, f"/readyz answers {answer}, not {expected}"
+        await asyncio.sleep(0.2)
+        answer = await asyncio.to_thread(shipper.http_get, "/readyz")

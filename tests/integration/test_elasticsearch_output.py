@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import json
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -13,11 +16,13 @@ from typing import Any
 import docker
 import orjson
 import pytest
+import yaml
 
 from tests.es_server.app import EsTestServer
 from tests.es_server.fixtures import require_fault_injection
 from tests.integration.helpers import assert_shipped_exactly_once, documents_of
 from tests.support.docker_logs import reference_lines
+from tests.support.shipper_process import deep_merge
 
 pytestmark = pytest.mark.docker
 
@@ -296,3 +301,102 @@ def test_unreadable_secret_file_exits_2(tmp_path: Path, shipper_factory: Any) ->
     assert shipper.process is not None
     assert shipper.process.wait(timeout=30) == 2
     assert "elasticsearch.password_file: cannot read" in shipper.stderr()
+
+
+def _sha256_fingerprint(pem_path: str) -> str:
+    """AB:CD:... over the certificate's DER bytes, as `openssl x509 -fingerprint` prints it."""
+    der = ssl.PEM_cert_to_DER_cert(Path(pem_path).read_text())
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+async def test_a_pinned_fingerprint_verifies_the_server_and_a_wrong_one_fails_clearly(
+    tls_files: dict[str, str],
+    docker_client: docker.DockerClient,
+    containers: Any,
+    shipper_factory: Any,
+) -> None:
+    containers = offline(containers)
+    # No ca_certs anywhere in the shipper's config, and the test CA is in no trust store:
+    # only the pinned fingerprint can make the server trusted.
+    server = EsTestServer(9, tls_cert=tls_files["cert"], tls_key=tls_files["key"])
+    await server.start(0)
+    checked = _Authed(server, {"ca_file": tls_files["ca"]})
+    right = _sha256_fingerprint(tls_files["cert"])
+    wrong = _sha256_fingerprint(tls_files["ca"])  # well formed, another certificate's
+    assert right != wrong
+    try:
+        shipper = shipper_factory(server.url, {"elasticsearch": {"ssl_assert_fingerprint": wrong}})
+        container = containers('for i in $(seq 1 30); do echo "pinned $i"; done')
+        await wait_exit(container)
+        shipper.start()
+        await asyncio.to_thread(shipper.wait_ready_http)
+
+        async def not_ready() -> bool:
+            status, _ = await asyncio.to_thread(shipper.http_get, "/readyz")
+            return status == 503
+
+        await wait_until(not_ready, 20, "/readyz to say not ready")
+        await asyncio.sleep(1.5)  # past "not connected yet": the connection attempt failed
+        _, body = await asyncio.to_thread(shipper.http_get, "/readyz")
+        # The reason names the key and the fingerprint the server showed, so the operator
+        # can compare it with the one they meant to pin.
+        assert body == (
+            "not ready\n- output not accepting writes: TLS failure talking to Elasticsearch: "
+            "the server's certificate does not match elasticsearch.ssl_assert_fingerprint "
+            f"(the server's SHA-256 fingerprint is {right})\n"
+        ), body
+        assert await documents_of(checked, container.id) == []
+        assert server.stats.bulk_requests == 0  # nothing crossed an unverified connection
+        assert await asyncio.to_thread(shipper.stop) == 0
+        assert "Traceback" not in shipper.stderr()
+
+        # Fixed: the right fingerprint, same storage; every line arrives, once.
+        shipper.config_path.write_text(
+            yaml.safe_dump(
+                deep_merge(shipper.config, {"elasticsearch": {"ssl_assert_fingerprint": right}})
+            )
+        )
+        shipper.start()
+        await assert_shipped_exactly_once(checked, docker_client, container.id)
+        status, body = await asyncio.to_thread(shipper.http_get, "/readyz")
+        assert (status, body) == (200, "ready\n")
+        assert "TLS CERTIFICATE VERIFICATION IS OFF" not in shipper.stderr()
+        assert await asyncio.to_thread(shipper.stop) == 0
+    finally:
+        await server.stop()
+
+
+async def test_verify_certs_false_ships_and_says_so_loudly(
+    tls_files: dict[str, str],
+    docker_client: docker.DockerClient,
+    containers: Any,
+    shipper_factory: Any,
+) -> None:
+    containers = offline(containers)
+    server = EsTestServer(9, tls_cert=tls_files["cert"], tls_key=tls_files["key"])
+    await server.start(0)
+    try:
+        shipper = shipper_factory(server.url, {"elasticsearch": {"verify_certs": False}})
+        shipper.start()
+        container = containers('for i in $(seq 1 10); do echo "unverified $i"; done')
+        await wait_exit(container)
+        await assert_shipped_exactly_once(
+            _Authed(server, {"ca_file": tls_files["ca"]}), docker_client, container.id
+        )
+        assert await asyncio.to_thread(shipper.stop) == 0
+        warnings = [
+            json.loads(line)
+            for line in shipper.stderr().splitlines()
+            if "TLS CERTIFICATE VERIFICATION IS OFF" in line
+        ]
+        assert len(warnings) == 1  # once per start
+        assert warnings[0]["log.level"] == "error"
+        assert warnings[0]["message"] == (
+            "TLS CERTIFICATE VERIFICATION IS OFF (elasticsearch.verify_certs: false): anyone "
+            "between the shipper and Elasticsearch can read and change the logs and the "
+            "credentials. Use ca_certs or ssl_assert_fingerprint instead."
+        )
+        assert warnings[0]["hosts"] == [server.url]
+    finally:
+        await server.stop()

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from shipper import telemetry
 from shipper.config import KibanaConfig
+from shipper.errors import ConfigError
 from shipper.sinks.kibana import KibanaSetup
 
 
@@ -45,16 +50,16 @@ class FakeKibana:
         self.views[view["id"]] = view
         return web.json_response({"data_view": view})
 
-    async def start(self) -> None:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> None:
         app = web.Application()
         app.router.add_get("/api/data_views/data_view/{id}", self.handle)
         app.router.add_post("/api/data_views/data_view", self.handle)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
 
     async def stop(self) -> None:
         assert self._runner is not None
@@ -111,3 +116,85 @@ async def test_refusal_is_logged_not_retried(
     assert not setup.done
     assert len(kibana.requests) == 1
     assert "Kibana refused" in caplog.text
+
+
+TLS_OFF = (
+    "TLS CERTIFICATE VERIFICATION IS OFF (kibana.verify_certs: false): anyone between the "
+    "shipper and Kibana can read and change the requests and the credentials. Use "
+    "kibana.ca_certs instead."
+)
+
+
+@pytest_asyncio.fixture
+async def tls_kibana(tmp_path: Path) -> AsyncIterator[tuple[FakeKibana, str]]:
+    """A fake Kibana on https with a certificate of a test CA; yields it and the CA file."""
+    import trustme
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "kibana-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    fake = FakeKibana()
+    await fake.start(context)
+    yield fake, str(ca_file)
+    await fake.stop()
+
+
+@pytest.fixture
+def fresh_log_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Errors are logged once per kind per 30 s in a process: start each test with none seen.
+    monkeypatch.setattr(telemetry, "rate_limited", telemetry.RateLimitedLog())
+
+
+def _tls_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "TLS CERTIFICATE VERIFICATION" in r.getMessage()]
+
+
+async def test_verification_off_works_and_is_logged_as_an_error(
+    tls_kibana: tuple[FakeKibana, str],
+    caplog: pytest.LogCaptureFixture,
+    fresh_log_limits: None,
+) -> None:
+    kibana, _ = tls_kibana
+    setup = KibanaSetup(config(kibana.url, verify_certs=False))
+    (warning,) = _tls_warnings(caplog)  # at construction, i.e. at every start
+    assert (warning.levelno, warning.getMessage()) == (logging.ERROR, TLS_OFF)
+    assert warning.fields == {"url": kibana.url}  # type: ignore[attr-defined]
+    await asyncio.wait_for(setup.run(), 10)
+    assert setup.done
+    assert list(kibana.views) == ["shipper-logs"]
+
+
+async def test_a_ca_bundle_verifies_kibana_without_a_warning(
+    tls_kibana: tuple[FakeKibana, str],
+    caplog: pytest.LogCaptureFixture,
+    fresh_log_limits: None,
+) -> None:
+    kibana, ca_file = tls_kibana
+    setup = KibanaSetup(config(kibana.url, ca_certs=ca_file))
+    await asyncio.wait_for(setup.run(), 10)
+    assert setup.done
+    assert _tls_warnings(caplog) == []
+
+
+def test_verification_off_over_plain_http_warns_about_nothing(
+    caplog: pytest.LogCaptureFixture, fresh_log_limits: None
+) -> None:
+    KibanaSetup(config("http://kibana:5601", verify_certs=False))
+    assert _tls_warnings(caplog) == []
+
+
+def test_an_unusable_ca_bundle_fails_the_start_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        KibanaSetup(config("https://kibana:5601", ca_certs=str(tmp_path / "missing.pem")))
+    assert str(caught.value) == (
+        f"kibana.ca_certs: cannot read '{tmp_path / 'missing.pem'}': No such file or directory"
+    )
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(ConfigError) as caught:
+        KibanaSetup(config("https://kibana:5601", ca_certs=str(garbage)))
+    assert str(caught.value) == (
+        f"kibana.ca_certs: '{garbage}' holds no PEM certificate (NO_CERTIFICATE_OR_CRL_FOUND)"
+    )

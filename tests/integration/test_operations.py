@@ -9,6 +9,7 @@ run without a network: they need none, and it keeps them independent of the brid
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -30,7 +31,8 @@ from tests.integration.helpers import (
     wait_for_documents,
 )
 from tests.support.docker_logs import reference_lines
-from tests.support.shipper_process import ShipperProcess, deep_merge
+from tests.support.shipper_process import ShipperProcess, deep_merge, free_port
+from tests.unit.test_status_dead_letters import seed_dead_letters
 
 pytestmark = pytest.mark.docker
 
@@ -159,6 +161,251 @@ async def test_metrics_equal_the_true_counts_and_readyz_follows_elasticsearch(
     assert PASSWORD not in shipper.stdout().decode(errors="replace")
 
 
+@pytest.mark.timeout(180)
+async def test_metrics_count_an_outage_and_the_processing_exactly(
+    es_server: Any, containers: Any, shipper_factory: Any
+) -> None:
+    """Whole-request failures, as the server counted them; processing counters; the buffer
+    gauges while Elasticsearch refuses writes and after. No dead letters here: bulk requests
+    to the dead-letter stream are not counted in shipper_bulk_requests_total."""
+    server = require_fault_injection(es_server)
+    label = f"shipper.test.outage.{uuid.uuid4().hex[:8]}"
+    shipper: ShipperProcess = shipper_factory(
+        server.url,
+        deep_merge(
+            _only(label),
+            {
+                "elasticsearch": {"retry_max_backoff_s": 0.5},
+                "processing": {
+                    "max_line_bytes": 100,
+                    "multiline": {"rules": [{"pattern": "^\\s", "match": "after"}]},
+                    "redaction": {
+                        "presets": [],
+                        "rules": [{"id": "ticket", "pattern": "TICKET-[0-9]+"}],
+                    },
+                },
+            },
+        ),
+    )
+    shipper.start()
+    await asyncio.to_thread(shipper.wait_ready_http)
+    await wait_until(lambda: shipper.http_get("/readyz") == (200, "ready\n"), 30, "ready")
+
+    def metric(name: str, **labels: str) -> float:
+        return shipper.metric(name, labels or None)
+
+    # The cluster refuses every bulk request (503) until told otherwise; the test server
+    # counts each one it receives.
+    server.faults.fail_requests(503, seconds=600)
+    long_text = "y" * 150
+    # The container outlives its last line by more than multiline.flush_timeout_s: a log
+    # stream that ends while a multiline event is pending is read again from the checkpoint
+    # and those lines are counted twice in shipper_lines_read_total (delivered once); that
+    # over-count is reported, not what this test is about.
+    container = containers(
+        'for i in $(seq 1 20); do echo "plain $i"; done; '
+        'for i in $(seq 1 5); do echo "order $i TICKET-1000$i"; done; '
+        f'for i in $(seq 1 3); do echo "long $i {long_text}"; done; '
+        'for i in $(seq 1 4); do echo "Exception $i"; echo "  at a.B(C.java:$i)"; '
+        'echo "  at d.E(F.java:$i)"; done; echo end; sleep 2',
+        labels={label: "1"},
+        network_mode="none",
+    )
+    await wait_exit(container)
+    records = 21 + 5 + 3 + 4  # plain lines (and "end"), tickets, long lines, joined events
+    await wait_until(
+        lambda: metric("shipper_records_buffered_total") == records, 30, "every record buffered"
+    )
+    await wait_until(lambda: metric("shipper_bulk_requests_total", outcome="failed") >= 2, 20, "")
+
+    # During the outage: everything waits in the buffer, and /readyz says why.
+    assert metric("shipper_records_shipped_total") == 0
+    assert metric("shipper_buffer_records") == records
+    assert metric("shipper_buffer_bytes") > 0
+    first_age = metric("shipper_oldest_unshipped_age_seconds")
+    await asyncio.sleep(1.0)
+    second_age = metric("shipper_oldest_unshipped_age_seconds")
+    assert 0 < first_age < second_age  # the end-to-end lag grows while nothing is shipped
+    assert second_age - first_age >= 0.9
+    status, body = shipper.http_get("/readyz")
+    # One reason, the cluster's answer. (Its type and reason follow "HTTP 503" once the test
+    # server stops applying the bulk's filter_path to error bodies, as Elasticsearch does.)
+    assert (status, body.splitlines()[:1], body.count("\n- ")) == (503, ["not ready"], 1)
+    assert body.startswith("not ready\n- output not accepting writes: HTTP 503"), body
+
+    server.faults.fail_requests(503, seconds=0)  # the cluster takes writes again
+    await wait_until(
+        lambda: metric("shipper_records_shipped_total") == records, 30, "every record shipped"
+    )
+    await asyncio.sleep(1.0)  # a late increment, if any, shows up now
+
+    stats = server.stats
+    refused = stats.requests["POST /_bulk"] - stats.bulk_requests  # answered 503 as a whole
+    assert refused >= 2
+    assert metric("shipper_bulk_requests_total", outcome="failed") == refused
+    assert metric("shipper_bulk_requests_total", outcome="failed", status="503") == refused
+    assert metric("shipper_retries_total", reason="request_failed") == refused
+    assert metric("shipper_bulk_requests_total", outcome="answered") == stats.bulk_requests
+    assert metric("shipper_bulk_request_duration_seconds_count") == stats.bulk_requests
+    assert metric("shipper_bulk_items_total", status="201") == records == stats.items_by_status[201]
+    assert metric("shipper_retries_total", reason="item_rejected") == 0
+    assert metric("shipper_dead_lettered_total") == 0
+    assert metric("shipper_lines_read_total", stream="stdout") == 21 + 5 + 3 + 12
+    assert metric("shipper_lines_read_total", stream="stderr") == 0
+    assert metric("shipper_records_buffered_total") == records
+    assert metric("shipper_records_redacted_total", rule="ticket") == 5
+    assert metric("shipper_records_redacted_total") == 5
+    assert metric("shipper_records_flagged_total", flag="truncated") == 3
+    assert metric("shipper_records_flagged_total") == 3
+    assert metric("shipper_multiline_events_total") == 4
+    # After the outage: nothing waits any more.
+    assert metric("shipper_buffer_records") == 0
+    assert metric("shipper_buffer_bytes") == 0
+    assert metric("shipper_oldest_unshipped_age_seconds") == 0
+    assert shipper.http_get("/readyz") == (200, "ready\n")
+
+    # The counted records are the stored documents.
+    messages = sorted(d["_source"]["message"] for d in await documents_of(es_server, container.id))
+    assert len(messages) == records
+    assert [m for m in messages if m.startswith("order")] == [
+        f"order {i} [REDACTED]" for i in range(1, 6)
+    ]
+    assert [m for m in messages if m.startswith("long")] == [
+        f"long {i} {long_text}"[:100] for i in range(1, 4)
+    ]
+    assert [m for m in messages if m.startswith("Exception")] == [
+        f"Exception {i}\n  at a.B(C.java:{i})\n  at d.E(F.java:{i})" for i in range(1, 5)
+    ]
+    assert await asyncio.to_thread(shipper.stop) == 0
+
+
+API_KEY_ID = "shipper-key"
+API_KEY_SECRET = "ApiKey-S3cr3t-v9q2-never-log"
+API_KEY = base64.b64encode(f"{API_KEY_ID}:{API_KEY_SECRET}".encode()).decode()
+BEARER_TOKEN = "Bearer-T0ken-x81m-never-log"
+KIBANA_API_KEY = "Kibana-K3y-p0w7-never-log"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["api_key", "bearer_token"])
+async def test_api_keys_and_tokens_never_appear_in_self_logs_or_check_config(
+    kind: str,
+    es_server: Any,
+    docker_client: docker.DockerClient,
+    containers: Any,
+    shipper_factory: Any,
+) -> None:
+    server = require_fault_injection(es_server)
+    server.api_keys = {API_KEY_ID: API_KEY_SECRET}
+    server.bearer_tokens = {BEARER_TOKEN}
+    probe = server.probe
+    server.probe = lambda **kwargs: probe(api_key=(API_KEY_ID, API_KEY_SECRET), **kwargs)  # type: ignore[method-assign]
+    label = f"shipper.test.secrets.{uuid.uuid4().hex[:8]}"
+    if kind == "api_key":
+        # In the file, with a Kibana API key too (Kibana is not there: it is retried).
+        extra: dict[str, Any] = {
+            "elasticsearch": {"api_key": API_KEY},
+            "kibana": {"url": f"http://127.0.0.1:{free_port()}", "api_key": KIBANA_API_KEY},
+        }
+        env: dict[str, str] = {}
+        secrets = [API_KEY, API_KEY_SECRET, KIBANA_API_KEY]
+        authorization = f"ApiKey {API_KEY}"
+    else:
+        extra, env = {}, {"SHIPPER_ELASTICSEARCH_BEARER_TOKEN": BEARER_TOKEN}
+        secrets = [BEARER_TOKEN]
+        authorization = f"Bearer {BEARER_TOKEN}"
+    shipper: ShipperProcess = shipper_factory(server.url, deep_merge(_only(label), extra))
+    assert shipper.config["log"]["level"] == "debug"
+    shipper.start(env=env)
+    await asyncio.to_thread(shipper.wait_ready_http)
+    container = containers(
+        'for i in $(seq 1 20); do echo "secret test $i"; done',
+        labels={label: "1"},
+        network_mode="none",
+    )
+    await wait_exit(container)
+    await assert_shipped_exactly_once(es_server, docker_client, container.id)
+    assert server.stats.last_bulk_headers["Authorization"] == authorization  # it was in use
+
+    # The cluster rejects the credential for a while: the error path logs the cluster's
+    # answer (and the request that failed), and must still not show the credential.
+    server.faults.wrong_password = True
+    later = containers(
+        'for i in $(seq 1 5); do echo "while rejected $i"; done',
+        labels={label: "1"},
+        network_mode="none",
+    )
+    await wait_until(
+        lambda: "rejected the shipper's credentials" in shipper.stderr(), 20, "the 401 logged"
+    )
+    assert "HTTP 401" in shipper.http_get("/readyz")[1]
+    server.faults.wrong_password = False
+    await assert_shipped_exactly_once(es_server, docker_client, later.id)
+    assert await asyncio.to_thread(shipper.stop) == 0
+
+    logs = shipper.stderr()
+    assert '"log.level":"debug"' in logs and "Effective configuration" in logs
+    assert "security_exception" in logs  # the cluster's 401 answer is in the logs
+    for secret in secrets:
+        assert secret not in logs
+        assert secret not in shipper.stdout().decode(errors="replace")
+
+    checked = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "shipper", "check-config", "--config", str(shipper.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("SHIPPER_")}, **env},
+    )
+    assert checked.returncode == 0, checked.stderr
+    effective = yaml.safe_load(checked.stdout)
+    assert effective["elasticsearch"][kind] == "***"
+    if kind == "api_key":
+        assert effective["kibana"]["api_key"] == "***"
+    for secret in secrets:
+        assert secret not in checked.stdout + checked.stderr
+
+
+@pytest.mark.timeout(120)
+async def test_status_from_the_agent_counts_dead_letters_by_error_type(
+    es_server: Any, shipper_factory: Any
+) -> None:
+    label = f"shipper.test.deadstatus.{uuid.uuid4().hex[:8]}"
+    shipper: ShipperProcess = shipper_factory(es_server.url, _only(label))
+    path = seed_dead_letters(shipper.storage)  # left by an earlier run
+    shipper.start()
+    await asyncio.to_thread(shipper.wait_ready_http)
+    config = str(shipper.config_path)
+    api = await asyncio.to_thread(
+        run_cli, "status", "--url", shipper.metrics_url, "--json", "--config", config
+    )
+    assert api.returncode == 0, api.stderr
+    report = json.loads(api.stdout)
+    assert report["source"] == "agent"
+    assert report["dead_letters"] == {
+        "path": str(path),
+        "total": 7,
+        "by_error_type": {
+            "document_parsing_exception": 3,
+            "mapper_parsing_exception": 2,
+            "request_entity_too_large": 1,
+            "unreadable_line": 1,
+        },
+        "since_start": 0,  # none of them is this run's
+    }
+    table = await asyncio.to_thread(
+        run_cli, "status", "--url", shipper.metrics_url, "--config", config
+    )
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[-2:] == [
+        "dead letters in the file: 7 (document_parsing_exception: 3, mapper_parsing_exception: "
+        f"2, request_entity_too_large: 1, unreadable_line: 1)  [{path}]",
+        "dead letters since the agent started: 0",
+    ]
+    assert await asyncio.to_thread(shipper.stop) == 0
+
+
 # ------------------------------------------------------------------ status and backfill
 
 
@@ -262,6 +509,19 @@ async def test_sighup_applies_new_drop_and_selection_rules_to_new_containers(
     await wait_exit(before)
     await assert_shipped_exactly_once(es_server, docker_client, before.id)
 
+    # Writes before, during and after the reload: no line may be lost or doubled by it.
+    # Every 10th line matches the drop rule the reload brings, which applies to this
+    # container only from its next start: those lines are shipped too.
+    writer = containers(
+        'for i in $(seq 1 150); do if [ $((i % 10)) -eq 0 ]; then echo "drop-me-steady $i"; '
+        'else echo "steady $i"; fi; sleep 0.04; done',
+        labels={label: "1"},
+        network_mode="none",
+    )
+    await wait_until(
+        lambda: _count_documents(es_server, writer.id, at_least=10), 20, "the writer's first lines"
+    )
+
     def write_config(extra: dict[str, Any]) -> None:
         shipper.config_path.write_text(yaml.safe_dump(deep_merge(shipper.config, extra)))
 
@@ -283,6 +543,8 @@ async def test_sighup_applies_new_drop_and_selection_rules_to_new_containers(
     )
     assert set(reload_line["changed"]) == {"processing.drop", "processing.selection.exclude"}
     assert shipper.metric("shipper_config_reloads_total", {"result": "applied"}) == 1
+    writer.reload()
+    assert writer.status == "running"  # the reload happened while it was writing
 
     after = containers("echo keep-2; echo drop-me-2", labels={label: "1"}, network_mode="none")
     skipped = containers(
@@ -316,5 +578,14 @@ async def test_sighup_applies_new_drop_and_selection_rules_to_new_containers(
     await wait_for_documents(es_server, still.id, 1, timeout_s=15)
     await asyncio.sleep(1.0)
     assert [d["_source"]["message"] for d in await documents_of(es_server, still.id)] == ["keep-3"]
+
+    await wait_exit(writer)
+    lines, _ = await assert_shipped_exactly_once(es_server, docker_client, writer.id)
+    assert len(lines) == 150
+    assert sum(line.message.startswith("drop-me-steady") for line in lines) == 15
     shipper.assert_alive()
     assert await asyncio.to_thread(shipper.stop) == 0
+
+
+async def _count_documents(es: Any, container_id: str, *, at_least: int) -> bool:
+    return len(await documents_of(es, container_id)) >= at_least

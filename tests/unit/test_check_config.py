@@ -91,6 +91,38 @@ BROKEN = [
         "elasticsearch.password: environment variable ES_PASSWORD_UNSET_IN_TEST is not set",
         id="missing-interpolated-variable",
     ),
+    pytest.param(
+        "elasticsearch:\n  ssl_assert_fingerprint: 'zz:not-hex'\n",
+        {},
+        "elasticsearch.ssl_assert_fingerprint: must be a SHA-256 fingerprint: 64 hex digits, "
+        "colons allowed, as `openssl x509 -noout -fingerprint -sha256` prints it "
+        "(got 'zz:not-hex')",
+        id="bad-fingerprint",
+    ),
+    pytest.param(
+        "elasticsearch:\n  ca_certs: /nonexistent/ca.pem\n",
+        {},
+        "elasticsearch.ca_certs: cannot read '/nonexistent/ca.pem': No such file or directory",
+        id="unreadable-ca-certs",
+    ),
+    pytest.param(
+        "kibana:\n  url: https://kibana:5601\n  ca_certs: /nonexistent/kibana-ca.pem\n",
+        {},
+        "kibana.ca_certs: cannot read '/nonexistent/kibana-ca.pem': No such file or directory",
+        id="unreadable-kibana-ca-certs",
+    ),
+    pytest.param(
+        "elasticsearch:\n  username: u\n  password: p\n  password_file: /run/p\n",
+        {},
+        "elasticsearch.password_file: give password or password_file, not both",
+        id="password-and-password-file",
+    ),
+    pytest.param(
+        "kibana:\n  api_key: k\n  api_key_file: /run/k\n",
+        {},
+        "kibana.api_key_file: give api_key or api_key_file, not both",
+        id="kibana-api-key-and-file",
+    ),
 ]
 
 
@@ -157,3 +189,88 @@ def test_the_real_program_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "storage.max_bytes" in result.stderr
+
+
+def test_a_ca_bundle_without_certificates_names_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("this is not a certificate\n")
+    code, out, err = _check(tmp_path, f"elasticsearch:\n  ca_certs: {bundle}\n", capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"shipper: configuration error: elasticsearch.ca_certs: '{bundle}' holds no PEM "
+        "certificate (NO_CERTIFICATE_OR_CRL_FOUND)\n"
+    )
+
+
+def test_docker_tls_files_that_do_not_load_name_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.pem").write_text("garbage\n")
+    code, out, err = _check(
+        tmp_path, f"docker:\n  host: tcp://docker:2376\n  cert_path: {certs}\n", capsys
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        "shipper: configuration error: docker.cert_path: cannot load TLS files: "
+    ), err
+
+
+def test_the_same_broken_file_stops_run_with_exit_2_before_it_starts(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("this is not a certificate\n")
+    config = tmp_path / "shipper.yml"
+    config.write_text(
+        f"elasticsearch:\n  hosts: ['https://127.0.0.1:9']\n  ca_certs: {bundle}\n"
+        f"storage:\n  path: {tmp_path / 'storage'}\nmetrics:\n  listen: null\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "shipper", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SHIPPER_")},
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"shipper: configuration error: elasticsearch.ca_certs: '{bundle}' holds no PEM "
+        "certificate (NO_CERTIFICATE_OR_CRL_FOUND)\n"
+    )
+    assert not (tmp_path / "storage").exists()  # stopped before anything started
+
+
+def test_tls_verification_off_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _check(
+        tmp_path,
+        "elasticsearch:\n  hosts: ['https://es:9200']\n  verify_certs: false\n"
+        "kibana:\n  url: https://kibana:5601\n  verify_certs: false\n",
+        capsys,
+    )
+    assert code == 0
+    assert err.splitlines() == [
+        "shipper: warning: elasticsearch.verify_certs is false: the certificates of the "
+        "https:// hosts are not verified (use ca_certs or ssl_assert_fingerprint instead)",
+        "shipper: warning: kibana.verify_certs is false: Kibana's certificate is not verified "
+        "(use kibana.ca_certs instead)",
+        f"shipper: the configuration is valid ({tmp_path / 'shipper.yml'}).",
+    ]
+
+
+def test_a_pinned_fingerprint_is_accepted_without_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fingerprint = ":".join(["0F"] * 32)
+    code, out, err = _check(
+        tmp_path,
+        "elasticsearch:\n  hosts: ['https://es:9200']\n  verify_certs: false\n"
+        f"  ssl_assert_fingerprint: '{fingerprint}'\n",
+        capsys,
+    )
+    assert code == 0, err
+    assert yaml.safe_load(out)["elasticsearch"]["ssl_assert_fingerprint"] == fingerprint
+    assert err == f"shipper: the configuration is valid ({tmp_path / 'shipper.yml'}).\n"

@@ -90,3 +90,135 @@ def test_cli_exits_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "storage.pathh: unknown key" in capsys.readouterr().err
     assert main(["run", "--config", str(tmp_path / "missing.yml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "problem"),
+    [
+        (
+            {"elasticsearch": {"username": "u", "password": "p", "password_file": "/p"}},
+            "elasticsearch.password_file",
+            "give password or password_file, not both",
+        ),
+        (
+            {"elasticsearch": {"api_key": "k", "api_key_file": "/k"}},
+            "elasticsearch.api_key_file",
+            "give api_key or api_key_file, not both",
+        ),
+        (
+            {"elasticsearch": {"bearer_token": "t", "bearer_token_file": "/t"}},
+            "elasticsearch.bearer_token_file",
+            "give bearer_token or bearer_token_file, not both",
+        ),
+        (
+            {"elasticsearch": {"username": "u", "api_key_file": "/k"}},
+            "elasticsearch.api_key_file",
+            "choose one way to authenticate, not username/password and api_key",
+        ),
+        (
+            {"elasticsearch": {"api_key": "k", "bearer_token": "t"}},
+            "elasticsearch.bearer_token",
+            "choose one way to authenticate, not api_key and bearer_token",
+        ),
+        (
+            {"elasticsearch": {"password_file": "/p"}},
+            "elasticsearch.password_file",
+            "a password without username; set username too",
+        ),
+        (
+            {"elasticsearch": {"dead_letter": {"data_stream": "logs-docker-default"}}},
+            "elasticsearch.dead_letter.data_stream",
+            "must differ from data_stream",
+        ),
+        (
+            {"kibana": {"username": "u", "password": "p", "password_file": "/p"}},
+            "kibana.password_file",
+            "give password or password_file, not both",
+        ),
+        (
+            {"kibana": {"api_key": "k", "api_key_file": "/k"}},
+            "kibana.api_key_file",
+            "give api_key or api_key_file, not both",
+        ),
+        (
+            {"kibana": {"username": "u", "api_key": "k"}},
+            "kibana.api_key",
+            "choose one way to authenticate, not username/password and api_key",
+        ),
+        (
+            {"kibana": {"password": "p"}},
+            "kibana.password",
+            "a password without username; set username too",
+        ),
+        (
+            {
+                "processing": {
+                    "redaction": {"rules": [{"id": "r", "pattern": "a", "replacement": "\\2"}]}
+                }
+            },
+            "processing.redaction.rules.0.replacement",
+            "invalid replacement: invalid group reference 2 at position 1",
+        ),
+    ],
+)
+def test_cross_field_errors_name_the_exact_key(raw: dict[str, Any], key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert (caught.value.key, caught.value.problem) == (key, problem)
+
+
+def test_cross_field_errors_never_echo_the_secrets() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"elasticsearch": {"api_key": "K3y-never-echo", "bearer_token": "T0k-never"}})
+    assert "K3y-never-echo" not in str(caught.value) and "T0k-never" not in str(caught.value)
+
+
+def test_a_cross_field_error_names_the_variable_that_set_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            None,
+            environ={
+                "SHIPPER_ELASTICSEARCH_USERNAME": "u",
+                "SHIPPER_ELASTICSEARCH_PASSWORD": "p",
+                "SHIPPER_ELASTICSEARCH_PASSWORD_FILE": str(tmp_path / "p"),
+            },
+        )
+    assert str(caught.value) == (
+        "elasticsearch.password_file: give password or password_file, not both "
+        "(set by the environment variable SHIPPER_ELASTICSEARCH_PASSWORD_FILE)"
+    )
+
+
+FINGERPRINT = "AB:" * 31 + "CD"  # 32 bytes, as openssl and Elasticsearch print it
+
+
+@pytest.mark.parametrize("value", [FINGERPRINT, FINGERPRINT.replace(":", ""), FINGERPRINT.lower()])
+def test_a_sha256_fingerprint_is_accepted_with_or_without_colons(value: str) -> None:
+    config = parse_config({"elasticsearch": {"ssl_assert_fingerprint": value}})
+    assert config.elasticsearch.ssl_assert_fingerprint == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "zz:not-hex",
+        "AB:" * 19 + "CD",  # 20 bytes: SHA-1, refused by the TLS client
+        FINGERPRINT + "EF",  # 33 bytes
+        "",
+        FINGERPRINT.replace("AB", "GB", 1),
+    ],
+)
+def test_a_malformed_fingerprint_names_the_key(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"elasticsearch": {"ssl_assert_fingerprint": value}})
+    assert caught.value.key == "elasticsearch.ssl_assert_fingerprint"
+    assert caught.value.problem.startswith(
+        "must be a SHA-256 fingerprint: 64 hex digits, colons allowed, as "
+        "`openssl x509 -noout -fingerprint -sha256` prints it (got "
+    )
+
+
+def test_validator_messages_have_no_pydantic_prefix() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"elasticsearch": {"hosts": ["es:9200"]}})
+    assert caught.value.problem == "'es:9200' is not an http:// or https:// URL (got ['es:9200'])"
