@@ -18,7 +18,7 @@ Segment file (all integers little-endian)::
     record  ...
 
 An entry is opaque here (an encoded bulk action + document). `crc32 = zlib.crc32(payload,
-zlib.crc32(append time as i64))`: it covers the time too, so a flipped bit there cannot produce
+zlib.crc32(append time as i64))` (computed by ISA-L when installed: the same CRC): it covers the time too, so a flipped bit there cannot produce
 a nonsense lag metric. A flipped length is caught because the payload it frames then fails its
 crc (or runs past the end of the file); a count or entry lengths that do not add up to the
 payload are reported as a bad record although the crc matched (a writer bug, not a disk fault).
@@ -65,12 +65,12 @@ same in versions 1 and 2 and carry version 1.
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from shipper.errors import PermanentError
+from shipper.fastzlib import crc32 as _crc32
 
 SEGMENT_MAGIC: Final = b"SHPSEG"
 ACKS_MAGIC: Final = b"SHPACK"
@@ -182,7 +182,7 @@ def encode_block(entries: Sequence[bytes], time_ms: int) -> bytes:
     if sum(lengths) + ENTRY_OVERHEAD * (count + 1) > MAX_RECORD_BYTES:
         raise PermanentError(f"a block is larger than {MAX_RECORD_BYTES} bytes")
     payload = b"".join((_COUNT.pack(count), struct.pack(f"<{count}I", *lengths), *entries))
-    crc = zlib.crc32(payload, zlib.crc32(_TIME.pack(time_ms)))
+    crc = _crc32(payload, _crc32(_TIME.pack(time_ms)))
     return _FRAME.pack(len(payload), crc, time_ms) + payload
 
 
@@ -206,8 +206,8 @@ def encode_blocks(
 
 def encode_v1_records(entries: Sequence[bytes], time_ms: int) -> bytes:
     """Format version 1 frames, one per entry: only for tests of reading old segments."""
-    seed = zlib.crc32(_TIME.pack(time_ms))
-    return b"".join(_FRAME.pack(len(e), zlib.crc32(e, seed), time_ms) + e for e in entries)
+    seed = _crc32(_TIME.pack(time_ms))
+    return b"".join(_FRAME.pack(len(e), _crc32(e, seed), time_ms) + e for e in entries)
 
 
 def decode_records(
@@ -221,7 +221,7 @@ def decode_records(
     blocks: list[Block] = []
     add = blocks.append
     unpack = _FRAME.unpack_from
-    crc32 = zlib.crc32
+    crc32 = _crc32
     pack_time = _TIME.pack
     size = len(buf)
     pos = 0
@@ -293,7 +293,7 @@ def encode_acks(next_segment_id: int, acked: Mapping[int, int]) -> bytes:
     parts = [_ACKS_HEAD.pack(ACKS_MAGIC, ACKS_FORMAT_VERSION, next_segment_id, len(acked))]
     parts.extend(_ACKS_PAIR.pack(sid, offset) for sid, offset in sorted(acked.items()))
     body = b"".join(parts)
-    return body + _CRC.pack(zlib.crc32(body))
+    return body + _CRC.pack(_crc32(body))
 
 
 def decode_acks(data: bytes) -> tuple[int, dict[int, int]]:
@@ -309,7 +309,7 @@ def decode_acks(data: bytes) -> tuple[int, dict[int, int]]:
     if len(data) != expected:
         raise FormatError(f"acks file has {len(data)} bytes, its count says {expected}")
     (crc,) = _CRC.unpack_from(data, expected - _CRC.size)
-    if zlib.crc32(data[: expected - _CRC.size]) != crc:
+    if _crc32(data[: expected - _CRC.size]) != crc:
         raise FormatError("acks file crc mismatch")
     acked = dict(_ACKS_PAIR.iter_unpack(data[_ACKS_HEAD.size : expected - _CRC.size]))
     return next_id, acked
