@@ -21,7 +21,7 @@ and hence the same Elasticsearch `_id`.
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -32,6 +32,8 @@ from shipper.docker.frames import (
     parse_timestamp,
 )
 from shipper.model import STDERR, STDOUT, LogRecord
+
+_new_tuple: Final = tuple.__new__
 
 _STREAMS: Final = {"stdout": STDOUT, "stderr": STDERR}
 _FRACTION_SCALE: Final = tuple(10 ** (9 - n) for n in range(10))
@@ -65,37 +67,122 @@ class JsonFileDecoder(LogStreamDecoder):
         out: list[LogRecord] = []
         if end == 0:
             return out
-        loads = orjson.loads
+        body = data[:end]
+        # Every json-file line is one JSON object and JSON strings hold no raw newline, so the
+        # lines joined by commas are one array: one orjson call for the whole chunk. A chunk
+        # with a line it refuses (torn, empty, a lone surrogate) is taken line by line.
+        try:
+            entries = orjson.loads(b"[" + body[:-1].replace(b"\n", b",") + b"]")
+        except orjson.JSONDecodeError:
+            for line in body.splitlines():
+                self._line(line, out)
+            return out
+        self._entries(entries, out)
+        return out
+
+    def _entries(self, entries: list[Any], out: list[LogRecord]) -> None:
+        """The hot loop: complete lines in the common form are built inline, with the run
+        counters and the timestamp cache in locals; anything else takes `_entry`."""
+        append = out.append
+        container_id = self.container_id
         since = self.since_ns
         max_bytes = self.max_line_bytes
-        partial = self._partial
-        for line in data[:end].splitlines():
+        tty = self.tty
+        run_ts, run_count = self._run_ts, self._run_count
+        last_text, last_ts = self._ts_cache
+        # "YYYY-MM-DDTHH:MM:SS." of the last second seen, and that second in ns.
+        second_text, second_ns = self._text_second
+        second_text += "."
+        scales = _FRACTION_SCALE
+        newest = self._newest_ts
+        for entry in entries:
             try:
-                entry = loads(line)
                 log = entry["log"]
                 time_text = entry["time"]
-                stream = _STREAMS.get(entry.get("stream"), STDOUT)
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                entry = self._lenient(line)
-                if entry is None:
-                    continue
-                log, time_text, stream = entry
-            ts = self._timestamp(time_text)
+                name = entry.get("stream")
+            except (KeyError, TypeError, AttributeError):
+                self.invalid_lines += 1  # not a json-file entry: skip it
+                continue
+            if type(log) is not str or type(time_text) is not str:
+                self.invalid_lines += 1
+                continue
+            if time_text == last_text:
+                ts = last_ts
+            else:
+                # The same second as the line before (nearly always): only the fraction,
+                # which json-file writes with its trailing zeros trimmed, is new.
+                digits = time_text[20:-1]
+                if (
+                    time_text.startswith(second_text)
+                    and time_text[-1:] == "Z"
+                    and 0 < len(digits) <= 9
+                    and digits.isascii()
+                    and digits.isdigit()
+                ):
+                    ts = second_ns + int(digits) * scales[len(digits)]
+                else:
+                    ts = self._timestamp(time_text)
+                    second_text, second_ns = self._text_second
+                    second_text += "."
+                last_text, last_ts = time_text, ts
             if ts < since:
                 continue
-            if log[-1:] == "\n" and stream not in partial:
+            stream = STDERR if name == "stderr" else STDOUT
+            if log[-1:] == "\n" and not self._partial:
                 message = log[:-1]
-                if self.tty and message[-1:] == "\r":
+                if tty and message[-1:] == "\r":
                     message = message[:-1]
                 size = len(message) if message.isascii() else len(message.encode())
                 if size <= max_bytes:
-                    out.append(self._text_record(stream, ts, message, size))
+                    if ts == run_ts.get(stream):
+                        seq = run_count[stream]
+                        run_count[stream] = seq + 1
+                    else:
+                        seq = 0
+                        run_ts[stream] = ts
+                        run_count[stream] = 1
+                    if ts > newest:
+                        newest = ts
+                    append(
+                        _new_tuple(
+                            LogRecord, (container_id, ts, stream, seq, message, (), None, size)
+                        )
+                    )
                     continue
-            # A part of a long line, or a line to truncate: the byte-level path of the API.
-            content = log.encode("utf-8", "surrogatepass")
-            complete = content.endswith(b"\n")
-            self._add_part(stream, ts, content[:-1] if complete else content, complete, out)
-        return out
+            self._newest_ts = newest
+            self._part(log, ts, stream, out)
+            newest = self._newest_ts
+        self._newest_ts = newest
+        self._ts_cache = (last_text, last_ts)
+
+    def _line(self, line: bytes, out: list[LogRecord]) -> None:
+        """One line on its own: orjson, else the standard library (lone surrogates)."""
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            lenient = self._lenient(line)
+            if lenient is not None:
+                log, time_text, stream = lenient
+                ts = self._timestamp(time_text)
+                if ts >= self.since_ns:
+                    self._part(log, ts, stream, out)
+            return
+        self._entries([entry], out)
+
+    def _part(self, log: str, ts: int, stream: str, out: list[LogRecord]) -> None:
+        """A part of a long line, a line to truncate, or anything joined: the byte-level
+        path of the API decoder, so both modes build the same records."""
+        if log[-1:] == "\n" and stream not in self._partial:
+            message = log[:-1]
+            if self.tty and message[-1:] == "\r":
+                message = message[:-1]
+            size = len(message) if message.isascii() else len(message.encode())
+            if size <= self.max_line_bytes:
+                out.append(self._text_record(stream, ts, message, size))
+                return
+        content = log.encode("utf-8", "surrogatepass")
+        complete = content.endswith(b"\n")
+        self._add_part(stream, ts, content[:-1] if complete else content, complete, out)
 
     def _timestamp(self, text: str) -> int:
         # Consecutive lines often share their timestamp text (partials always do).

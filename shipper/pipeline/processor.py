@@ -111,6 +111,7 @@ def build_processor(cfg: ProcessingConfig, meta: ContainerMeta) -> ContainerProc
     if drops:
         stages.append(Dropper(drops, stats).apply)
     redactor = Redactor(cfg.redaction, stats)
+    redactor.fields_possible = json_spec is not None
     if redactor.active:
         stages.append(redactor.apply)
     warnings.extend(

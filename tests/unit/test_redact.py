@@ -141,3 +141,26 @@ def test_redaction_is_idempotent(text: str) -> None:
     r, _ = redactor()
     once = r.redact_text(text, set())
     assert r.redact_text(once, set()) == once
+
+
+_PIECES = [
+    "password=hunter2", "Authorization: Bearer abc.def-123", "AKIAABCDEFGHIJKLMNOP",
+    "card 4111 1111 1111 1111 ok", "https://bob:s3cret@db.local/x", "plain words", "1234-5678",
+    "grüße 日本", "İstanbul", "key", "\n", "tok", "en", "2026-12-01", "99999999999",
+]  # fmt: skip
+
+
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=4).map(" ".join), max_size=12))
+def test_a_batch_is_redacted_exactly_as_line_by_line(messages: list[str]) -> None:
+    records = [LogRecord("c", i, STDOUT, 0, text) for i, text in enumerate(messages)]
+    batch_redactor, batch_stats = redactor()
+    single_redactor, single_stats = redactor()
+    together = batch_redactor.apply(records)
+    alone = [single_redactor.apply([record])[0] for record in records]
+    assert together == alone
+    assert batch_stats.take() == single_stats.take()
+
+
+def test_a_batch_without_any_needle_comes_back_as_it_was() -> None:
+    records = [LogRecord("c", i, STDOUT, 0, "x" * 99) for i in range(100)]
+    assert redactor()[0].apply(records) is records
