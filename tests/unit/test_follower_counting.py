@@ -1,0 +1,58 @@
+"""The follower counts lines and bytes read per stream with positional getters: they must
+keep pointing at the fields they name, and count exactly what a plain loop would."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shipper import telemetry
+from shipper.model import LogRecord
+from shipper.sources import follower
+
+
+def test_positional_getters_point_at_their_fields() -> None:
+    record = LogRecord("c", 1, "stderr", 2, "m", ("truncated",), None, 9)
+    assert follower._STREAM_FIELD(record) == record.stream
+    assert follower._FLAGS_FIELD(record) == record.flags
+    assert follower._SIZE_FIELD(record) == record.size
+
+
+def _value(counter: object, label: str) -> float:
+    return telemetry.counter_total(counter.labels(label))  # type: ignore[attr-defined]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["stdout", "stderr"]),
+            st.integers(0, 500),
+            st.sampled_from([(), ("truncated",)]),
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 10),
+)
+def test_counts_per_stream_equal_a_plain_loop(
+    lines: list[tuple[str, int, tuple[str, ...]]], ahead: int
+) -> None:
+    records = [LogRecord("c", i, s, 0, "", f, None, n) for i, (s, n, f) in enumerate(lines)]
+    subject = follower.ContainerFollower.__new__(follower.ContainerFollower)
+    subject._counted_ahead = ahead
+    before = {
+        (name, stream): _value(metric, stream)
+        for name, metric in (("lines", telemetry.lines_read), ("bytes", telemetry.bytes_read))
+        for stream in ("stdout", "stderr")
+    }
+    flagged_before = _value(telemetry.records_flagged, "truncated")
+    subject._count(records)
+    counted = records[ahead:]
+    for stream in ("stdout", "stderr"):
+        mine = [r for r in counted if r.stream == stream]
+        assert _value(telemetry.lines_read, stream) - before[("lines", stream)] == len(mine)
+        assert _value(telemetry.bytes_read, stream) - before[("bytes", stream)] == sum(
+            r.size for r in mine
+        )
+    flagged = sum(1 for r in counted if r.flags)
+    assert _value(telemetry.records_flagged, "truncated") - flagged_before == flagged
+    assert subject._counted_ahead == max(0, ahead - len(records))
