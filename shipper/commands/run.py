@@ -28,8 +28,25 @@ def main(config: Config, reload_config: Callable[[], Config] | None = None) -> i
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
+    _tune_gc()
     try:
         return int(runner(Shipper(config, reload_config=reload_config).run()))
     except ConfigError as exc:
         print(f"shipper: configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper garbage collections on the hot path.
+
+    Every log line makes a few tuples that die young and never form cycles, yet each 700
+    allocations set off a collection that walks the young objects, and now and then every
+    object: a few percent of the CPU for nothing. Objects made at start (modules, config)
+    are frozen out of collections, and the young generation is collected 70 times less
+    often. Memory stays bounded: cycles are still collected, only less often.
+    """
+    import gc
+
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(50_000, second, third)

@@ -102,8 +102,20 @@ class DockerClient:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=False,
         )
+        # Log streams are asked for over HTTP/1.0. Over 1.1 dockerd sends every log message
+        # as a chunk of its own (it flushes per message), and undoing that framing was the
+        # costliest part of reading a busy container; over 1.0 the body is the bare stream,
+        # ended by the connection's close (a stream holds its connection anyway).
+        self._stream_session = aiohttp.ClientSession(
+            connector=connector,
+            connector_owner=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            auto_decompress=False,
+            version=aiohttp.HttpVersion10,
+        )
 
     async def close(self) -> None:
+        await self._stream_session.close()
         await self._session.close()
 
     async def ping(self) -> bool:
@@ -156,7 +168,7 @@ class DockerClient:
             seconds, nanos = divmod(since_ns, 1_000_000_000)
             params["since"] = f"{seconds}.{nanos:09d}"
         path = f"/containers/{quote(container_id)}/logs"
-        async with self._get(path, params, timeout_s=None) as response:
+        async with self._get(path, params, timeout_s=None, stream=True) as response:
             if response.status == 404:
                 raise ContainerGone(f"container {container_id} no longer exists")
             if response.status == 409:
@@ -170,8 +182,9 @@ class DockerClient:
             if response.status != 200:
                 text = (await response.read())[:500].decode("utf-8", "replace")
                 raise DockerUnavailable(f"logs of {container_id}: HTTP {response.status} {text}")
+            content = response.content
             try:
-                async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                while chunk := await content.read(CHUNK_BYTES):
                     yield chunk
             except (aiohttp.ClientError, OSError) as exc:
                 raise DockerUnavailable(f"log stream of {container_id} broke: {exc}") from exc
@@ -193,8 +206,9 @@ class DockerClient:
         params: Mapping[str, str] | None = None,
         *,
         timeout_s: float | None,
+        stream: bool = False,
     ) -> _Request:
-        return _Request(self, path, params, timeout_s)
+        return _Request(self, path, params, timeout_s, stream)
 
 
 class EventStream:
@@ -239,8 +253,10 @@ class _Request:
         path: str,
         params: Mapping[str, str] | None,
         timeout_s: float | None,
+        stream: bool = False,
     ) -> None:
         self._client = client
+        self._stream = stream
         self._path = path
         self._params = params
         self._timeout_s = timeout_s
@@ -255,7 +271,8 @@ class _Request:
             sock_read=None if self._timeout_s is None else self._timeout_s,
         )
         try:
-            self._response = await client._session.get(url, params=self._params, timeout=timeout)
+            session = client._stream_session if self._stream else client._session
+            self._response = await session.get(url, params=self._params, timeout=timeout)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise DockerUnavailable(f"Docker API at {client._host} unreachable: {exc}") from exc
         return self._response

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import struct
 import time
 from typing import Final
 
@@ -35,6 +36,7 @@ DOCKER_PARTIAL_BYTES: Final = 16 * 1024
 DEFAULT_MAX_LINE_BYTES: Final = 1024 * 1024
 
 _HEADER_BYTES: Final = 8
+_FRAME_SIZE: Final = struct.Struct(">I")  # the payload size, at offset 4 of the header
 _STREAMS: Final = {0: STDOUT, 1: STDOUT, 2: STDERR}
 # RFC3339NanoFixed as Docker writes it: 2026-11-28T04:10:00.123456789Z (always UTC here).
 _TTY_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d) ")
@@ -165,60 +167,76 @@ class LogStreamDecoder:
         end = len(data)
         # The hot loop: nearly every frame is one complete line in the exact form Docker
         # writes (`<30-byte timestamp> <text>\n`), so it is decoded inline, with the run
-        # counters in locals, and everything else goes through `_message`.
+        # counters of both streams in locals, and everything else goes through `_message`.
         append = out.append
+        unpack_size = _FRAME_SIZE.unpack_from
         container_id = self.container_id
-        max_bytes = self.max_line_bytes
+        max_size = self.max_line_bytes + _API_TIMESTAMP_BYTES + 2
+        partial = self._partial
         run_ts, run_count = self._run_ts, self._run_count
+        out_ts, out_n = run_ts.get(STDOUT, -1), run_count.get(STDOUT, 0)
+        err_ts, err_n = run_ts.get(STDERR, -1), run_count.get(STDERR, 0)
         second, second_ns = self._second
         newest = self._newest_ts
-        text_start = _HEADER_BYTES + _API_TIMESTAMP_BYTES + 1
         while end - pos >= _HEADER_BYTES:
-            size = int.from_bytes(data[pos + 4 : pos + 8], "big")
+            (size,) = unpack_size(data, pos + 4)
             frame_end = pos + _HEADER_BYTES + size
             if frame_end > end:
                 break
-            stream = STDERR if data[pos] == 2 else STDOUT
             if (
-                size > _API_TIMESTAMP_BYTES
+                _API_TIMESTAMP_BYTES < size <= max_size
                 and data[frame_end - 1] == 10  # \n
                 and data[pos + 38] == 32  # the space after the timestamp
                 and data[pos + 37] == 90  # Z
                 and data[pos + 27] == 46  # .
-                and size - _API_TIMESTAMP_BYTES - 2 <= max_bytes
-                and not self._partial
+                and not partial
             ):
                 if not data.startswith(second, pos + 8):
                     second = data[pos + 8 : pos + 27]
                     second_ns = _epoch_ns(second)
                 fraction = data[pos + 28 : pos + 37]
-                content = data[pos + text_start : frame_end - 1]
                 try:
-                    text = content.decode()
+                    text = data[pos + 39 : frame_end - 1].decode()
                 except UnicodeDecodeError:
                     text = None  # replaced and flagged by the general path
-                if second_ns >= 0 and fraction.isdigit() and text is not None:
+                if second_ns >= 0 and text is not None and fraction.isdigit():
                     ts = second_ns + int(fraction)
-                    if ts == run_ts.get(stream):
-                        seq = run_count[stream]
-                        run_count[stream] = seq + 1
+                    if data[pos] == 2:
+                        stream = STDERR
+                        if ts == err_ts:
+                            seq = err_n
+                            err_n += 1
+                        else:
+                            seq, err_ts, err_n = 0, ts, 1
                     else:
-                        seq = 0
-                        run_ts[stream] = ts
-                        run_count[stream] = 1
+                        stream = STDOUT
+                        if ts == out_ts:
+                            seq = out_n
+                            out_n += 1
+                        else:
+                            seq, out_ts, out_n = 0, ts, 1
                     if ts > newest:
                         newest = ts
-                    append(
-                        _new_tuple(
-                            LogRecord, (container_id, ts, stream, seq, text, (), None, len(content))
-                        )
-                    )
+                    record = (container_id, ts, stream, seq, text, (), None, size - 32)
+                    append(_new_tuple(LogRecord, record))
                     pos = frame_end
                     continue
+            # The general path keeps its counters in the dicts: hand them over and back.
+            if out_ts >= 0:
+                run_ts[STDOUT], run_count[STDOUT] = out_ts, out_n
+            if err_ts >= 0:
+                run_ts[STDERR], run_count[STDERR] = err_ts, err_n
             self._newest_ts = newest
+            stream = STDERR if data[pos] == 2 else STDOUT
             self._message(stream, data[pos + _HEADER_BYTES : frame_end], out)
             newest = self._newest_ts
+            out_ts, out_n = run_ts.get(STDOUT, -1), run_count.get(STDOUT, 0)
+            err_ts, err_n = run_ts.get(STDERR, -1), run_count.get(STDERR, 0)
             pos = frame_end
+        if out_ts >= 0:
+            run_ts[STDOUT], run_count[STDOUT] = out_ts, out_n
+        if err_ts >= 0:
+            run_ts[STDERR], run_count[STDERR] = err_ts, err_n
         self._newest_ts = newest
         self._second = (second, second_ns)
         self._pending = data[pos:]

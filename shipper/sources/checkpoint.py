@@ -48,8 +48,8 @@ class StreamPosition:
         self._start = start or Checkpoint(0, 0)
         self._slack_ns = slack_ns
         self._newest = 0
-        # Timestamps of recently taken lines, batch by batch, newest batch last.
-        self._recent: deque[tuple[int, list[int]]] = deque()
+        # Recently taken lines batch by batch, newest batch last: (newest, oldest, timestamps).
+        self._recent: deque[tuple[int, int, list[int]]] = deque()
         self.lines_taken = 0
 
     @property
@@ -63,7 +63,7 @@ class StreamPosition:
         newest = max(timestamps)
         if newest > self._newest:
             self._newest = newest
-        self._recent.append((newest, timestamps))
+        self._recent.append((newest, min(timestamps), timestamps))
         self.lines_taken += len(timestamps)
         horizon = self._newest - self._slack_ns
         while self._recent and self._recent[0][0] < horizon:
@@ -78,9 +78,11 @@ class StreamPosition:
         # so they could not be counted.
         since = max(self._newest - self._slack_ns, self._start.since_ns)
         skip = 0
-        for newest, batch in self._recent:
-            if newest >= since:
-                skip += sum(1 for ts in batch if ts >= since)
+        for newest, oldest, batch in self._recent:
+            if oldest >= since:
+                skip += len(batch)  # wholly inside the window: no need to look at each line
+            elif newest >= since:
+                skip += sum(map(since.__le__, batch))
         return Checkpoint(since, skip)
 
 

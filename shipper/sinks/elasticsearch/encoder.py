@@ -61,9 +61,9 @@ class ContainerDocument:
     index: str
     fragment: bytes  # `"container":{...},"host":{...},...` without surrounding braces
     static_fields: Mapping[str, Any]  # the same, as nested dicts, for records with extra fields
-    # Per stream, the whole entry of a plain line as a %-format of
-    # (timestamp_ns, seq, "YYYY-MM-DDTHH:MM:SS", nanoseconds, message as JSON).
-    templates: Mapping[str, bytes]
+    # Per stream, the whole entry of a plain line: a %-format of (timestamp_ns, seq,
+    # "YYYY-MM-DDTHH:MM:SS", nanoseconds, message as JSON, tail), and that tail.
+    templates: Mapping[str, tuple[bytes, bytes]]
 
 
 def container_document(
@@ -101,22 +101,21 @@ def container_document(
     if extra_fields:
         merge_dotted(fields, extra_fields)
     fragment = orjson.dumps(fields)[1:-1]
+    # The action (with the index) and the id's container part are fixed; so is everything
+    # after the message, which goes in as the last argument rather than as format text:
+    # the formatter scans its format byte by byte, but copies an argument whole.
+    action = b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":"'
+    id_container = _id_container(meta.id).encode()
     templates = {
-        stream: b'%%s%%016x%s%s%%x"}}\n{"@timestamp":"%%s.%%09dZ","message":%%s,'
-        b'"log":{"iostream":"%s"},%s}\n'
-        % (
-            _id_container(meta.id).encode().replace(b"%", b"%%"),
-            code.encode(),
-            stream.encode(),
-            fragment.replace(b"%", b"%%"),
+        stream: (
+            action.replace(b"%", b"%%")
+            + b"%016x"
+            + id_container.replace(b"%", b"%%")
+            + code.encode()
+            + b'%x"}}\n{"@timestamp":"%s.%09dZ","message":%s,%s',
+            b'"log":{"iostream":"' + stream.encode() + b'"},' + fragment + b"}\n",
         )
         for stream, code in _STREAM_CODES.items()
-    }
-    # The action's prefix, with the index, as the template's first argument would be.
-    action = b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":"'
-    templates = {
-        stream: template.replace(b"%s", action.replace(b"%", b"%%"), 1)
-        for stream, template in templates.items()
     }
     return ContainerDocument(meta.id, index, fragment, fields, templates)
 
@@ -127,16 +126,19 @@ def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list
     append = out.append
     dumps = orjson.dumps
     templates = doc.templates
-    second = -1
+    second_start = second_end = -1  # the epoch second of `prefix`, in ns: [start, end)
     prefix = b""
     for record in records:
-        ts = record.timestamp_ns
-        template = templates.get(record.stream)
-        if record.fields is None and not record.flags and template is not None:
-            if ts // 1_000_000_000 != second:
+        _, ts, stream, seq, message, flags, fields, _ = record
+        template = templates.get(stream)
+        if fields is None and not flags and template is not None:
+            if not second_start <= ts < second_end:
                 second = ts // 1_000_000_000
+                second_start = second * 1_000_000_000
+                second_end = second_start + 1_000_000_000
                 prefix = _second_prefix(second)
-            append(template % (ts, record.seq, prefix, ts % 1_000_000_000, dumps(record.message)))
+            head, tail = template
+            append(head % (ts, seq, prefix, ts - second_start, dumps(message), tail))
         else:
             append(_full_entry(record, doc))
     return out
