@@ -258,9 +258,7 @@ class Shipper:
                     containers_path=config.docker.containers_path,
                     processing=lambda: self.processing,
                 ),
-                select=lambda meta: should_ship(
-                    meta, self.processing.selection, own_id, pod_uid
-                ),
+                select=lambda meta: should_ship(meta, self.processing.selection, own_id, pod_uid),
             )
             sink: ElasticsearchSink | ConsoleSink
             if config.output == "elasticsearch":

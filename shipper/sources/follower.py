@@ -42,7 +42,6 @@ from shipper.pipeline.processor import ContainerProcessor, build_processor
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint, StreamPosition
 from shipper.sources.file_tailer import JsonFileTail, shared_watcher, visible_log_path
 
-
 # LogRecord's fields by position (it is a tuple): getters that run in C.
 _STREAM_FIELD = operator.itemgetter(2)
 _FLAGS_FIELD = operator.itemgetter(5)
