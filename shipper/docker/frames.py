@@ -28,6 +28,7 @@ import calendar
 import re
 import struct
 import time
+from collections import deque
 from typing import Final
 
 from shipper.model import STDERR, STDOUT, LogRecord
@@ -48,6 +49,15 @@ _TIMESTAMP_MAX_BYTES: Final = 36  # longest form, with a numeric offset, plus th
 _epoch_seconds_cache: dict[bytes, int] = {}
 _new_tuple: Final = tuple.__new__
 _FRACTION_SCALE: Final = tuple(10 ** (9 - n) for n in range(10))
+
+
+class _Slot:
+    """The place of a split line in the output, filled when the line is complete."""
+
+    __slots__ = ("record",)
+
+    def __init__(self) -> None:
+        self.record: LogRecord | None = None
 
 
 class TimestampError(ValueError):
@@ -126,8 +136,11 @@ class LogStreamDecoder:
         self.tty = tty
         self.max_line_bytes = max_line_bytes
         self._pending = b""  # bytes received but not yet parsed (a split header/frame)
-        # Per stream: (timestamp_ns, parts, bytes kept, bytes seen) of a line Docker split.
-        self._partial: dict[str, tuple[int, list[bytes], int, int]] = {}
+        # Per stream: (timestamp_ns, parts, bytes kept, bytes seen, its place in the output)
+        # of a line Docker split.
+        self._partial: dict[str, tuple[int, list[bytes], int, int, _Slot | None]] = {}
+        # Records held behind a split line that began before them (see `_emit`).
+        self._queue: deque[LogRecord | _Slot] = deque()
         self._run_ts: dict[str, int] = {}
         self._run_count: dict[str, int] = {}
         self._newest_ts = 0
@@ -342,10 +355,10 @@ class LogStreamDecoder:
                 # The terminal turned the program's "\n" into "\r\n" (onlcr); undo that.
                 content = content[:-1]
             if complete and len(content) <= self.max_line_bytes:
-                out.append(self._record(stream, ts, content, len(content), ()))
+                self._emit(self._record(stream, ts, content, len(content), ()), out)
                 return
-            partial = (ts, [], 0, 0)
-        first_ts, parts, kept, seen = partial
+            partial = (ts, [], 0, 0, None)
+        first_ts, parts, kept, seen, slot = partial
         room = self.max_line_bytes - kept
         if room > 0:
             piece = content[:room]
@@ -355,13 +368,43 @@ class LogStreamDecoder:
         if complete:
             # (A complete message longer than max_line_bytes never was in `_partial`.)
             self._partial.pop(stream, None)
-            self._emit_joined(stream, first_ts, parts, kept, seen, out)
+            self._emit_joined(stream, first_ts, parts, kept, seen, slot, out)
         else:
-            self._partial[stream] = (first_ts, parts, kept, seen)
+            if slot is None:
+                # The line's place in the output is where its first part came: records of
+                # the other stream that complete meanwhile wait behind it (see `_emit`).
+                slot = _Slot()
+                self._queue.append(slot)
+            self._partial[stream] = (first_ts, parts, kept, seen, slot)
 
     def _flush_partial(self, stream: str, out: list[LogRecord]) -> None:
-        first_ts, parts, kept, seen = self._partial.pop(stream)
-        self._emit_joined(stream, first_ts, parts, kept, seen, out)
+        first_ts, parts, kept, seen, slot = self._partial.pop(stream)
+        self._emit_joined(stream, first_ts, parts, kept, seen, slot, out)
+
+    def _emit(self, record: LogRecord, out: list[LogRecord]) -> None:
+        """Records leave in the order their first parts arrived, whatever the stream.
+
+        A resumed read skips the lines a checkpoint counts, by count: that is exact only if
+        a read that ended early (at a container's stop) gave a prefix of what a longer read
+        gives. So a line of one stream must not overtake a split line of the other that
+        began before it, however the split line ends (its last part, or the next message).
+        """
+        if self._queue:
+            self._queue.append(record)
+        else:
+            out.append(record)
+
+    def _drain(self, out: list[LogRecord]) -> None:
+        queue = self._queue
+        while queue:
+            front = queue[0]
+            if isinstance(front, _Slot):
+                if front.record is None:
+                    return
+                out.append(front.record)
+            else:
+                out.append(front)
+            queue.popleft()
 
     def _emit_joined(
         self,
@@ -370,6 +413,7 @@ class LogStreamDecoder:
         parts: list[bytes],
         kept: int,
         seen: int,
+        slot: _Slot | None,
         out: list[LogRecord],
     ) -> None:
         content = b"".join(parts)
@@ -380,7 +424,12 @@ class LogStreamDecoder:
         flags: tuple[str, ...] = ("truncated",) if seen > kept else ()
         if seen > kept and self.max_line_bytes > 0:
             content = _cut_at_character_boundary(content)
-        out.append(self._record(stream, ts, content, seen, flags))
+        record = self._record(stream, ts, content, seen, flags)
+        if slot is None:
+            self._emit(record, out)
+        else:
+            slot.record = record
+            self._drain(out)
 
     def _record(
         self, stream: str, ts: int, content: bytes, size: int, flags: tuple[str, ...]

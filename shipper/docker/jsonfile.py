@@ -178,7 +178,7 @@ class JsonFileDecoder(LogStreamDecoder):
                 message = message[:-1]
             size = len(message) if message.isascii() else len(message.encode())
             if size <= self.max_line_bytes:
-                out.append(self._text_record(stream, ts, message, size))
+                self._emit(self._text_record(stream, ts, message, size), out)
                 return
         content = log.encode("utf-8", "surrogatepass")
         complete = content.endswith(b"\n")

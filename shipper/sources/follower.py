@@ -21,6 +21,7 @@ import dataclasses
 import itertools
 import operator
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -410,6 +411,13 @@ class ContainerFollower:
             del self._untaken[:cut]
 
     async def _put_durably(self, meta: ContainerMeta, records: list[LogRecord]) -> None:
+        # Flags are counted on what is shipped: processing adds some (redacted, multiline).
+        if any(map(_FLAGS_FIELD, records)):
+            flagged: Counter[str] = Counter()
+            for record in records:
+                flagged.update(record.flags)
+            for flag, count in flagged.items():
+                telemetry.records_flagged.labels(flag).inc(count)
         backoff = Backoff(base_s=0.5, cap_s=10.0)
         while True:
             try:
@@ -445,10 +453,6 @@ class ContainerFollower:
         else:
             stderr_bytes = sum(itertools.compress(sizes, [s == "stderr" for s in streams]))
             stdout_lines, stdout_bytes = len(records) - stderr_lines, sum(sizes) - stderr_bytes
-        if any(map(_FLAGS_FIELD, records)):
-            for record in records:
-                for flag in record.flags:
-                    telemetry.records_flagged.labels(flag).inc()
         if stdout_lines:
             telemetry.lines_read.labels("stdout").inc(stdout_lines)
             telemetry.bytes_read.labels("stdout").inc(stdout_bytes)
@@ -468,8 +472,6 @@ class ContainerFollower:
             telemetry.json_parsed.inc(stats.json_parsed)
         if stats.multiline_events:
             telemetry.multiline_events.inc(stats.multiline_events)
-        if stats.multiline_splits:
-            telemetry.records_flagged.labels("multiline_split").inc(stats.multiline_splits)
 
     async def _pause(self, backoff: Backoff, kind: str, exc: Exception) -> None:
         delay = backoff.next_delay_s()

@@ -214,3 +214,51 @@ def test_tty_lines_that_print_docker_style_times_themselves_stay_whole() -> None
         TS3.decode() + " the app's own time first",
         "seen at " + earlier.decode() + " earlier",
     ]
+
+
+def test_records_leave_in_the_order_their_first_parts_came_so_reads_are_prefixes() -> None:
+    # A read that ended at a stop must give a prefix of what a longer read gives: resuming
+    # skips the lines a checkpoint counts, by count.
+    run_1 = (
+        message(TS1, b"run 1 first\n", 1)
+        + message(TS1, b"run 1 err\n", 2)
+        + message(TS1, b"run 1 cut out", 1)
+        + message(TS1, b"run 1 cut err", 2)
+    )
+    run_2 = message(TS3, b"run 2 first\n", 1) + message(TS3, b"run 2 err\n", 2)
+    short = [r.message for r in decode_all([run_1])]
+    long = [r.message for r in decode_all([run_1 + run_2])]
+    assert short == ["run 1 first", "run 1 err", "run 1 cut out", "run 1 cut err"]
+    assert long[: len(short)] == short
+    assert long[len(short) :] == ["run 2 first", "run 2 err"]
+
+
+_PART = st.tuples(
+    st.sampled_from([1, 2]),
+    st.binary(min_size=1, max_size=12).filter(lambda b: b"\n" not in b),
+    st.booleans(),
+)
+
+
+@given(
+    first_run=st.lists(st.tuples(st.sampled_from([TS1, TS2]), _PART), max_size=15),
+    second_run=st.lists(_PART, max_size=10),
+)
+def test_any_read_that_stops_early_is_a_prefix_of_a_longer_one(
+    first_run: list[tuple[bytes, tuple[int, bytes, bool]]],
+    second_run: list[tuple[int, bytes, bool]],
+) -> None:
+    # A read ends early where a run of the container ended (a plain read of a stopped
+    # container); the next run's messages all come later, with later times.
+    def frames(stamped: list[tuple[bytes, tuple[int, bytes, bool]]]) -> bytes:
+        return b"".join(
+            message(ts, text + (b"\n" if nl else b""), s) for ts, (s, text, nl) in stamped
+        )
+
+    run_1 = frames(sorted(first_run, key=lambda m: m[0]))
+    run_2 = frames([(TS3, part) for part in second_run])
+    short = decode_all([run_1])
+    long = decode_all([run_1 + run_2])
+    assert [(r.stream, r.timestamp_ns, r.seq, r.message) for r in long[: len(short)]] == [
+        (r.stream, r.timestamp_ns, r.seq, r.message) for r in short
+    ]
