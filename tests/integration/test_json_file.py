@@ -15,7 +15,11 @@ import yaml
 from shipper.docker.frames import LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.model import LogRecord
-from tests.integration.helpers import assert_shipped_exactly_once
+from tests.integration.helpers import (
+    assert_shipped_exactly_once,
+    cut_line_command,
+    cut_line_expected,
+)
 from tests.support.docker_logs import raw_logs
 
 pytestmark = pytest.mark.docker
@@ -89,6 +93,32 @@ def test_the_file_and_the_api_give_identical_records(
         middle = from_api[len(from_api) // 2].timestamp_ns
         from_api, from_files = _decode_both(docker_client, container.id, tty, since_ns=middle)
         assert from_files == from_api
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["plain", "tty"])
+def test_lines_cut_by_a_stop_decode_the_same_and_a_read_up_to_a_stop_is_a_prefix(
+    docker_client: docker.DockerClient, containers: Any, tty: bool
+) -> None:
+    """Both decoders on a container that stopped mid-line three times.
+
+    A read that reached the end of the log after the first run (and so ended the cut lines
+    there) must yield a prefix of what a read of the longer log yields later: a checkpoint
+    counts the lines taken in that order and skips that many when it resumes.
+    """
+    if not os.access(CONTAINERS_PATH, os.R_OK):
+        pytest.skip("Docker's containers directory is not readable here")
+    container = containers(cut_line_command(tty), tty=tty)
+    assert container.wait(timeout=60)["StatusCode"] == 1
+    early = _decode_both(docker_client, container.id, tty)
+    for _ in range(2):
+        container.start()
+        assert container.wait(timeout=60)["StatusCode"] == 1
+    from_api, from_files = _decode_both(docker_client, container.id, tty)
+    assert from_files == from_api
+    assert sorted((r.stream, r.message) for r in from_api) == cut_line_expected(tty, 3)
+    for before, after in zip(early, (from_api, from_files), strict=True):
+        assert sorted((r.stream, r.message) for r in before) == cut_line_expected(tty, 1)
+        assert after[: len(before)] == before
 
 
 @pytest.mark.parametrize("read_mode", ["api", "files"])
