@@ -65,10 +65,13 @@ class ListSource:
         self.more.set()
 
     async def read(self, max_entries: int, max_bytes: int, timeout_s: float | None = None) -> Any:
-        if not self.pending:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while not self.pending:  # several workers may wake for the same entries
             self.more.clear()
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                await asyncio.wait_for(self.more.wait(), timeout_s)
+                await asyncio.wait_for(self.more.wait(), remaining)
             except TimeoutError:
                 return None
         take = max(1, min(max_entries, self.chunk))
@@ -344,3 +347,95 @@ async def test_api_key_and_bearer_token(tmp_path: Path, kind: str) -> None:
         assert len(stored(server, STREAM)) == 5
     finally:
         await server.stop()
+
+
+@pytest.mark.es_in_process  # the server's request delay is injected in process
+async def test_requests_are_cut_by_documents_and_bytes_and_several_are_in_flight(
+    es_server_9: EsTestServer, tmp_path: Path
+) -> None:
+    server = es_server_9
+    entries = entries_of("c-batch", 600)
+    entry_bytes = len(entries[0])
+    # 100 documents per request at most, by count...
+    running = await start_sink(
+        server, tmp_path, entries, chunk=50, batch_max_docs=100, max_concurrent_requests=1
+    )
+    await finish(running, 600)
+    assert server.stats.bulk_requests == 6
+    # ...and by bytes: 20 documents' worth per request (a read stops short of overshooting).
+    before = server.stats.bulk_requests
+    running = await start_sink(
+        server, tmp_path / "b", entries_of("c-bytes", 200), chunk=5,
+        batch_max_bytes=20 * entry_bytes, max_concurrent_requests=1,
+    )  # fmt: skip
+    await finish(running, 200)
+    assert 10 <= server.stats.bulk_requests - before <= 14
+    # Three requests in flight at once: six slow requests take two rounds, not six.
+    running = await start_sink(
+        server, tmp_path / "c", [], chunk=100, batch_max_docs=100, max_concurrent_requests=3
+    )
+    while not running.sink._prepared:  # templates installed before the cluster slows down
+        await asyncio.sleep(0.01)
+    server.faults.delay_s = 0.5
+    before = server.stats.bulk_requests
+    started = time.monotonic()
+    running.source.add(entries_of("c-slow", 600))
+    await finish(running, 600)
+    elapsed = time.monotonic() - started
+    assert server.stats.bulk_requests - before == 6
+    assert elapsed < 2.2, f"six 0.5 s requests, three at a time, took {elapsed:.1f}s"
+    assert len(stored(server, STREAM)) == 1400
+
+
+async def test_a_lone_record_waits_for_company_no_longer_than_the_flush_interval(
+    es_server_9: EsTestServer, tmp_path: Path
+) -> None:
+    server = es_server_9
+    running = await start_sink(server, tmp_path, [], flush_interval_s=0.6)
+    await asyncio.sleep(0.3)
+    added = time.monotonic()
+    running.source.add(entries_of("c-lone", 1))
+    while not stored(server, STREAM):
+        await asyncio.sleep(0.01)
+    waited = time.monotonic() - added
+    assert 0.55 <= waited < 1.5, waited  # held for company for the interval, then sent
+    await finish(running, 1)
+
+
+@pytest.mark.es_in_process  # faults are injected in process
+async def test_a_container_whose_documents_are_all_refused_does_not_hold_up_others(
+    es_server_9: EsTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every document of 'c-bad' can never be indexed, and for 4 s the dead-letter stream
+    itself answers 429: its dead letters wait in the retry queue, not in the worker, so
+    'c-good', behind it in the buffer, is stored at once."""
+    server = es_server_9
+    server.faults.mapping_error = lambda source: source.get("message", "").startswith("refused")
+    busy_until = time.monotonic() + 4.0
+    original = es_bulk._execute_one
+
+    def execute_one(store: Any, op: str, meta: dict[str, Any], source: Any, *rest: Any) -> Any:
+        if meta.get("_index") == DLQ and time.monotonic() < busy_until:
+            return es_bulk._failure(
+                op, meta["_index"], meta["_id"], 429, {"type": "es_rejected_execution_exception"}
+            )
+        return original(store, op, meta, source, *rest)
+
+    monkeypatch.setattr(es_bulk, "_execute_one", execute_one)
+    bad = entries_of("c-bad", 400, message="refused {i}")
+    running = await start_sink(
+        server, tmp_path, bad, chunk=100, max_concurrent_requests=1, retry_max_backoff_s=1.0
+    )
+    await asyncio.sleep(0.5)
+    written = time.monotonic()
+    running.source.add(entries_of("c-good", 10))
+    while len(stored(server, STREAM)) < 10:
+        assert time.monotonic() - written < 10
+        await asyncio.sleep(0.02)
+    delay = time.monotonic() - written
+    assert delay < 1.0, f"the good container waited {delay:.2f}s behind refused documents"
+    assert time.monotonic() < busy_until  # while the dead letters were still refused
+    await finish(running, 410, timeout_s=60)
+    dead = stored(server, DLQ)
+    assert len(dead) == 400 and len(stored(server, STREAM)) == 10
+    assert running.dead.file_count == 0  # retried, never given up on to the file
