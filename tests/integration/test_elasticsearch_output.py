@@ -60,7 +60,7 @@ async def test_rejections_outages_conflicts_and_too_large_requests(
 ) -> None:
     server = require_fault_injection(es_server)
     server.faults.reject_items(fraction=0.2, seed=1)  # 20 % of items answered 429
-    server.faults.fail_requests(503, seconds=2.0)  # the cluster refuses whole requests
+    server.faults.fail_requests(503, times=3)  # the cluster refuses three whole requests
     server.faults.mapping_error = lambda source: "conflict" in source.get("message", "")
     server.faults.max_content_length = 30_000  # 413 for most batches: split
     containers = offline(containers)
@@ -109,7 +109,46 @@ async def test_rejections_outages_conflicts_and_too_large_requests(
     )
     assert shipper.metric("shipper_retries_total", {"reason": "request_too_large"}) > 0
     assert shipper.metric("shipper_retries_total", {"reason": "item_rejected"}) > 0
+    failed = {"outcome": "failed", "status": "503"}
+    assert shipper.metric("shipper_bulk_requests_total", failed) == 3
+    # Only what was refused is sent again: nothing already stored comes back as a 409.
+    assert server.stats.items_by_status.get(409, 0) == 0
     assert await asyncio.to_thread(shipper.stop) == 0
+
+
+async def test_a_real_mapping_conflict_in_json_mode_is_dead_lettered_with_its_reason(
+    es_server: Any, docker_client: docker.DockerClient, containers: Any, shipper_factory: Any
+) -> None:
+    """{"a":1} maps json.a as a number; {"a":{"b":1}} then cannot be indexed as it is."""
+    shipper = shipper_factory(es_server.url)
+    shipper.start()
+    await asyncio.to_thread(shipper.wait_ready_http)
+    container = containers(
+        """echo '{"a":1,"msg":"first"}'; echo '{"a":{"b":1},"msg":"second"}'; echo plain""",
+        labels={"shipper.json": "true"},
+    )
+    await wait_exit(container)
+    await wait_until(
+        lambda: _settled(es_server, container.id, 3), what="every line stored or dead-lettered"
+    )
+    stored = await documents_of(es_server, container.id)
+    assert sorted(d["_source"]["message"] for d in stored) == ["first", "plain"]
+    (dead,) = await dead_letters_of(es_server, container.id)
+    original = orjson.loads(dead["_source"]["event"]["original"])
+    assert (original["message"], original["json"]) == ("second", {"a": {"b": 1}})
+    assert dead["_source"]["error"]["type"] in (
+        "mapper_parsing_exception",
+        "document_parsing_exception",
+    )
+    assert dead["_source"]["http"]["response"]["status_code"] == 400
+    assert dead["_source"]["shipper"]["target_index"] == "logs-docker-default"
+    assert shipper.metric("shipper_dead_lettered_total") == 1
+    assert await asyncio.to_thread(shipper.stop) == 0
+
+
+async def _settled(es: Any, container_id: str, lines: int) -> bool:
+    stored = await documents_of(es, container_id)
+    return len(stored) + len(await dead_letters_of(es, container_id)) >= lines
 
 
 async def test_two_hosts_one_killed_mid_run_loses_nothing(

@@ -439,3 +439,63 @@ async def test_a_container_whose_documents_are_all_refused_does_not_hold_up_othe
     dead = stored(server, DLQ)
     assert len(dead) == 400 and len(stored(server, STREAM)) == 10
     assert running.dead.file_count == 0  # retried, never given up on to the file
+
+
+@pytest.mark.es_in_process  # the refusals are injected in process
+async def test_documents_refused_for_a_privilege_are_kept_retried_slowly_and_reported(
+    es_server_9: EsTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 403 (security_exception on one stream): not dead-lettered but kept, shown in
+    last_error (readyz) while it lasts, and stored once the privilege is granted."""
+    server = es_server_9
+    granted = asyncio.Event()
+    original = es_bulk._execute_one
+
+    def execute_one(store: Any, op: str, meta: dict[str, Any], source: Any, *rest: Any) -> Any:
+        if meta.get("_index") == "logs-secret-default" and not granted.is_set():
+            return es_bulk._failure(
+                op,
+                meta["_index"],
+                meta["_id"],
+                403,
+                {
+                    "type": "security_exception",
+                    "reason": "action [indices:data/write/bulk[s]] is unauthorized for user",
+                },
+            )
+        return original(store, op, meta, source, *rest)
+
+    monkeypatch.setattr(es_bulk, "_execute_one", execute_one)
+    entries = [*entries_of("c-open", 5), *entries_of("c-secret", 5, index="logs-secret-default")]
+    running = await start_sink(server, tmp_path, entries, retry_max_backoff_s=0.5)
+    deadline = time.monotonic() + 10
+    while len(stored(server, STREAM)) < 5 or "privilege" not in (running.sink.last_error or ""):
+        assert time.monotonic() < deadline, running.sink.last_error
+        await asyncio.sleep(0.05)
+    assert "security_exception" in (running.sink.last_error or "")
+    assert running.sink.retry_queue_size == 5  # kept, not dead-lettered
+    granted.set()  # the operator grants create_doc on logs-secret-default
+    await finish(running, 10, timeout_s=30)
+    assert len(stored(server, "logs-secret-default")) == 5
+    assert stored(server, DLQ) == [] and running.dead.count == 0
+
+
+@pytest.mark.es_in_process  # the refusal of whole requests is injected in process
+async def test_a_whole_request_refused_with_403_is_retried_slowly_and_reported(
+    es_server_9: EsTestServer, tmp_path: Path
+) -> None:
+    server = es_server_9
+    running = await start_sink(server, tmp_path, [])
+    while not running.sink._prepared:
+        await asyncio.sleep(0.01)
+    server.faults.fail_requests(403, times=1)
+    added = time.monotonic()
+    running.source.add(entries_of("c-a", 3))
+    deadline = time.monotonic() + 5
+    while "privilege" not in (running.sink.last_error or ""):
+        assert time.monotonic() < deadline, running.sink.last_error
+        await asyncio.sleep(0.05)
+    await finish(running, 3, timeout_s=30)
+    waited = time.monotonic() - added
+    assert waited >= 5.0  # an operator is needed: not hammered (AUTH_MIN_DELAY_S)
+    assert running.sink.last_error is None and len(stored(server, STREAM)) == 3
