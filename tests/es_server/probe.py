@@ -123,6 +123,22 @@ class Probe:
         )
         return int(body["count"])
 
+    async def search_hits(
+        self, index: str, query: dict[str, Any], size: int
+    ) -> list[dict[str, Any]]:
+        """Up to ``size`` (≤10000) matching documents after a refresh: two requests, where
+        ``fetch_all`` needs five and a snapshot of the whole index (cheap polling)."""
+        await self.refresh(index)
+        _, body = await self.request(
+            "POST",
+            f"/{index}/_search?ignore_unavailable=true",
+            {"query": query, "size": size, "track_total_hits": False},
+        )
+        return [
+            {"_index": h["_index"], "_id": h["_id"], "_source": h["_source"]}
+            for h in body["hits"]["hits"]
+        ]
+
     async def fetch_all(
         self, index: str, query: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:

@@ -185,9 +185,8 @@ def compile_query(q: dict[str, Any] | None, index: Index) -> Callable[[dict[str,
                 t in wanted_tokens for v in source_values(src, path) for t in _tokens(str(v))
             )
         wanted = {_as_comparable(v, type_, m, field) for v in raw_values}
-        return lambda src, _id: any(
-            _as_comparable(v, type_, m, field) in wanted for v in source_values(src, path)
-        )
+        values = _cached_comparables(index, field, path, type_)
+        return lambda src, _id: any(v in wanted for v in values(src, _id))
     raise EsError(
         400,
         "parsing_exception",
@@ -195,6 +194,31 @@ def compile_query(q: dict[str, Any] | None, index: Index) -> Callable[[dict[str,
         extra={"line": 1, "col": 13},
         caused_by=cause("named_object_not_found_exception", f"[1:13] unknown field [{kind}]"),
     )
+
+
+def _cached_comparables(
+    index: Index, field: str, path: str, type_: str
+) -> Callable[[dict[str, Any], str], list[Any]]:
+    """A document's comparable values of `field`, computed once per document version.
+
+    Real Elasticsearch answers term queries from an inverted index; walking every source
+    on every poll made the tests' polling slower than the shipper it measures. Entries are
+    keyed by _id and checked by the identity of the source they came from (a new version of
+    a document is a new source dict, and the entry keeps the old one alive, so identities
+    cannot be reused while cached).
+    """
+    cache = index.comparables.setdefault((field, path, type_), {})
+    mappings = index.mappings
+
+    def values(src: dict[str, Any], doc_id: str) -> list[Any]:
+        entry = cache.get(doc_id)
+        if entry is not None and entry[0] is src:
+            return entry[1]
+        out = [_as_comparable(v, type_, mappings, field) for v in source_values(src, path)]
+        cache[doc_id] = (src, out)
+        return out
+
+    return values
 
 
 def _sort_specs(sort: Any) -> list[tuple[str, str, dict[str, Any]]]:

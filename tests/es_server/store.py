@@ -57,6 +57,10 @@ class Index:
     refreshed_seq_no: int = 0
     last_refresh: float = field(default_factory=time.monotonic)
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    # (field, path, type) -> _id -> (source, comparable values): see search._cached_comparables
+    comparables: dict[tuple[str, str, str], dict[str, tuple[dict[str, Any], list[Any]]]] = field(
+        default_factory=dict
+    )
     # count-only mode: no sources, only counts and (optionally) ids for duplicate detection.
     count: int = 0
     ids: set[str] = field(default_factory=set)

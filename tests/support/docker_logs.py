@@ -36,15 +36,15 @@ def reference_lines(client: docker.DockerClient, container_id: str) -> list[Line
     if tty:
         rest = body
         while rest:
-            ts, _, rest = rest.partition(b" ")
+            raw_ts, _, rest = rest.partition(b" ")
             # A message ends at its newline, or after 16 KiB (Docker's partial size), or,
             # cut by a stop, where a later run's Docker timestamp follows (not at its start).
             end = rest.find(b"\n", 0, 16384)
             end = end + 1 if end >= 0 else min(len(rest), 16384)
             later = re.search(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ", rest[1:end])
-            if later is not None and later.group().decode()[:-1] > ts.decode():
+            if later is not None and later.group().decode()[:-1] > raw_ts.decode():
                 end = later.start() + 1
-            messages.append(("stdout", ts.decode(), rest[:end]))
+            messages.append(("stdout", raw_ts.decode(), rest[:end]))
             rest = rest[end:]
     else:
         pos = 0
@@ -52,8 +52,8 @@ def reference_lines(client: docker.DockerClient, container_id: str) -> list[Line
             stream_id, size = struct.unpack(">BxxxL", body[pos : pos + 8])
             payload = body[pos + 8 : pos + 8 + size]
             pos += 8 + size
-            ts, _, content = payload.partition(b" ")
-            messages.append(("stderr" if stream_id == 2 else "stdout", ts.decode(), content))
+            raw_ts, _, content = payload.partition(b" ")
+            messages.append(("stderr" if stream_id == 2 else "stdout", raw_ts.decode(), content))
     lines: list[Line] = []
     open_parts: dict[str, tuple[str, bytes]] = {}
     for stream, ts, content in messages:
