@@ -113,6 +113,9 @@ class Shipper:
         self._rotation: RotationWatch | None = None
         self._intake: BufferIntake | None = None
         self._stop_checkpoints = asyncio.Event()
+        # Set when making the buffer or checkpoints durable failed for another reason than a
+        # full disk (EIO, say): see _save_checkpoints.
+        self._storage_failure: OSError | None = None
 
     def request_stop(self) -> None:
         if self._stop.is_set():
@@ -371,6 +374,8 @@ class Shipper:
                 sink.stop()
                 await asyncio.wait({sink_task}, timeout=5)
                 sink_task.cancel()
+            if self._storage_failure is not None:
+                return 1
             telemetry.info("Shipper stopped.", buffered_records=buffer.records_held)
             return 0
         finally:
@@ -379,7 +384,12 @@ class Shipper:
             if connection is not None:
                 await connection.close()
             await docker.close()
-            await buffer.close()
+            try:
+                await buffer.close()
+            except OSError:
+                if self._storage_failure is None:
+                    raise
+                # The same disk failing again as the buffer closes: reported already.
             if self.http is not None:
                 await self.http.stop()
 
@@ -427,6 +437,8 @@ class Shipper:
                 self._output_problem = str(exc)
 
     async def _save_checkpoints(self, buffer: DiskBuffer, book: CheckpointBook) -> None:
+        if self._storage_failure is not None:
+            return
         snapshot = book.snapshot()
         intake = self._intake
         try:
@@ -445,6 +457,25 @@ class Shipper:
             )
             if intake is not None:
                 intake.open.clear()
+            return
+        except OSError as exc:
+            # After a failed fsync the kernel may have dropped the dirty pages and reports the
+            # error once: a later fsync can succeed over lost data. So no checkpoint is saved
+            # again by this process; the last saved one stays valid, and the next start
+            # re-reads from Docker whatever it covers no longer (the buffer's checksums drop
+            # what did not reach the disk). Stopping loudly is the only safe answer.
+            self._storage_failure = exc
+            telemetry.error(
+                "storage_failed",
+                "Making the disk buffer or checkpoints durable failed; stopping without "
+                "saving checkpoints again. Check the disk, then start the shipper again: it "
+                "resumes from the last saved checkpoints and loses nothing.",
+                error=str(exc),
+                path=str(self.storage),
+            )
+            if intake is not None:
+                intake.open.clear()
+            self.request_stop()
             return
         if intake is not None and not intake.open.is_set():
             telemetry.info("Checkpoints saved again; reading resumes.")

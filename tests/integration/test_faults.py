@@ -544,3 +544,43 @@ async def test_a_backlog_near_dockers_rotation_limit_is_warned_about(
         await asyncio.to_thread(container.remove, force=True)
     es_server.faults.reset()
     await stop_cleanly(shipper)
+
+
+# ----------------------------------------------------------------- 8. the disk fails (EIO)
+
+
+@pytest.mark.timeout(180)
+async def test_a_failed_fsync_stops_the_shipper_and_a_restart_loses_nothing(
+    es_server: Any,
+    docker_client: docker.DockerClient,
+    containers: Any,
+    shipper_factory: Any,
+    tmp_path: Path,
+) -> None:
+    shipper = make_shipper(shipper_factory, es_server)
+    trigger = tmp_path / "fsync-fails"
+    shipper.start(launcher=["-m", "tests.support.failing_fsync", str(trigger)])
+    await asyncio.to_thread(shipper.wait_ready_http)
+    container = await run_container(containers, writer("eio", seconds=6))
+
+    async def some_shipped_and_saved() -> bool:
+        shipped = len(await documents_of(es_server, container.id)) >= 50
+        return shipped and container.id in checkpoints(shipper)
+
+    await wait_until(some_shipped_and_saved, 30, "the first lines and their checkpoint")
+    trigger.touch()
+    assert shipper.process is not None
+    code = await asyncio.to_thread(shipper.process.wait, timeout=30)
+    stderr = shipper.stderr()
+    assert code == 1, stderr[-3000:]
+    assert "durable failed; stopping" in stderr and "Input/output error" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    # No checkpoint was written after the first failed fsync: a later fsync that succeeds
+    # proves nothing about the pages the failed one lost.
+    failed_at = int((tmp_path / "fsync-fails.failed").read_text())
+    assert (shipper.storage / "checkpoints.json").stat().st_mtime_ns <= failed_at
+    # Started again on a working disk, it resumes from the last saved checkpoint.
+    await wait_exit(container)
+    await start_ready(shipper)
+    await assert_shipped_exactly_once(es_server, docker_client, container.id)
+    await stop_cleanly(shipper)

@@ -55,10 +55,17 @@ class ShipperProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self, *extra_args: str, env: dict[str, str] | None = None) -> None:
+    def start(
+        self,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        launcher: list[str] | None = None,
+    ) -> None:
+        """`launcher` replaces `-m shipper` (a module that injects a fault, then runs it)."""
         assert self.process is None or self.process.poll() is not None
         self.starts += 1
-        command = [sys.executable, "-m", "shipper", "run", "--config", str(self.config_path)]
+        entry = launcher or ["-m", "shipper"]
+        command = [sys.executable, *entry, "run", "--config", str(self.config_path)]
         with open(self.stdout_path, "ab") as stdout, open(self.stderr_path, "ab") as stderr:
             # The child inherits its own copies of the descriptors; ours close right away.
             self.process = subprocess.Popen(
