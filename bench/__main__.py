@@ -538,6 +538,15 @@ class Bench:
         self.results.append(result)
         log(json.dumps(result))
 
+    def remove_leftovers(self) -> int:
+        """Removes the containers of an earlier run that was interrupted: the shipper here
+        follows every container with the bench label, so their logs would count as ours."""
+        leftovers = self.client.api.containers(
+            all=True, filters={"label": f"{LABEL}={LABEL_VALUE}"}
+        )
+        self.remove([c["Id"] for c in leftovers])
+        return len(leftovers)
+
     def cleanup(self) -> None:
         self.remove(list(self.created))
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -613,6 +622,8 @@ def main() -> int:
         ).stdout.strip(),
     }
     log(f"machine: {meta['cpu']}, {meta['cores']} cores, load {meta['loadavg_before']}")
+    if leftovers := bench.remove_leftovers():
+        log(f"removed {leftovers} containers an interrupted run left behind")
     try:
         if "ceiling" in scenarios:
             bench.ceiling()
