@@ -458,6 +458,14 @@ class Bench:
                 "open_fds": procstat.open_fds(pid),
                 "followed": shipper.metric("shipper_containers_followed"),
             }
+            # Idle connections to Docker close after aiohttp's 15 s keep-alive: what is still
+            # open then is held, not pooled.
+            time.sleep(16.0)
+            idle = {
+                "rss_mb": procstat.rss_mb(pid),
+                "open_fds": procstat.open_fds(pid),
+                "fd_kinds": procstat.fd_kinds(pid),
+            }
             self.add(
                 f"churn: {rate}/s short-lived containers",
                 mode,
@@ -476,6 +484,7 @@ class Bench:
                     "before": before,
                     "after_all_shipped": after,
                     "after_removal": removed,
+                    "after_idle_16s": idle,
                 },
             )
         finally:

@@ -49,6 +49,26 @@ def open_fds(pid: int) -> int:
         return 0
 
 
+def fd_kinds(pid: int) -> dict[str, int]:
+    """Open descriptors by kind (socket, pipe, anon_inode:[eventpoll], file), to tell a leak
+    from a connection pool."""
+    kinds: dict[str, int] = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return kinds
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        kind = target.split(":", 1)[0] if target.startswith(("socket:", "pipe:")) else target
+        if kind.startswith("/"):
+            kind = "file"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
 def threads(pid: int) -> int:
     return _status_kb(pid, "Threads")
 
