@@ -1,4 +1,4 @@
-"""A container that writes 100x more than another must not delay the other's lines beyond the
+"""A container that writes 1000x more than another must not delay the other's lines beyond the
 bound the README states (about the batch in flight plus flush_interval_s, while the shipper
 keeps up), in both read modes."""
 
@@ -34,7 +34,7 @@ async def test_a_noisy_neighbour_does_not_hold_up_a_quiet_container(
     shipper = shipper_factory(es_server.url, {"docker": {"read_mode": read_mode}})
     shipper.start()
     await asyncio.to_thread(shipper.wait_ready_http)
-    # 100 lines for each quiet one, in bursts, for as long as the quiet one writes.
+    # 1000 lines for each quiet one, in bursts, for as long as the quiet one writes.
     noisy = containers(
         'for s in $(seq 1 40); do for i in $(seq 1 500); do echo "noisy $s $i"; done; '
         "sleep 0.1; done"
