@@ -21,6 +21,7 @@ import ssl
 
 from shipper.commands.secrets import check_secret_files
 from shipper.config import Config, DockerConfig
+from shipper.docker.api import tls_context
 from shipper.errors import ConfigError
 
 
@@ -71,17 +72,7 @@ def check_ca_bundle(key: str, path: str) -> None:
 
 
 def _check_docker_tls(docker: DockerConfig) -> None:
-    # The files DockerClient loads (shipper.docker.api._tls_context), when it loads them.
+    # Loads the files DockerClient loads, when it loads them; a bad one is a ConfigError.
     if docker.host.startswith("unix://") or not docker.cert_path:
         return
-    ca = os.path.join(docker.cert_path, "ca.pem")
-    cert = os.path.join(docker.cert_path, "cert.pem")
-    key = os.path.join(docker.cert_path, "key.pem")
-    context = ssl.create_default_context()
-    try:
-        if os.path.exists(ca):
-            context.load_verify_locations(cafile=ca)
-        if os.path.exists(cert):
-            context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError("docker.cert_path", f"cannot load TLS files: {exc}") from None
+    tls_context(docker.tls_verify, docker.cert_path)

@@ -94,7 +94,7 @@ class DockerClient:
             address = host.split("://", 1)[1].rstrip("/")
             use_tls = tls_verify or bool(cert_path) or host.startswith("https://")
             self._base_url = f"{'https' if use_tls else 'http'}://{address}"
-            ssl_context = _tls_context(tls_verify, cert_path) if use_tls else False
+            ssl_context = tls_context(tls_verify, cert_path) if use_tls else False
             connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context)
         # No total timeout: log and event streams stay open for as long as containers run.
         self._session = aiohttp.ClientSession(
@@ -296,7 +296,7 @@ def _parse_event(raw: Mapping[str, Any]) -> ContainerEvent | None:
     return ContainerEvent(action, str(container_id), time_ns, attributes)
 
 
-def _tls_context(verify: bool, cert_path: str | None) -> ssl.SSLContext:
+def tls_context(verify: bool, cert_path: str | None) -> ssl.SSLContext:
     """TLS as the docker CLI does it: ca.pem, cert.pem, key.pem in DOCKER_CERT_PATH."""
     context = ssl.create_default_context()
     if cert_path:
