@@ -138,12 +138,7 @@ class ContainerFollower:
                     self._until_ns = until
                     with contextlib.suppress(ContainerGone, LogsNotReadable, DockerUnavailable):
                         await self._read_once(dataclasses.replace(meta, running=False))
-                telemetry.info(
-                    "A container started again but is no longer selected (renamed or "
-                    "relabelled); its new run is not shipped.",
-                    container_id=self.container_id[:12],
-                    container_name=meta.name,
-                )
+                self._say_deselected(meta)
                 return
             self._run_started_at = meta.started_at
             try:
@@ -193,13 +188,16 @@ class ContainerFollower:
             return records
         self._until_ns = died_at + 1
         self._deselected = True
+        self._say_deselected(meta)
+        return [r for r in records if r.timestamp_ns <= died_at]
+
+    def _say_deselected(self, meta: ContainerMeta) -> None:
         telemetry.info(
             "A container started again but is no longer selected (renamed or relabelled); "
             "its new run is not shipped.",
             container_id=self.container_id[:12],
             container_name=meta.name,
         )
-        return [r for r in records if r.timestamp_ns <= died_at]
 
     def _deselected_on_restart(self, meta: ContainerMeta) -> bool:
         restarted = bool(self._run_started_at) and meta.started_at != self._run_started_at
