@@ -599,7 +599,7 @@ class Config(_Closed):
 ENV_PREFIX = "SHIPPER_"
 # SHIPPER_* variables that are not config keys: the config file's path, the image's
 # HEALTHCHECK URL (Dockerfile), and the test suite's own settings.
-ENV_NOT_KEYS = frozenset({"SHIPPER_CONFIG", "SHIPPER_HEALTHCHECK_URL"})
+ENV_NOT_KEYS = frozenset({"SHIPPER_CONFIG", "SHIPPER_HEALTHCHECK_URL", "SHIPPER_NATIVE"})
 ENV_IGNORED_PREFIXES = ("SHIPPER_TEST_",)
 _INTERPOLATION = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\})")
 _NULL_WORDS = frozenset({"", "null", "none"})

@@ -32,6 +32,7 @@ from collections import deque
 from typing import Final
 
 from shipper.model import STDERR, STDOUT, LogRecord
+from shipper.native import native
 
 DOCKER_PARTIAL_BYTES: Final = 16 * 1024
 DEFAULT_MAX_LINE_BYTES: Final = 1024 * 1024
@@ -149,6 +150,8 @@ class LogStreamDecoder:
         self._tty_message_ts: int | None = None  # TTY: timestamp of the message being read
         self._tty_message_bytes = 0
         self.invalid_timestamps = 0
+        # What the C hot path needs to build records as `_record` does (see shipper/native.py).
+        self._native_ctx = (LogRecord, container_id, STDOUT, STDERR, ())
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -175,6 +178,9 @@ class LogStreamDecoder:
     # -- multiplexed streams ------------------------------------------------------------------
 
     def _feed_multiplexed(self, chunk: bytes, out: list[LogRecord]) -> None:
+        if native is not None:
+            self._feed_multiplexed_native(chunk, out)
+            return
         data = self._pending + chunk if self._pending else chunk
         pos = 0
         end = len(data)
@@ -253,6 +259,49 @@ class LogStreamDecoder:
         self._newest_ts = newest
         self._second = (second, second_ns)
         self._pending = data[pos:]
+
+    def _feed_multiplexed_native(self, chunk: bytes, out: list[LogRecord]) -> None:
+        """`_feed_multiplexed` with its fast loop in C: the C scan takes every frame in the
+        exact form, and each frame it stops at goes through `_message`, as in the loop above
+        (a frame the Python fast path takes, `_message` turns into the same record)."""
+        assert native is not None
+        data = self._pending + chunk if self._pending else chunk
+        pos = 0
+        end = len(data)
+        max_size = self.max_line_bytes + _API_TIMESTAMP_BYTES + 2
+        while end - pos >= _HEADER_BYTES:
+            if not self._partial and not self._queue:
+                state = self.run_state()
+                pos = native.scan_frames(data, pos, out, self._native_ctx, max_size, state)
+                self.set_run_state(state)
+                if end - pos < _HEADER_BYTES:
+                    break
+            (size,) = _FRAME_SIZE.unpack_from(data, pos + 4)
+            frame_end = pos + _HEADER_BYTES + size
+            if frame_end > end:
+                break
+            stream = STDERR if data[pos] == 2 else STDOUT
+            self._message(stream, data[pos + _HEADER_BYTES : frame_end], out)
+            pos = frame_end
+        self._pending = data[pos:]
+
+    def run_state(self) -> list[int]:
+        """The run counters and newest timestamp as the C hot path takes them (-1: no run)."""
+        run_ts, run_count = self._run_ts, self._run_count
+        return [
+            run_ts.get(STDOUT, -1),
+            run_count.get(STDOUT, 0),
+            run_ts.get(STDERR, -1),
+            run_count.get(STDERR, 0),
+            self._newest_ts,
+        ]
+
+    def set_run_state(self, state: list[int]) -> None:
+        out_ts, out_n, err_ts, err_n, self._newest_ts = state
+        if out_ts >= 0:
+            self._run_ts[STDOUT], self._run_count[STDOUT] = out_ts, out_n
+        if err_ts >= 0:
+            self._run_ts[STDERR], self._run_count[STDERR] = err_ts, err_n
 
     def _message(self, stream: str, payload: bytes, out: list[LogRecord]) -> None:
         space = payload.find(b" ", 0, _TIMESTAMP_MAX_BYTES)

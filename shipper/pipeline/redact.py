@@ -28,6 +28,7 @@ from typing import Any
 
 from shipper.config import RedactionConfig
 from shipper.model import LogRecord
+from shipper.native import native
 from shipper.pipeline.stats import ProcessorStats
 
 REDACTED_FLAG = "redacted"
@@ -107,9 +108,17 @@ class _BatchPrefilter:
         self._lower = tuple(n for p in presets for n in _LOWER_NEEDLES.get(p, ()))
         self._exact = tuple(n for p in presets for n in _EXACT_NEEDLES.get(p, ()))
         self._cards = "credit_card" in presets
+        self._lower_bytes = tuple(needle.encode() for needle in self._lower)
+        self._exact_bytes = tuple(needle.encode() for needle in self._exact)
 
     def candidates(self, messages: list[str]) -> list[int] | None:
         """Indexes of the messages to check, in order; None: check every one."""
+        if native is not None:
+            # The same search message by message in C (ASCII case folding, and the few
+            # characters whose lower case is ASCII or that are digits count as candidates).
+            return native.redaction_candidates(
+                messages, self._lower_bytes, self._exact_bytes, self._cards
+            )
         text = "\n".join(messages)
         lower = text.lower()
         if len(lower) != len(text):

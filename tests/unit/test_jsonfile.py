@@ -137,3 +137,14 @@ def test_a_line_cut_by_a_stop_stays_apart_from_the_next_run_in_both_modes() -> N
     ):
         records = _records(decoder, data, 7)
         assert [(r.message, r.timestamp_ns) for r in records] == expected  # type: ignore[attr-defined]
+
+
+def test_a_lone_surrogate_escape_becomes_a_replacement_character_not_a_crash() -> None:
+    # Go's JSON decoder (the logs API reading this file) gives U+FFFD for it; a str holding
+    # the lone surrogate could not be encoded for the size, the buffer or Elasticsearch.
+    line = b'{"log":"a\\ud800b\\n","stream":"stderr","time":"2026-11-18T11:06:41.5Z"}\n'
+    records = JsonFileDecoder(CID, tty=False).feed(line)
+    ts = parse_timestamp(b"2026-11-18T11:06:41.5Z")
+    assert [(r.timestamp_ns, r.stream, r.message, r.flags, r.size) for r in records] == [
+        (ts, "stderr", "a\ufffdb", (), 5)
+    ]

@@ -27,7 +27,8 @@ from typing import Any
 
 import orjson
 
-from shipper.model import ContainerMeta, LogRecord
+from shipper.model import STDERR, STDOUT, ContainerMeta, LogRecord
+from shipper.native import native
 
 ECS_VERSION = "8.11.0"
 
@@ -64,6 +65,9 @@ class ContainerDocument:
     # Per stream, the whole entry of a plain line: a %-format of (timestamp_ns, seq,
     # "YYYY-MM-DDTHH:MM:SS", nanoseconds, message as JSON, tail), and that tail.
     templates: Mapping[str, tuple[bytes, bytes]]
+    # The same pieces for the C hot path: (action up to the id, id middle and tail per
+    # stream, the stream names), see `encode_plain` in shipper/_native.c.
+    native_parts: tuple[bytes | str, ...] = ()
 
 
 def container_document(
@@ -117,11 +121,23 @@ def container_document(
         )
         for stream, code in _STREAM_CODES.items()
     }
-    return ContainerDocument(meta.id, index, fragment, fields, templates)
+    tails = {stream: template[1] for stream, template in templates.items()}
+    native_parts = (
+        action,
+        id_container + b"o",
+        id_container + b"e",
+        tails[STDOUT],
+        tails[STDERR],
+        STDOUT,
+        STDERR,
+    )
+    return ContainerDocument(meta.id, index, fragment, fields, templates, native_parts)
 
 
 def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
     """Bulk entries (action + document) for records of one container."""
+    if native is not None:
+        return _encode_records_native(records, doc)
     out: list[bytes] = []
     append = out.append
     dumps = orjson.dumps
@@ -141,6 +157,22 @@ def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list
             append(head % (ts, seq, prefix, ts - second_start, dumps(message), tail))
         else:
             append(_full_entry(record, doc))
+    return out
+
+
+def _encode_records_native(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
+    """`encode_records` with the plain-record loop in C; each record it stops at (flags,
+    fields, another stream) is encoded by `_full_entry`, as in the loop above."""
+    assert native is not None
+    batch = records if isinstance(records, list) else list(records)
+    out: list[bytes] = []
+    pos = 0
+    count = len(batch)
+    while pos < count:
+        pos = native.encode_plain(batch, pos, out, doc.native_parts)
+        if pos < count:
+            out.append(_full_entry(batch[pos], doc))
+            pos += 1
     return out
 
 

@@ -1,0 +1,70 @@
+"""The C hot path (`shipper/_native.c`), if it was built and is not turned off.
+
+`SHIPPER_NATIVE=0` in the environment runs the pure-Python path instead: the same records and
+bytes (tests/unit/test_native.py checks that over random input), for debugging and for
+measuring one against the other. Imports nothing of ours but the C module.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Final, Protocol
+
+try:
+    from shipper import _native as _compiled
+except ImportError:  # built without a C compiler: the Python path does the same work
+    _compiled = None  # type: ignore[assignment]
+
+_TURNED_OFF: Final = os.environ.get("SHIPPER_NATIVE", "1").strip().lower() in (
+    "0",
+    "false",
+    "no",
+    "off",
+)
+
+
+class NativeHotPath(Protocol):
+    """What the C module offers (each function is documented in shipper/_native.c)."""
+
+    def scan_frames(
+        self,
+        data: bytes,
+        pos: int,
+        out: list[Any],
+        ctx: tuple[Any, ...],
+        max_size: int,
+        state: list[int],
+        /,
+    ) -> int: ...
+
+    def scan_jsonfile(
+        self,
+        data: bytes,
+        pos: int,
+        out: list[Any],
+        ctx: tuple[Any, ...],
+        since_ns: int,
+        max_bytes: int,
+        tty: bool,
+        state: list[int],
+        /,
+    ) -> int: ...
+
+    def encode_plain(
+        self, records: list[Any], pos: int, out: list[bytes], parts: tuple[Any, ...], /
+    ) -> int: ...
+
+    def redaction_candidates(
+        self,
+        messages: list[str],
+        lower_needles: tuple[bytes, ...],
+        exact_needles: tuple[bytes, ...],
+        cards: bool,
+        /,
+    ) -> list[int]: ...
+
+
+native: Final[NativeHotPath | None] = None if _TURNED_OFF else _compiled
+ACTIVE: Final = native is not None
+
+__all__ = ["ACTIVE", "native"]

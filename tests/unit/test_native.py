@@ -1,0 +1,326 @@
+"""The C hot path against the Python code it stands in for: the same records, the same bytes.
+
+Each test feeds the same random input to the native path and to the pure-Python path (the
+module globals that hold the C module set to None) and asserts identical results: records,
+counters and decoder state, bulk entries, redaction. The inputs mix the common form, which
+the C code takes, with everything it must hand back to Python (partials, odd timestamps,
+invalid UTF-8, escapes, lone surrogates, attrs, non-plain records, tricky Unicode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shipper import native as native_module
+from shipper.config import RedactionConfig
+from shipper.docker import frames, jsonfile
+from shipper.docker.frames import LogStreamDecoder
+from shipper.docker.jsonfile import JsonFileDecoder
+from shipper.model import ContainerMeta, LogRecord
+from shipper.pipeline import redact
+from shipper.pipeline.redact import Redactor, _presets_prefilter
+from shipper.pipeline.stats import ProcessorStats
+from shipper.sinks.elasticsearch import encoder
+from shipper.sinks.elasticsearch.encoder import container_document, encode_records
+
+pytestmark = pytest.mark.skipif(
+    not native_module.ACTIVE, reason="the C hot path is not built (or SHIPPER_NATIVE=0)"
+)
+
+CID = "3f" * 32
+BASE_S = 1_795_000_000
+_MODULES = (frames, jsonfile, encoder, redact)
+
+
+@contextlib.contextmanager
+def pure_python() -> Iterator[None]:
+    saved = [module.native for module in _MODULES]  # type: ignore[attr-defined]
+    for module in _MODULES:
+        module.native = None  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for module, value in zip(_MODULES, saved, strict=True):
+            module.native = value  # type: ignore[attr-defined]
+
+
+def _state(decoder: LogStreamDecoder) -> tuple[Any, ...]:
+    return (
+        dict(decoder._run_ts),
+        dict(decoder._run_count),
+        decoder._newest_ts,
+        decoder.invalid_timestamps,
+        getattr(decoder, "invalid_lines", None),
+        {k: (v[0], v[1], v[2], v[3]) for k, v in decoder._partial.items()},
+        decoder._pending,
+    )
+
+
+def _run(make: Any, data: bytes, cuts: list[int]) -> tuple[list[LogRecord], tuple[Any, ...]]:
+    decoder = make()
+    out: list[LogRecord] = []
+    previous = 0
+    for cut in [*sorted(c % (len(data) + 1) for c in cuts), len(data)]:
+        out += decoder.feed(data[previous:cut])
+        previous = max(previous, cut)
+    state = _state(decoder)
+    out += decoder.finish()
+    return out, state
+
+
+def _both_paths(make: Any, data: bytes, cuts: list[int]) -> list[LogRecord]:
+    native_result = _run(make, data, cuts)
+    with pure_python():
+        python_result = _run(make, data, cuts)
+    assert native_result == python_result
+    for got, want in zip(native_result[0], python_result[0], strict=True):
+        assert type(got) is type(want) is LogRecord
+    return native_result[0]
+
+
+# ---- text that exercises escapes, UTF-8 lengths and the characters the C code treats apart
+
+_tricky = st.sampled_from(
+    ["\n", "\r", "\t", '"', "\\", "/", "\x00", "\x1f", "\x7f", "é", "€", "😀", "\u2028",
+     "İ", "\u212a", "٣", "AKIA", "pass", "KEY", "://", "4111 1111", "12345678", "\ufffd"]
+)  # fmt: skip
+_text = st.lists(st.one_of(st.text(max_size=8), _tricky), max_size=12).map("".join)
+
+
+def _times(draw: Any) -> str:
+    second = BASE_S + draw(st.integers(0, 3))
+    prefix = frames.format_timestamp(second * 1_000_000_000)[:19]
+    kind = draw(st.integers(0, 9))
+    if kind <= 4:  # json-file's own form: trailing zeros trimmed
+        fraction = str(draw(st.integers(0, 999_999_999))).rjust(9, "0").rstrip("0")
+        return f"{prefix}.{fraction}Z" if fraction else f"{prefix}Z"
+    return draw(
+        st.sampled_from(
+            [
+                f"{prefix}.123456789Z",
+                f"{prefix}Z",
+                f"{prefix}.1234567891Z",
+                f"{prefix}.5+01:00",
+                f"{prefix}-02:00",
+                "1969-12-31T23:59:59.5Z",
+                "2026-02-30T00:00:00.1Z",
+                "2026-12-31T23:59:60.1Z",
+                "not a time",
+                f"{prefix}.12a4Z",
+            ]
+        )
+    )
+
+
+@st.composite
+def jsonfile_lines(draw: Any) -> bytes:
+    lines = []
+    for _ in range(draw(st.integers(0, 25))):
+        kind = draw(st.integers(0, 19))
+        log = draw(_text)
+        if draw(st.integers(0, 4)):
+            log += "\n"  # complete; else a partial (or a stopped container's last piece)
+        stream = draw(st.sampled_from(["stdout", "stdout", "stderr", "stdin"]))
+        entry: dict[str, Any] = {"log": log, "stream": stream, "time": _times(draw)}
+        if kind == 0:
+            entry = {
+                "log": log,
+                "stream": stream,
+                "attrs": {"tag": draw(_text)},
+                "time": entry["time"],
+            }
+        if kind == 1:
+            entry = {"stream": stream, "time": entry["time"], "log": log}  # another key order
+        if kind == 2:
+            del entry["stream"]
+        if kind == 3:
+            lines.append(
+                draw(st.sampled_from([b"", b"{", b"1", b'"x"', b"null", b"{}\r", b"\xff\xfe"]))
+            )
+            continue
+        if kind == 4:  # a lone surrogate escape (orjson refuses it) or invalid UTF-8
+            text = json.dumps(entry, separators=(",", ":"))
+            lines.append(text.replace('"log":"', '"log":"\\ud800', 1).encode())
+            continue
+        if kind == 5:
+            raw = orjson.dumps(entry)
+            lines.append(raw.replace(b'"log":"', b'"log":"\xc3(', 1))
+            continue
+        if kind == 6:  # ASCII-only escapes, as other writers do
+            lines.append(json.dumps(entry, separators=(",", ":")).encode())
+            continue
+        if kind == 7:
+            lines.append(json.dumps(entry).encode())  # with spaces
+            continue
+        lines.append(orjson.dumps(entry))
+    return b"".join(line + b"\n" for line in lines)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=jsonfile_lines(),
+    cuts=st.lists(st.integers(0, 10_000), max_size=6),
+    tty=st.booleans(),
+    since_offset=st.integers(-1, 3),
+    max_bytes=st.sampled_from([1024 * 1024, 8, 3, 0]),
+)
+def test_jsonfile_native_matches_python(
+    data: bytes, cuts: list[int], tty: bool, since_offset: int, max_bytes: int
+) -> None:
+    since = 0 if since_offset < 0 else (BASE_S + since_offset) * 1_000_000_000 + 500_000_000
+
+    def make() -> JsonFileDecoder:
+        return JsonFileDecoder(CID, tty=tty, since_ns=since, max_line_bytes=max_bytes)
+
+    _both_paths(make, data, cuts)
+
+
+def test_jsonfile_native_takes_docker_lines_whole() -> None:
+    """The common form is really taken by C (not silently handed back line by line)."""
+    line = (
+        b'{"log":"GET /health 200\\n","stream":"stdout","time":"2026-11-28T04:13:43.517053725Z"}\n'
+    )
+    decoder = JsonFileDecoder(CID, tty=False)
+    state = decoder.run_state()
+    assert native_module.native is not None
+    out: list[LogRecord] = []
+    end = native_module.native.scan_jsonfile(
+        line * 3, 0, out, decoder._native_ctx, 0, 1024, False, state
+    )
+    assert end == len(line) * 3
+    ts = frames.parse_timestamp(b"2026-11-28T04:13:43.517053725Z")
+    assert out == [
+        LogRecord(CID, ts, "stdout", seq, "GET /health 200", (), None, 15) for seq in range(3)
+    ]
+    assert state == [ts, 3, -1, 0, ts]
+
+
+# ---- logs API frames
+
+
+@st.composite
+def api_frames(draw: Any) -> bytes:
+    body = b""
+    for _ in range(draw(st.integers(0, 25))):
+        stream = draw(st.sampled_from([1, 1, 2, 0]))
+        second = BASE_S + draw(st.integers(0, 2))
+        ns = second * 1_000_000_000 + draw(st.sampled_from([0, 1, 999_999_999, 123_456_789]))
+        stamp = frames.format_timestamp(ns).encode()
+        stamp = draw(
+            st.sampled_from(
+                [stamp, stamp, stamp, stamp[:-1] + b"+00:00", b"1969-12-31T23:59:59.000000001Z",
+                 stamp[:20] + b"12345678xZ", b"2026-12-31T23:59:60.000000001Z", b"garbage"]
+            )
+        )  # fmt: skip
+        text = draw(_text).encode("utf-8", "surrogatepass")
+        if draw(st.integers(0, 6)) == 0:
+            text += b"\xff"  # invalid UTF-8
+        if draw(st.integers(0, 4)):
+            text += b"\n"
+        payload = stamp + b" " + text
+        body += bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+    return body
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=api_frames(),
+    cuts=st.lists(st.integers(0, 10_000), max_size=6),
+    max_bytes=st.sampled_from([1024 * 1024, 8, 0]),
+)
+def test_frames_native_matches_python(data: bytes, cuts: list[int], max_bytes: int) -> None:
+    def make() -> LogStreamDecoder:
+        return LogStreamDecoder(CID, tty=False, max_line_bytes=max_bytes)
+
+    _both_paths(make, data, cuts)
+
+
+def test_frames_native_takes_docker_frames_whole() -> None:
+    payload = b"2026-11-28T04:13:43.517053725Z caf\xc3\xa9\n"
+    frame = bytes([2, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+    decoder = LogStreamDecoder(CID, tty=False)
+    state = decoder.run_state()
+    assert native_module.native is not None
+    out: list[LogRecord] = []
+    end = native_module.native.scan_frames(
+        frame * 2 + frame[:5], 0, out, decoder._native_ctx, 99, state
+    )
+    assert end == len(frame) * 2  # the incomplete header is left for the next chunk
+    ts = frames.parse_timestamp(b"2026-11-28T04:13:43.517053725Z")
+    assert out == [LogRecord(CID, ts, "stderr", seq, "café", (), None, 5) for seq in range(2)]
+
+
+# ---- the encoder
+
+_records = st.builds(
+    LogRecord,
+    container_id=st.just(CID),
+    timestamp_ns=st.one_of(
+        st.integers(BASE_S * 10**9, (BASE_S + 5) * 10**9),
+        st.sampled_from([0, -1, 253402300799 * 10**9 + 5, 253402300800 * 10**9, 2**63 - 1]),
+    ),
+    stream=st.sampled_from(["stdout", "stdout", "stderr", "stdin"]),
+    seq=st.one_of(st.integers(0, 3), st.sampled_from([2**40, 2**63 - 1, 2**64, -1])),
+    message=st.one_of(_text, st.just("\ud800 lone")),
+    flags=st.sampled_from([(), (), (), ("truncated",), ("invalid_utf8", "redacted")]),
+    fields=st.sampled_from([None, None, None, {"http.status": 200}]),
+    size=st.integers(0, 10),
+)
+
+
+def _encode(records: list[LogRecord]) -> Any:
+    meta = ContainerMeta(
+        id=CID, name="web%1", image="nginx:1.27", labels={"com.docker.compose.project": "p%s"}
+    )
+    doc = container_document(meta, index="logs-docker-default", host_name="h")
+    try:
+        return encode_records(records, doc)
+    except Exception as exc:
+        return type(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_records, max_size=20))
+def test_encoder_native_matches_python(records: list[LogRecord]) -> None:
+    native_entries = _encode(records)
+    with pure_python():
+        python_entries = _encode(records)
+    assert native_entries == python_entries
+    if isinstance(python_entries, list) and records:
+        assert all(json.loads(entry.split(b"\n")[1]) for entry in python_entries)
+
+
+# ---- redaction
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_text, min_size=2, max_size=15))
+def test_redaction_candidates_cover_the_prefilter_and_redaction_matches(
+    messages: list[str],
+) -> None:
+    config = RedactionConfig()
+    assert native_module.native is not None
+    could_match = _presets_prefilter(config.presets)
+    batch = redact._BatchPrefilter(config.presets)
+    candidates = set(batch.candidates(messages) or range(len(messages)))
+    assert {i for i, message in enumerate(messages) if could_match(message)} <= candidates
+    records = [LogRecord(CID, i, "stdout", 0, m, (), None, len(m)) for i, m in enumerate(messages)]
+    native_out = Redactor(config, ProcessorStats()).apply(records)
+    with pure_python():
+        python_out = Redactor(config, ProcessorStats()).apply(records)
+    assert native_out == python_out
+
+
+def test_redaction_candidates_are_exact_for_ascii() -> None:
+    batch = redact._BatchPrefilter(RedactionConfig().presets)
+    messages = ["plain", "my PassWord=x", "id 12345678", "card 4111-1111", "ok", "x://y@z",
+                "AKIAXXXX", "akia", "K\u212aey", "İ"]  # fmt: skip
+    assert batch.candidates(messages) == [1, 2, 3, 5, 6, 8, 9]
