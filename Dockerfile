@@ -25,11 +25,15 @@ RUN python3 -m venv /opt/shipper \
  && if ls dist/wheels/shipper-*.whl >/dev/null 2>&1; then \
         /opt/shipper/bin/pip install --no-index --find-links dist/wheels shipper; \
     else \
-        /opt/shipper/bin/pip install .; \
+        # A C compiler for the hot path (shipper/_native.c); without one the build still
+        # succeeds and the shipper runs its pure-Python path, only slower.
+        (command -v gcc >/dev/null || (apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev) || true) \
+        && /opt/shipper/bin/pip install .; \
     fi \
  && /opt/shipper/bin/pip uninstall --yes pip \
  && rm -rf /opt/shipper/bin/[Aa]ctivate* \
- && /opt/shipper/bin/shipper --version
+ && /opt/shipper/bin/shipper --version \
+ && /opt/shipper/bin/python -c 'import shipper.native as n; print("native hot path:", n.ACTIVE)'
 
 # ---- runtime: the base image plus the virtualenv, running as an unprivileged user ----
 FROM ${BASE_IMAGE}

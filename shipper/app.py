@@ -28,6 +28,7 @@ from shipper.docker.own_container import detect_own_container, own_pod_uid
 from shipper.errors import ConfigError, DiskFullError
 from shipper.http import HttpServer
 from shipper.model import ContainerMeta, LogRecord
+from shipper.native import ACTIVE as NATIVE_HOT_PATH
 from shipper.pipeline.metadata import container_fields
 from shipper.sinks.console.sink import ConsoleSink
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection, RequestFailed
@@ -329,6 +330,7 @@ class Shipper:
                 docker_host=config.docker.host,
                 storage_path=str(self.storage),
                 host_name=host_name,
+                native_hot_path=NATIVE_HOT_PATH,  # False: built without a C compiler, or off
             )
 
             async def run_sink() -> None:
