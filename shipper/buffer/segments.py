@@ -395,7 +395,7 @@ class SegmentQueue:
             return True
         return False
 
-    def write_prepared(self, data: bytes, count: int) -> None:
+    def write_prepared(self, data: bytes | bytearray, count: int) -> None:
         """Writes framed blocks holding `count` entries to the write segment with one pwrite;
         DiskFullError on ENOSPC / EDQUOT, after which the segment is as it was before."""
         segment = self._write
@@ -768,7 +768,7 @@ def _zero_tail(fd: int, start: int, size: int) -> bool:
     return True
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def _pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
     view = memoryview(data)
     done = 0
     while done < len(data):
