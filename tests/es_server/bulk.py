@@ -380,14 +380,15 @@ def _update(store: Store, index: Index, doc_id: str | None, raw: bytes) -> dict[
 _CONTAINER_ID_KEY = b'"container":{"id":"'
 
 
-def _container_id(document: bytes) -> bytes | None:
-    """``container.id`` of a shipper document, found without parsing it (orjson writes it as
-    ``"container":{"id":"..."``, first key first); None for any other document."""
-    start = document.find(_CONTAINER_ID_KEY)
-    if start < 0:
+def _container_id(body: bytes, start: int, end: int) -> bytes | None:
+    """``container.id`` of the shipper document in body[start:end], found without parsing it
+    (orjson writes it as ``"container":{"id":"..."``, first key first); None for any other."""
+    at = body.find(_CONTAINER_ID_KEY, start, end)
+    if at < 0:
         return None
-    start += len(_CONTAINER_ID_KEY)
-    return document[start : document.find(b'"', start)]
+    at += len(_CONTAINER_ID_KEY)
+    close = body.find(b'"', at, end)
+    return body[at : close if close >= 0 else end]
 
 
 def _count_containers(ids: list[bytes | None], stats: Stats) -> None:
@@ -420,8 +421,9 @@ def count_bulk(
     Any other filter is applied by the HTTP layer to the full response.
     """
     short = filter_set(filter_path) == STATUS_FILTER
-    lines = _split_lines(body)
-    if len(lines) % 2:
+    if not body:
+        _split_lines(body)  # raises what a bulk without a body gets
+    if not body.endswith(b"\n") or body.count(b"\n") % 2:
         raise illegal_argument("The bulk request must be terminated by a newline [\\n]")
     parts: list[bytes] = []
     append = parts.append
@@ -435,7 +437,17 @@ def count_bulk(
     created = 0
     conflicts = 0
     containers: list[bytes | None] = []
-    for line_no, (line, document) in enumerate(zip(lines[0::2], lines[1::2], strict=True)):
+    # Positions, not `body.split`: the documents are never copied out of the body (at
+    # ~600 bytes each, the copies were a third of this loop's time); only the container id
+    # is read from them, in place.
+    find = body.find
+    pos = 0
+    for line_no in range(body.count(b"\n") // 2):
+        action_end = find(b"\n", pos)
+        line = body[pos:action_end]
+        document_start = action_end + 1
+        document_end = find(b"\n", document_start)
+        pos = document_end + 1
         action = loads(line)
         meta = action.get("create")
         op = "create"
@@ -493,7 +505,7 @@ def count_bulk(
         index.count = seq + 1
         created += 1
         if count_containers:
-            containers.append(_container_id(document))
+            containers.append(_container_id(body, document_start, document_end))
         if short:
             append(prefix + b"201}}")
         else:
