@@ -7,20 +7,9 @@ measuring one against the other. Imports nothing of ours but the C module.
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any, Final, Protocol
-
-try:
-    from shipper import _native as _compiled
-except ImportError:  # built without a C compiler: the Python path does the same work
-    _compiled = None  # type: ignore[assignment]
-
-_TURNED_OFF: Final = os.environ.get("SHIPPER_NATIVE", "1").strip().lower() in (
-    "0",
-    "false",
-    "no",
-    "off",
-)
+from typing import Any, Final, Protocol, cast
 
 
 class NativeHotPath(Protocol):
@@ -64,7 +53,18 @@ class NativeHotPath(Protocol):
     ) -> list[int]: ...
 
 
-native: Final[NativeHotPath | None] = None if _TURNED_OFF else _compiled
+def _load() -> NativeHotPath | None:
+    if os.environ.get("SHIPPER_NATIVE", "1").strip().lower() in {"0", "false", "no", "off"}:
+        return None
+    try:
+        module = importlib.import_module("shipper._native")
+    except ImportError:  # built without a C compiler: the Python path does the same work
+        return None
+    # The module's functions are the protocol's (a compiled module has no types of its own).
+    return cast(NativeHotPath, module)
+
+
+native: Final = _load()
 ACTIVE: Final = native is not None
 
 __all__ = ["ACTIVE", "native"]

@@ -202,9 +202,10 @@ def encode_blocks(
     payload, then the blocks joined) cost more than framing itself (measured: 0.7 -> 0.2 µs
     per entry).
     """
+    all_lengths = list(map(len, entries))
     cuts = []
     start = size = 0
-    for index, length in enumerate(map(len, entries)):
+    for index, length in enumerate(all_lengths):
         if index > start and (index - start >= max_entries or size + length > max_bytes):
             cuts.append((start, index))
             start, size = index, 0
@@ -216,7 +217,7 @@ def encode_blocks(
     for first, stop in cuts:
         block = entries[first:stop]
         count = len(block)
-        lengths = list(map(len, block))
+        lengths = all_lengths[first:stop]
         payload_length = sum(lengths) + ENTRY_OVERHEAD * (count + 1)
         if payload_length > MAX_RECORD_BYTES:
             raise PermanentError(f"a block is larger than {MAX_RECORD_BYTES} bytes")

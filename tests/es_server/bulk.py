@@ -61,11 +61,15 @@ def filter_set(expression: str | None) -> frozenset[str] | None:
     return frozenset(p.strip() for p in expression.split(",") if p.strip())
 
 
-def _split_lines(body: bytes) -> list[bytes]:
+def _check_body(body: bytes) -> None:
     if not body:
         raise EsError(400, "parse_exception", "request body is required")
     if not body.endswith(b"\n"):
         raise illegal_argument("The bulk request must be terminated by a newline [\\n]")
+
+
+def _split_lines(body: bytes) -> list[bytes]:
+    _check_body(body)
     return body.split(b"\n")[:-1]
 
 
@@ -421,9 +425,8 @@ def count_bulk(
     Any other filter is applied by the HTTP layer to the full response.
     """
     short = filter_set(filter_path) == STATUS_FILTER
-    if not body:
-        _split_lines(body)  # raises what a bulk without a body gets
-    if not body.endswith(b"\n") or body.count(b"\n") % 2:
+    _check_body(body)
+    if body.count(b"\n") % 2:
         raise illegal_argument("The bulk request must be terminated by a newline [\\n]")
     parts: list[bytes] = []
     append = parts.append
