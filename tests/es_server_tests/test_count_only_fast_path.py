@@ -1,0 +1,188 @@
+"""The count-only server's whole-list path gives what its per-item loop gives.
+
+`count_bulk` answers the shipper's usual bulk (plain creates into one index, new ids) in
+whole-list passes and everything else in the per-item loop. Each case here runs the same
+sequence of bulks through two fresh stores, one with the whole-list path and one without, and
+compares every response byte and every counter. The canonical bulk must take the whole-list
+path (else the comparison would prove nothing); its perturbations must fall back wherever the
+answer differs from a plain success.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.es_server import bulk as bulk_module
+from tests.es_server.bulk import STATUS_FILTER, count_bulk
+from tests.es_server.errors import EsError
+from tests.es_server.faults import Stats
+from tests.es_server.store import Store
+
+SHORT = ",".join(sorted(STATUS_FILTER))
+INDEX = "logs-docker-default"
+
+
+def action(doc_id: str, index: str = INDEX, op: str = "create") -> bytes:
+    return orjson.dumps({op: {"_index": index, "_id": doc_id}})
+
+
+def document(container: str, message: str = "hello") -> bytes:
+    return orjson.dumps(
+        {"@timestamp": "2026-12-02T00:00:00Z", "container": {"id": container}, "message": message}
+    )
+
+
+def bulk_body(*pairs: tuple[bytes, bytes]) -> bytes:
+    return b"".join(a + b"\n" + d + b"\n" for a, d in pairs)
+
+
+def outcome(store: Store, stats: Stats, body: bytes, filter_path: str | None) -> Any:
+    try:
+        response = bytes(count_bulk(store, body, None, stats, True, True, filter_path))
+    except EsError as exc:
+        response = b"error %d %s" % (exc.status, str(exc.inner()).encode())
+    for index in store.indices.values():
+        response = response.replace(index.uuid.encode(), b"<uuid>")
+    return response
+
+
+def state(store: Store, stats: Stats) -> Any:
+    return (
+        dict(stats.items_by_status),
+        dict(stats.items_by_container),
+        {name: (i.count, i.seq_no, sorted(i.ids)) for name, i in store.indices.items()},
+    )
+
+
+def compare(bodies: list[bytes], filter_path: str | None, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Runs `bodies` both ways; returns how many the whole-list path answered."""
+    taken = 0
+    real = bulk_module._count_uniform_creates
+
+    def counting(*args: Any) -> bytes | None:
+        nonlocal taken
+        answer = real(*args)
+        taken += answer is not None
+        return answer
+
+    fast_store, fast_stats = Store(9), Stats()
+    loop_store, loop_stats = Store(9), Stats()
+    fast, loop = [], []
+    with monkeypatch.context() as patch:
+        patch.setattr(bulk_module, "_count_uniform_creates", counting)
+        patch.setattr(bulk_module, "_counter", itertools.count())  # the same generated ids
+        fast = [outcome(fast_store, fast_stats, body, filter_path) for body in bodies]
+    with monkeypatch.context() as patch:
+        patch.setattr(bulk_module, "_count_uniform_creates", lambda *args: None)
+        patch.setattr(bulk_module, "_counter", itertools.count())
+        loop = [outcome(loop_store, loop_stats, body, filter_path) for body in bodies]
+    assert fast == loop
+    assert state(fast_store, fast_stats) == state(loop_store, loop_stats)
+    return taken
+
+
+@pytest.mark.parametrize("filter_path", [SHORT, None])
+def test_the_shippers_bulk_takes_the_whole_list_path(
+    filter_path: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = bulk_body(*[(action(f"id-{i}"), document("c1" if i % 3 else "c2")) for i in range(7)])
+    second = bulk_body(*[(action(f"id-{i}"), document("c1")) for i in range(7, 10)])
+    assert compare([first, second], filter_path, monkeypatch) == 2
+    store, stats = Store(9), Stats()
+    response = orjson.loads(bytes(count_bulk(store, first, None, stats, True, True, filter_path)))
+    assert response["errors"] is False
+    assert [item["create"]["status"] for item in response["items"]] == [201] * 7
+    if filter_path is None:
+        assert [item["create"]["_seq_no"] for item in response["items"]] == list(range(7))
+        assert response["items"][3]["create"]["_id"] == "id-3"
+    assert stats.items_by_container == {"c1": 4, "c2": 3}
+    assert store.indices[next(iter(store.indices))].count == 7
+
+
+PERTURBATIONS: dict[str, bytes] = {
+    "duplicate within the bulk": bulk_body(
+        (action("a"), document("c")), (action("a"), document("c"))
+    ),
+    "index op": bulk_body((action("a"), document("c")), (action("b", op="index"), document("c"))),
+    "two indices": bulk_body(
+        (action("a"), document("c")), (action("b", index="other"), document("c"))
+    ),
+    "escaped id": bulk_body((action("a"), document("c")), (action('q"uote'), document("c"))),
+    "unicode escape id": bulk_body(
+        (action("a"), document("c")),
+        (b'{"create":{"_index":"%s","_id":"\\u0041"}}' % INDEX.encode(), document("c")),
+    ),
+    "control character": bulk_body(
+        (action("a"), document("c")),
+        (b'{"create":{"_index":"%s","_id":"x\ty"}}' % INDEX.encode(), document("c")),
+    ),
+    "invalid utf-8 id": bulk_body(
+        (action("a"), document("c")),
+        (b'{"create":{"_index":"%s","_id":"\xff"}}' % INDEX.encode(), document("c")),
+    ),
+    "no id": bulk_body((b'{"create":{"_index":"%s"}}' % INDEX.encode(), document("c"))),
+    "extra key": bulk_body(
+        (action("a"), document("c")),
+        (b'{"create":{"_index":"%s","_id":"b","routing":"r"}}' % INDEX.encode(), document("c")),
+    ),
+    "spaces": bulk_body(
+        (action("a"), document("c")),
+        (b'{"create": {"_index":"%s","_id":"b"}}' % INDEX.encode(), document("c")),
+    ),
+    "missing document": bulk_body((action("a"), document("c"))) + action("b") + b"\n",
+    "bad index name": bulk_body((action("a", index="UPPER"), document("c"))),
+    "empty index": bulk_body((action("a", index=""), document("c"))),
+    "no container": bulk_body((action("a"), b'{"message":"m"}'), (action("b"), document("c"))),
+    "two containers in one document": bulk_body(
+        (action("a"), b'{"container":{"id":"x"},"y":{"container":{"id":"z"}}}'),
+        (action("b"), b"{}"),
+    ),
+}
+
+
+@pytest.mark.parametrize("filter_path", [SHORT, None])
+@pytest.mark.parametrize("case", sorted(PERTURBATIONS))
+def test_other_bulks_give_the_same_answer_either_way(
+    case: str, filter_path: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a canonical bulk, so that ids already stored count as duplicates too.
+    canonical = bulk_body((action("seen"), document("c")))
+    compare([canonical, PERTURBATIONS[case], canonical], filter_path, monkeypatch)
+
+
+_ids = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(
+            st.tuples(
+                _ids,
+                st.sampled_from([INDEX, "logs-other-default"]),
+                st.sampled_from(["create", "create", "create", "index"]),
+                st.sampled_from(["c1", "c2", 'q"c']),
+            ),
+            min_size=1,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    short=st.booleans(),
+)
+def test_random_bulks_give_the_same_answer_either_way(
+    batches: list[list[tuple[str, str, str, str]]], short: bool
+) -> None:
+    bodies = [
+        bulk_body(*[(action(i, index, op), document(c)) for i, index, op, c in batch])
+        for batch in batches
+    ]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compare(bodies, SHORT if short else None, monkeypatch)
