@@ -12,8 +12,8 @@ built-in ``logs`` template sets ``index.default_pipeline: logs@default-pipeline`
 from __future__ import annotations
 
 import itertools
+import operator
 import os
-import re
 import time
 from collections import Counter
 from typing import Any
@@ -409,7 +409,19 @@ _id_prefix = os.urandom(6).hex()
 # An _id that needs no JSON unescaping and is valid in a JSON string as it is: no quote,
 # backslash or control character (the rest is checked by decoding it as UTF-8).
 _NEEDS_PARSING = bytes(range(0x20)) + b'"\\'
-_CONTAINER_ID = re.compile(rb'"container":\{"id":"([^"]*)"')
+
+
+def _container_ids(documents: list[bytes]) -> list[bytes | None]:
+    """``_container_id`` of each document, in C-level passes (a third of the server's time
+    went to finding them one by one)."""
+    key_at = list(map(bytes.find, documents, itertools.repeat(_CONTAINER_ID_KEY)))
+    if -1 in key_at:
+        return [_container_id(document, 0, len(document)) for document in documents]
+    starts = list(map(operator.add, key_at, itertools.repeat(len(_CONTAINER_ID_KEY))))
+    ends = list(map(bytes.find, documents, itertools.repeat(b'"'), starts))
+    if -1 in ends:
+        return [_container_id(document, 0, len(document)) for document in documents]
+    return list(map(operator.getitem, documents, map(slice, starts, ends)))
 
 
 def _count_uniform_creates(
@@ -472,13 +484,7 @@ def _count_uniform_creates(
     index.count = index.seq_no = first_seq + len(doc_ids)
     stats.items_by_status[201] += len(doc_ids)
     if count_containers:
-        documents = lines[1:-1:2]
-        found = list(map(_CONTAINER_ID.search, documents))
-        containers = [
-            match[1] if match else _container_id(document, 0, len(document))
-            for match, document in zip(found, documents, strict=True)
-        ]
-        _count_containers(containers, stats)
+        _count_containers(_container_ids(lines[1:-1:2]), stats)
     if short:
         items = b",".join(itertools.repeat(b'{"create":{"status":201}}', len(doc_ids)))
         return Raw(b'{"errors":false,"items":[%s]}' % items)
