@@ -30,6 +30,7 @@ class Response:
     status: int
     body: Any  # parsed JSON, raw bytes for anything else, None when empty
     headers: CIMultiDictProxy[str]  # case-insensitive, like HTTP: real ES sends lowercase names
+    raw: bytes = b""  # the body as it came (inflated)
 
 
 class ProbeError(RuntimeError):
@@ -110,7 +111,7 @@ class Probe:
                 body = orjson.loads(raw)
             elif not raw:
                 body = None
-            return Response(resp.status, body, resp.headers)
+            return Response(resp.status, body, resp.headers, raw)
 
     async def refresh(self, index: str) -> None:
         await self.request("POST", f"/{index}/_refresh?ignore_unavailable=true")

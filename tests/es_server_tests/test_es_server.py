@@ -23,6 +23,8 @@ import orjson
 import pytest
 from elasticsearch import AsyncElasticsearch, AuthenticationException, BadRequestError
 
+from shipper.sinks.elasticsearch.client import BULK_PARAMS
+from shipper.sinks.elasticsearch.response import all_created_count
 from tests.es_server import EsTestServer
 from tests.es_server.app import filter_path
 from tests.es_server.probe import Response
@@ -350,6 +352,26 @@ async def test_corrupt_gzip_body_closes_the_connection(es_server: Any, body: byt
         await bulk(es_server, body, **{"Content-Encoding": "gzip"})
     status, _ = await es_server.probe().request("GET", "/")
     assert status == 200
+
+
+async def test_the_all_created_answer_is_what_the_shipper_recognises(
+    es_server: Any, uid: str
+) -> None:
+    # The shipper takes this answer unparsed when it is byte for byte the expected one: the
+    # server (real or test) must write exactly that, or every bulk falls back to parsing.
+    name = f"ok-{uid}"
+    body = ndjson(
+        *[
+            line
+            for i in range(3)
+            for line in ({"create": {"_index": name, "_id": str(i)}}, {"a": i})
+        ]
+    )
+    resp = await bulk(es_server, body, "?filter_path=" + BULK_PARAMS["filter_path"])
+    assert resp.raw == b'{"errors":false,"items":[%s]}' % b",".join(
+        [b'{"create":{"status":201}}'] * 3
+    )
+    assert all_created_count(resp.raw) == 3
 
 
 async def test_bulk_filter_path_prunes_like_elasticsearch(es_server: Any, uid: str) -> None:
