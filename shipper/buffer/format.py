@@ -64,6 +64,8 @@ same in versions 1 and 2 and carry version 1.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -203,14 +205,7 @@ def encode_blocks(
     per entry).
     """
     all_lengths = list(map(len, entries))
-    cuts = []
-    start = size = 0
-    for index, length in enumerate(all_lengths):
-        if index > start and (index - start >= max_entries or size + length > max_bytes):
-            cuts.append((start, index))
-            start, size = index, 0
-        size += length
-    cuts.append((start, len(entries)))
+    cuts = _cuts(all_lengths, max_entries, max_bytes)
     parts: list[bytes] = []
     layout: list[tuple[int, int]] = []  # (offset of the frame, payload length) per block
     offset = 0
@@ -236,6 +231,29 @@ def encode_blocks(
         _FRAME.pack_into(data, frame, payload_length, crc, time_ms)
     view.release()
     return data, len(layout)
+
+
+def _cuts(lengths: list[int], max_entries: int, max_bytes: int) -> list[tuple[int, int]]:
+    """[start, stop) of each block: a block ends before the entry that would make it hold more
+    than `max_entries` entries or `max_bytes` bytes, and holds at least one entry.
+
+    Found by bisecting the running total rather than walking the entries: a loop per entry
+    here was a tenth of the buffer's append time.
+    """
+    count = len(lengths)
+    ends = list(itertools.accumulate(lengths))  # ends[i]: bytes of entries 0..i
+    if count <= max_entries and ends[-1] <= max_bytes:
+        return [(0, count)]
+    cuts = []
+    start = 0
+    while start < count:
+        base = ends[start - 1] if start else 0
+        # The first entry whose end passes the byte limit does not fit (unless it is first).
+        stop = bisect.bisect_right(ends, base + max_bytes, start)
+        stop = min(max(stop, start + 1), start + max_entries, count)
+        cuts.append((start, stop))
+        start = stop
+    return cuts
 
 
 def encode_v1_records(entries: Sequence[bytes], time_ms: int) -> bytes:
