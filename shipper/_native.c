@@ -767,18 +767,25 @@ static PyObject *encode_plain(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 /* ---- redaction_candidates --------------------------------------------------------------- */
 
-/* Up to 32 needles, searched in one pass: for each byte, the needles that may start there. */
+/* Up to 32 needles, searched in one pass: for each byte, the needles that may start there,
+ * and for each byte, the needles whose second byte it may be. Most positions of ordinary text
+ * start some needle ('p', 's', 't', ...) but few start one of their bigrams: the AND of the two
+ * masks rejects them with two lookups instead of a compare per needle. */
 typedef struct {
     const unsigned char *bytes[32];
     Py_ssize_t len[32];
     int fold[32];
     uint32_t starting[256];
+    uint32_t second[256]; /* one-byte needles have their bit set for every byte */
+    uint32_t single;      /* the one-byte needles */
 } Needles;
 
 static unsigned char fold_ascii(unsigned char c) { return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c; }
 
 static int needles_load(Needles *nd, PyObject *lower, PyObject *exact) {
     memset(nd->starting, 0, sizeof(nd->starting));
+    memset(nd->second, 0, sizeof(nd->second));
+    nd->single = 0;
     int count = 0;
     PyObject *sets[2] = {lower, exact};
     for (int set = 0; set < 2; set++) {
@@ -794,49 +801,56 @@ static int needles_load(Needles *nd, PyObject *lower, PyObject *exact) {
             nd->fold[count] = set == 0;
             nd->starting[b[0]] |= 1u << count;
             if (set == 0 && b[0] >= 'a' && b[0] <= 'z') nd->starting[b[0] - 32] |= 1u << count;
+            if (nd->len[count] == 1) {
+                nd->single |= 1u << count;
+                for (int c = 0; c < 256; c++) nd->second[c] |= 1u << count;
+            } else {
+                nd->second[b[1]] |= 1u << count;
+                if (set == 0 && b[1] >= 'a' && b[1] <= 'z') nd->second[b[1] - 32] |= 1u << count;
+            }
             count++;
         }
     }
     return 0;
 }
 
-static int any_needle(const Needles *nd, const unsigned char *s, Py_ssize_t n) {
+/* Whether a needle occurs in s[0:n] (lower needles: ignoring ASCII case), or, with cards, a
+ * card-like run of digits starts: 8 digits, or 4 digits, a space or dash, 4 digits (what
+ * _BatchPrefilter's shape search looks for). One pass for both. */
+static int any_candidate(const Needles *nd, const unsigned char *s, Py_ssize_t n, int cards) {
+    Py_ssize_t run = 0; /* digits in a row */
     for (Py_ssize_t i = 0; i < n; i++) {
-        uint32_t m = nd->starting[s[i]];
+        unsigned char c = s[i];
+        if (cards) {
+            if (c >= '0' && c <= '9') {
+                if (++run >= 8) return 1;
+                if (run >= 4 && i + 5 < n && (s[i + 1] == ' ' || s[i + 1] == '-')) {
+                    int ok = 1;
+                    for (int j = 2; j <= 5; j++)
+                        if (s[i + j] < '0' || s[i + j] > '9') ok = 0;
+                    if (ok) return 1;
+                }
+            } else {
+                run = 0;
+            }
+        }
+        uint32_t m = nd->starting[c];
+        if (!m) continue;
+        m &= i + 1 < n ? nd->second[s[i + 1]] : nd->single;
         while (m) {
             int k = __builtin_ctz(m);
             m &= m - 1;
             Py_ssize_t len = nd->len[k];
             if (i + len > n) continue;
             const unsigned char *needle = nd->bytes[k];
-            Py_ssize_t j = 1;
+            Py_ssize_t j = 2; /* the first two bytes matched (masks) */
+            if (len < 2) return 1;
             if (nd->fold[k]) {
                 while (j < len && fold_ascii(s[i + j]) == needle[j]) j++;
             } else {
                 while (j < len && s[i + j] == needle[j]) j++;
             }
             if (j == len) return 1;
-        }
-    }
-    return 0;
-}
-
-/* "Could a credit card number start here": 8 digits, or 4 digits, a space or dash, 4 digits
- * (what _BatchPrefilter's shape search looks for). */
-static int card_like(const unsigned char *s, Py_ssize_t n) {
-    Py_ssize_t run = 0; /* digits in a row */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        if (c >= '0' && c <= '9') {
-            if (++run >= 8) return 1;
-            if (run >= 4 && i + 5 < n && (s[i + 1] == ' ' || s[i + 1] == '-')) {
-                int ok = 1;
-                for (int j = 2; j <= 5; j++)
-                    if (s[i + j] < '0' || s[i + j] > '9') ok = 0;
-                if (ok) return 1;
-            }
-        } else {
-            run = 0;
         }
     }
     return 0;
@@ -892,8 +906,7 @@ static PyObject *redaction_candidates(PyObject *self, PyObject *const *args, Py_
                 candidate = 1;
             }
         }
-        if (!candidate) candidate = any_needle(&needles, s, n);
-        if (!candidate && cards) candidate = card_like(s, n);
+        if (!candidate) candidate = any_candidate(&needles, s, n, cards);
         if (candidate) {
             PyObject *index = PyLong_FromSsize_t(i);
             if (index == NULL || PyList_Append(result, index) < 0) {

@@ -319,6 +319,39 @@ def test_redaction_candidates_cover_the_prefilter_and_redaction_matches(
     assert native_out == python_out
 
 
+# Pieces of every needle in both cases, cut anywhere, with digits, separators and filler: the
+# C search (two-byte masks, one pass with the card shapes) must find exactly what the Python
+# search finds in ASCII text, wherever a needle starts or ends (the last byte included).
+_NEEDLE_PIECES = [
+    piece
+    for needle in (*redact._LOWER_NEEDLES["key_value"], *redact._LOWER_NEEDLES["authorization"],
+                   *redact._EXACT_NEEDLES["aws_access_key"], *redact._EXACT_NEEDLES["url_password"])
+    for word in (needle, needle.upper(), needle.capitalize())
+    for piece in (word, word[:1], word[:2], word[1:], word[:-1])
+]  # fmt: skip
+_ascii_text = st.lists(
+    st.one_of(
+        st.sampled_from(_NEEDLE_PIECES),
+        st.sampled_from(["1234", "5678", " ", "-", "x", "0", "99999999", ":", "/"]),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=4),
+    ),
+    max_size=10,
+).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_ascii_text, min_size=2, max_size=12), st.booleans())
+def test_redaction_candidates_equal_the_python_search_for_ascii(
+    messages: list[str], cards: bool
+) -> None:
+    presets = [p for p in RedactionConfig().presets if cards or p != "credit_card"]
+    batch = redact._BatchPrefilter(presets)
+    native_candidates = batch.candidates(messages)
+    with pure_python():
+        python_candidates = redact._BatchPrefilter(presets).candidates(messages)
+    assert native_candidates == python_candidates
+
+
 def test_redaction_candidates_are_exact_for_ascii() -> None:
     batch = redact._BatchPrefilter(RedactionConfig().presets)
     messages = ["plain", "my PassWord=x", "id 12345678", "card 4111-1111", "ok", "x://y@z",
