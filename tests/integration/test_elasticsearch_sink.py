@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from shipper.model import ContainerMeta, LogRecord
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
 from shipper.sinks.elasticsearch.encoder import container_document, encode_records, index_of
+from shipper.sinks.elasticsearch.response import CREATED_ITEM
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from tests.es_server import bulk as es_bulk
 from tests.es_server.app import EsTestServer
@@ -164,6 +166,26 @@ def stored(server: EsTestServer, name: str) -> list[dict[str, Any]]:
         return server.documents(name)
     except Exception:
         return []
+
+
+async def test_the_all_created_answer_comes_through_the_client_unparsed(es_server: Any) -> None:
+    """Through the official client and the server's real bytes (test server, or a real cluster
+    with SHIPPER_TEST_ES_URL): all stored -> the shared item, unparsed; any failure -> parsed."""
+    uid = uuid.uuid4().hex[:8]
+    connection = ElasticsearchConnection(es_config(es_server))
+    try:
+        await connection.connect()
+        body = b"".join(entries_of(f"c{uid}", 20, index=f"logs-unparsed{uid}-default"))
+        first = await connection.bulk(body)
+        assert first["errors"] is False
+        assert len(first["items"]) == 20
+        assert all(item is CREATED_ITEM for item in first["items"])
+        again = await connection.bulk(body)  # the same _ids: every create conflicts
+        assert again["errors"] is True
+        assert [item["create"]["status"] for item in again["items"]] == [409] * 20
+        assert not any(item is CREATED_ITEM for item in again["items"])
+    finally:
+        await connection.close()
 
 
 @pytest.mark.es_in_process  # faults and the store are injected in process
