@@ -242,7 +242,7 @@ def _cuts(lengths: list[int], max_entries: int, max_bytes: int) -> list[tuple[in
     """
     count = len(lengths)
     ends = list(itertools.accumulate(lengths))  # ends[i]: bytes of entries 0..i
-    if count <= max_entries and ends[-1] <= max_bytes:
+    if not ends or (count <= max_entries and ends[-1] <= max_bytes):
         return [(0, count)]
     cuts = []
     start = 0

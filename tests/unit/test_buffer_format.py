@@ -138,6 +138,8 @@ def test_encode_blocks_cuts_by_entries_and_bytes() -> None:
     assert count == 3 and fmt.decode_records(data, 100, 1 << 20).entries == entries
     data, count = fmt.encode_blocks(entries, 1, 100, 1000)
     assert count == 1 and data == fmt.encode_block(entries, 1)
+    # No entries: what encode_block frames for none (callers never append an empty batch).
+    assert fmt.encode_blocks([], 1, 2, 1000) == (bytearray(fmt.encode_block([], 1)), 1)
 
 
 @given(
