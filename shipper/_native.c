@@ -12,6 +12,8 @@
  *   encode_plain   plain LogRecords             -> bulk entries (sinks/elasticsearch/encoder.py)
  *   redaction_candidates  messages -> which ones a redaction preset could match
  *                                                               (pipeline/redact.py)
+ *   batch_facts    LogRecords -> timestamps, their range, per-stream counts, any flags
+ *                                                               (sources/batch_facts.py)
  *
  * Why C: at ~100-byte lines the interpreter's per-line overhead (tens of bytecodes for each
  * of decode, encode and the redaction prefilter) was most of the shipper's CPU; here it is a
@@ -920,6 +922,66 @@ static PyObject *redaction_candidates(PyObject *self, PyObject *const *args, Py_
     return result;
 }
 
+/* ---- batch_facts ------------------------------------------------------------------------ */
+
+/* batch_facts(records, stderr) -> (timestamps, oldest, newest, stderr lines, stdout bytes,
+ * stderr bytes, flagged), what sources/batch_facts.py computes in several passes: every
+ * record's timestamp in order, their least and greatest, the lines and `size` bytes of the
+ * records whose stream equals `stderr` and the bytes of the others, and whether any record has
+ * flags. None for an empty list or a record that is not an 8-tuple with int timestamp and size
+ * within 64 bits and a tuple of flags: the Python code answers then. */
+static PyObject *batch_facts(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "batch_facts(records, stderr)");
+        return NULL;
+    }
+    PyObject *records = args[0], *stderr_name = args[1];
+    Py_ssize_t count = PyList_GET_SIZE(records);
+    if (count == 0) Py_RETURN_NONE;
+    PyObject *timestamps = PyList_New(count);
+    if (timestamps == NULL) return NULL;
+    long long oldest = 0, newest = 0, stderr_lines = 0, stdout_bytes = 0, stderr_bytes = 0;
+    int flagged = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *record = PyList_GET_ITEM(records, i);
+        if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 8) goto python;
+        PyObject *ts_obj = PyTuple_GET_ITEM(record, 1), *size_obj = PyTuple_GET_ITEM(record, 7);
+        PyObject *stream = PyTuple_GET_ITEM(record, 2), *flags = PyTuple_GET_ITEM(record, 5);
+        if (!PyLong_CheckExact(ts_obj) || !PyLong_CheckExact(size_obj) || !PyTuple_Check(flags))
+            goto python;
+        int overflow;
+        long long ts = PyLong_AsLongLongAndOverflow(ts_obj, &overflow);
+        if (overflow) goto python;
+        long long size = PyLong_AsLongLongAndOverflow(size_obj, &overflow);
+        if (overflow || size < 0 || size > (1LL << 40)) goto python;
+        if (i == 0 || ts < oldest) oldest = ts;
+        if (i == 0 || ts > newest) newest = ts;
+        int is_stderr;
+        if (stream == stderr_name) {
+            is_stderr = 1;
+        } else if (PyUnicode_Check(stream)) {
+            is_stderr = PyUnicode_Compare(stream, stderr_name) == 0;
+        } else {
+            goto python; /* not a str: Python's == decides */
+        }
+        if (is_stderr) {
+            stderr_lines++;
+            stderr_bytes += size;
+        } else {
+            stdout_bytes += size;
+        }
+        if (PyTuple_GET_SIZE(flags)) flagged = 1;
+        Py_INCREF(ts_obj);
+        PyList_SET_ITEM(timestamps, i, ts_obj);
+    }
+    return Py_BuildValue("(NLLLLLO)", timestamps, oldest, newest, stderr_lines, stdout_bytes,
+                         stderr_bytes, flagged ? Py_True : Py_False);
+python:
+    Py_DECREF(timestamps); /* items not yet set are NULL: list dealloc skips them */
+    Py_RETURN_NONE;
+}
+
 /* ---- module ----------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -927,6 +989,7 @@ static PyMethodDef methods[] = {
     {"scan_jsonfile", (PyCFunction)(void (*)(void))scan_jsonfile, METH_FASTCALL, NULL},
     {"encode_plain", (PyCFunction)(void (*)(void))encode_plain, METH_FASTCALL, NULL},
     {"redaction_candidates", (PyCFunction)(void (*)(void))redaction_candidates, METH_FASTCALL, NULL},
+    {"batch_facts", (PyCFunction)(void (*)(void))batch_facts, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

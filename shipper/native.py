@@ -52,6 +52,10 @@ class NativeHotPath(Protocol):
         /,
     ) -> list[int]: ...
 
+    def batch_facts(
+        self, records: list[Any], stderr: str, /
+    ) -> tuple[list[int], int, int, int, int, int, bool] | None: ...
+
 
 def _load() -> NativeHotPath | None:
     if os.environ.get("SHIPPER_NATIVE", "1").strip().lower() in {"0", "false", "no", "off"}:

@@ -56,14 +56,20 @@ class StreamPosition:
     def start(self) -> Checkpoint:
         return self._start
 
-    def take(self, timestamps: list[int]) -> None:
-        """Marks the next lines of the stream (in stream order) as taken."""
+    def take(
+        self, timestamps: list[int], oldest: int | None = None, newest: int | None = None
+    ) -> None:
+        """Marks the next lines of the stream (in stream order) as taken; `oldest` and
+        `newest` are min and max of `timestamps` when the caller has them already."""
         if not timestamps:
             return
-        newest = max(timestamps)
+        if newest is None:
+            newest = max(timestamps)
+        if oldest is None:
+            oldest = min(timestamps)
         if newest > self._newest:
             self._newest = newest
-        self._recent.append((newest, min(timestamps), timestamps))
+        self._recent.append((newest, oldest, timestamps))
         self.lines_taken += len(timestamps)
         horizon = self._newest - self._slack_ns
         while self._recent and self._recent[0][0] < horizon:

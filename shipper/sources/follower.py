@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import operator
 import time
 from collections import Counter
@@ -40,13 +39,12 @@ from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.errors import DiskFullError
 from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline.processor import ContainerProcessor, build_processor
+from shipper.sources.batch_facts import BatchFacts, batch_facts, python_batch_facts
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint, StreamPosition
 from shipper.sources.file_tailer import JsonFileTail, shared_watcher, visible_log_path
 
 # LogRecord's fields by position (it is a tuple): getters that run in C.
-_STREAM_FIELD = operator.itemgetter(2)
 _FLAGS_FIELD = operator.itemgetter(5)
-_SIZE_FIELD = operator.itemgetter(7)
 
 
 class Intake(Protocol):
@@ -373,21 +371,25 @@ class ContainerFollower:
             self.position.take([record.timestamp_ns for record in skipped])
             if not records:
                 return to_skip
-        self._count(records)
+        facts = batch_facts(records)
+        assert facts is not None  # records is not empty here
+        self._count(records, facts)
         if processor.active:
             if processor.multiline is not None:
                 self._untaken.extend((r.timestamp_ns, r.stream, r.seq) for r in records)
             out = processor.process(records)
             if out:
-                await self._put_durably(self.meta or meta, out)
+                # A stage that changed nothing hands the very list back: its flags are known.
+                flagged = facts.flagged if out is records else None
+                await self._put_durably(self.meta or meta, out, flagged)
             if processor.multiline is not None:
                 self._take_settled(processor)
             else:
-                self.position.take([record.timestamp_ns for record in records])
+                self.position.take(facts.timestamps, facts.oldest, facts.newest)
             self._report(processor)
         else:
-            await self._put_durably(self.meta or meta, records)
-            self.position.take([record.timestamp_ns for record in records])
+            await self._put_durably(self.meta or meta, records, facts.flagged)
+            self.position.take(facts.timestamps, facts.oldest, facts.newest)
         self.last_read_monotonic = time.monotonic()
         return to_skip
 
@@ -413,13 +415,16 @@ class ContainerFollower:
             self.position.take([ts for ts, _, _ in self._untaken[:cut]])
             del self._untaken[:cut]
 
-    async def _put_durably(self, meta: ContainerMeta, records: list[LogRecord]) -> None:
+    async def _put_durably(
+        self, meta: ContainerMeta, records: list[LogRecord], flagged: bool | None = None
+    ) -> None:
+        """`flagged`: whether some record has flags, when the caller knows it already."""
         # Flags are counted on what is shipped: processing adds some (redacted, multiline).
-        if any(map(_FLAGS_FIELD, records)):
-            flagged: Counter[str] = Counter()
+        if any(map(_FLAGS_FIELD, records)) if flagged is None else flagged:
+            by_flag: Counter[str] = Counter()
             for record in records:
-                flagged.update(record.flags)
-            for flag, count in flagged.items():
+                by_flag.update(record.flags)
+            for flag, count in by_flag.items():
                 telemetry.records_flagged.labels(flag).inc(count)
         backoff = Backoff(base_s=0.5, cap_s=10.0)
         while True:
@@ -437,31 +442,21 @@ class ContainerFollower:
                 )
                 await asyncio.sleep(backoff.next_delay_s())
 
-    def _count(self, records: list[LogRecord]) -> None:
+    def _count(self, records: list[LogRecord], facts: BatchFacts) -> None:
         if self._counted_ahead:
             ahead = min(self._counted_ahead, len(records))
             self._counted_ahead -= ahead
-            records = records[ahead:]
-        if not records:
-            return
-        # Field access by C-level getters over the whole batch: a Python loop per line
-        # cost more than the counting is worth.
-        streams = list(map(_STREAM_FIELD, records))
-        sizes = list(map(_SIZE_FIELD, records))
-        stderr_lines = streams.count("stderr")
-        if stderr_lines == 0:
-            stdout_lines, stdout_bytes, stderr_bytes = len(records), sum(sizes), 0
-        elif stderr_lines == len(records):
-            stdout_lines, stdout_bytes, stderr_bytes = 0, 0, sum(sizes)
-        else:
-            stderr_bytes = sum(itertools.compress(sizes, [s == "stderr" for s in streams]))
-            stdout_lines, stdout_bytes = len(records) - stderr_lines, sum(sizes) - stderr_bytes
-        if stdout_lines:
-            telemetry.lines_read.labels("stdout").inc(stdout_lines)
-            telemetry.bytes_read.labels("stdout").inc(stdout_bytes)
-        if stderr_lines:
-            telemetry.lines_read.labels("stderr").inc(stderr_lines)
-            telemetry.bytes_read.labels("stderr").inc(stderr_bytes)
+            if ahead:
+                records = records[ahead:]
+                if not records:
+                    return
+                facts = python_batch_facts(records)
+        if facts.stdout_lines:
+            telemetry.lines_read.labels("stdout").inc(facts.stdout_lines)
+            telemetry.bytes_read.labels("stdout").inc(facts.stdout_bytes)
+        if facts.stderr_lines:
+            telemetry.lines_read.labels("stderr").inc(facts.stderr_lines)
+            telemetry.bytes_read.labels("stderr").inc(facts.stderr_bytes)
 
     def _report(self, processor: ContainerProcessor) -> None:
         stats = processor.stats.take()

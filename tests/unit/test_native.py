@@ -30,6 +30,8 @@ from shipper.pipeline.redact import Redactor, _presets_prefilter
 from shipper.pipeline.stats import ProcessorStats
 from shipper.sinks.elasticsearch import encoder
 from shipper.sinks.elasticsearch.encoder import container_document, encode_records
+from shipper.sources import batch_facts as batch_facts_module
+from shipper.sources.batch_facts import batch_facts, python_batch_facts
 
 pytestmark = pytest.mark.skipif(
     not native_module.ACTIVE, reason="the C hot path is not built (or SHIPPER_NATIVE=0)"
@@ -37,7 +39,7 @@ pytestmark = pytest.mark.skipif(
 
 CID = "3f" * 32
 BASE_S = 1_795_000_000
-_MODULES = (frames, jsonfile, encoder, redact)
+_MODULES = (frames, jsonfile, encoder, redact, batch_facts_module)
 
 
 @contextlib.contextmanager
@@ -357,3 +359,42 @@ def test_redaction_candidates_are_exact_for_ascii() -> None:
     messages = ["plain", "my PassWord=x", "id 12345678", "card 4111-1111", "ok", "x://y@z",
                 "AKIAXXXX", "akia", "K\u212aey", "İ"]  # fmt: skip
     assert batch.candidates(messages) == [1, 2, 3, 5, 6, 8, 9]
+
+
+# ---- batch facts
+
+_fact_records = st.lists(
+    st.builds(
+        LogRecord,
+        st.just(CID),
+        st.one_of(st.integers(0, 2**63 - 1), st.integers(-(2**70), 2**70)),
+        st.sampled_from(["stdout", "stderr", "".join(["std", "err"]), "other"]),
+        st.integers(0, 3),
+        st.just("m"),
+        st.sampled_from([(), ("truncated",), ("invalid_utf8", "multiline")]),
+        st.just(None),
+        st.one_of(st.integers(0, 10**6), st.integers(0, 2**70)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_fact_records)
+def test_batch_facts_equal_the_python_passes(records: list[LogRecord]) -> None:
+    assert batch_facts(records) == (python_batch_facts(records) if records else None)
+
+
+def test_batch_facts_of_the_common_form_are_found_in_c() -> None:
+    records = [
+        LogRecord(CID, 10 + i % 3, "stderr" if i % 4 == 0 else "stdout", 0, "m", (), None, i)
+        for i in range(10)
+    ]
+    assert native_module.native is not None
+    found = native_module.native.batch_facts(records, "stderr")
+    assert found is not None
+    assert found == tuple(python_batch_facts(records))
+    assert found == ([10, 11, 12, 10, 11, 12, 10, 11, 12, 10], 10, 12, 3, 33, 12, False)
+    odd = [*records, records[0]._replace(timestamp_ns=2**64)]  # beyond 64 bits: Python answers
+    assert native_module.native.batch_facts(odd, "stderr") is None
+    assert batch_facts(odd) == python_batch_facts(odd)
