@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from shipper.model import STDOUT, LogRecord
+from shipper.pipeline import jsonlogs
 from shipper.pipeline.jsonlogs import JsonDecoder, JsonSpec
 from shipper.pipeline.stats import ProcessorStats
 
@@ -147,3 +148,8 @@ def test_existing_fields_and_tags_are_kept() -> None:
     [out] = decoder.apply([record])
     assert out.fields == {"tags": ["x", "json_invalid"], "a": 1}
     assert record.fields == {"tags": ["x"], "a": 1}
+
+
+def test_the_message_getter_points_at_the_message() -> None:
+    record = LogRecord("c", 1, STDOUT, 2, '{"a": 1}', (), None, 9)
+    assert jsonlogs._MESSAGE_FIELD(record) == record.message

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from shipper.config import RedactionConfig
 from shipper.model import STDOUT, LogRecord
+from shipper.pipeline import redact
 from shipper.pipeline.redact import Redactor
 from shipper.pipeline.stats import ProcessorStats
 
@@ -164,3 +165,20 @@ def test_a_batch_is_redacted_exactly_as_line_by_line(messages: list[str]) -> Non
 def test_a_batch_without_any_needle_comes_back_as_it_was() -> None:
     records = [LogRecord("c", i, STDOUT, 0, "x" * 99) for i in range(100)]
     assert redactor()[0].apply(records) is records
+
+
+def test_positional_getters_point_at_their_fields() -> None:
+    record = LogRecord("c", 1, STDOUT, 2, "the message", ("truncated",), {"a": 1}, 9)
+    assert redact._MESSAGE_FIELD(record) == record.message
+    assert redact._FIELDS_FIELD(record) == record.fields
+
+
+def test_a_batch_with_decoded_fields_has_those_fields_redacted() -> None:
+    # The batch prefilter finds nothing in the messages; the record with fields is still walked.
+    records = [
+        LogRecord("c", i, STDOUT, 0, "plain", (), {"token": "s3cr3t"} if i == 2 else None, 5)
+        for i in range(4)
+    ]
+    out = Redactor(RedactionConfig(), ProcessorStats()).apply(records)
+    assert [r.fields for r in out] == [None, None, {"token": "[REDACTED]"}, None]
+    assert out[0] is records[0]
