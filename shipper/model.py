@@ -6,7 +6,8 @@ created per log line on the hot path, and tuple construction is the cheapest typ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -63,3 +64,9 @@ class LogRecord(NamedTuple):
     flags: tuple[str, ...] = ()  # e.g. ("invalid_utf8",), ("truncated",), ("multiline",)
     fields: Mapping[str, Any] | None = None  # extra document fields set by processing stages
     size: int = 0  # bytes Docker delivered for this line (before decoding), for metrics
+
+
+def record_field(name: str) -> Callable[[LogRecord], Any]:
+    """A C-level getter of one `LogRecord` field, for passes over whole batches with `map`:
+    several times cheaper per record than a comprehension reading the attribute."""
+    return operator.itemgetter(LogRecord._fields.index(name))

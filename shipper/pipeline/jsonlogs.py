@@ -22,7 +22,6 @@ more than `max_fields` keys (all levels) stays plain text with a tag saying why,
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,11 +29,11 @@ from typing import Any
 import orjson
 
 from shipper.config import SHIPPER_FIELD_ROOTS
-from shipper.model import LogRecord
+from shipper.model import LogRecord, record_field
 from shipper.pipeline.fields import with_fields
 from shipper.pipeline.stats import ProcessorStats
 
-_MESSAGE_FIELD = operator.itemgetter(4)  # LogRecord.message, by a C-level getter
+_MESSAGE_FIELD = record_field("message")
 
 JSON_INVALID = "json_invalid"
 JSON_NOT_OBJECT = "json_not_object"

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from shipper.config import RedactionConfig
-from shipper.model import LogRecord
+from shipper.model import LogRecord, record_field
 from shipper.native import native
 from shipper.pipeline.stats import ProcessorStats
 
-_MESSAGE_FIELD = operator.itemgetter(4)  # LogRecord.message, by a C-level getter
-_FIELDS_FIELD = operator.itemgetter(6)  # LogRecord.fields
+_MESSAGE_FIELD = record_field("message")
+_FIELDS_FIELD = record_field("fields")
 
 REDACTED_FLAG = "redacted"
 

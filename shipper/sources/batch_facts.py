@@ -11,17 +11,16 @@ compares the two).
 from __future__ import annotations
 
 import itertools
-import operator
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from shipper.model import STDERR, LogRecord
+from shipper.model import STDERR, LogRecord, record_field
 from shipper.native import native
 
-_TIMESTAMP_FIELD = operator.itemgetter(1)
-_STREAM_FIELD = operator.itemgetter(2)
-_FLAGS_FIELD = operator.itemgetter(5)
-_SIZE_FIELD = operator.itemgetter(7)
+_TIMESTAMP_FIELD = record_field("timestamp_ns")
+_STREAM_FIELD = record_field("stream")
+_FLAGS_FIELD = record_field("flags")
+_SIZE_FIELD = record_field("size")
 
 
 class BatchFacts(NamedTuple):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import operator
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -37,14 +36,14 @@ from shipper.docker.frames import (
 )
 from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.errors import DiskFullError
-from shipper.model import ContainerMeta, LogRecord
+from shipper.model import ContainerMeta, LogRecord, record_field
 from shipper.pipeline.processor import ContainerProcessor, build_processor
 from shipper.sources.batch_facts import BatchFacts, batch_facts, python_batch_facts
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint, StreamPosition
 from shipper.sources.file_tailer import JsonFileTail, shared_watcher, visible_log_path
 
 # LogRecord's fields by position (it is a tuple): getters that run in C.
-_FLAGS_FIELD = operator.itemgetter(5)
+_FLAGS_FIELD = record_field("flags")
 
 
 class Intake(Protocol):
