@@ -105,36 +105,29 @@ def test_the_shippers_bulk_takes_the_whole_list_path(
     assert store.indices[next(iter(store.indices))].count == 7
 
 
+def after_a(second_action: bytes, second_document: bytes | None = None) -> bytes:
+    """A canonical first item, then the given one."""
+    return bulk_body(
+        (action("a"), document("c")), (second_action, second_document or document("c"))
+    )
+
+
+def raw_action(meta: bytes) -> bytes:
+    """An action line written by hand: `meta` goes inside the create object."""
+    return b'{"create":{"_index":"%s",%s}}' % (INDEX.encode(), meta)
+
+
 PERTURBATIONS: dict[str, bytes] = {
-    "duplicate within the bulk": bulk_body(
-        (action("a"), document("c")), (action("a"), document("c"))
-    ),
-    "index op": bulk_body((action("a"), document("c")), (action("b", op="index"), document("c"))),
-    "two indices": bulk_body(
-        (action("a"), document("c")), (action("b", index="other"), document("c"))
-    ),
-    "escaped id": bulk_body((action("a"), document("c")), (action('q"uote'), document("c"))),
-    "unicode escape id": bulk_body(
-        (action("a"), document("c")),
-        (b'{"create":{"_index":"%s","_id":"\\u0041"}}' % INDEX.encode(), document("c")),
-    ),
-    "control character": bulk_body(
-        (action("a"), document("c")),
-        (b'{"create":{"_index":"%s","_id":"x\ty"}}' % INDEX.encode(), document("c")),
-    ),
-    "invalid utf-8 id": bulk_body(
-        (action("a"), document("c")),
-        (b'{"create":{"_index":"%s","_id":"\xff"}}' % INDEX.encode(), document("c")),
-    ),
+    "duplicate within the bulk": after_a(action("a")),
+    "index op": after_a(action("b", op="index")),
+    "two indices": after_a(action("b", index="other")),
+    "escaped id": after_a(action('q"uote')),
+    "unicode escape id": after_a(raw_action(b'"_id":"\\u0041"')),
+    "control character": after_a(raw_action(b'"_id":"x\ty"')),
+    "invalid utf-8 id": after_a(raw_action(b'"_id":"\xff"')),
     "no id": bulk_body((b'{"create":{"_index":"%s"}}' % INDEX.encode(), document("c"))),
-    "extra key": bulk_body(
-        (action("a"), document("c")),
-        (b'{"create":{"_index":"%s","_id":"b","routing":"r"}}' % INDEX.encode(), document("c")),
-    ),
-    "spaces": bulk_body(
-        (action("a"), document("c")),
-        (b'{"create": {"_index":"%s","_id":"b"}}' % INDEX.encode(), document("c")),
-    ),
+    "extra key": after_a(raw_action(b'"_id":"b","routing":"r"')),
+    "spaces": after_a(b'{"create": {"_index":"%s","_id":"b"}}' % INDEX.encode()),
     "missing document": bulk_body((action("a"), document("c"))) + action("b") + b"\n",
     "bad index name": bulk_body((action("a", index="UPPER"), document("c"))),
     "empty index": bulk_body((action("a", index=""), document("c"))),
