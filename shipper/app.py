@@ -234,6 +234,7 @@ class Shipper:
         )
         connection: ElasticsearchConnection | None = None
         per_container: Collector | None = None
+        buffer_reads = telemetry.enable_buffer_reads(lambda: buffer.blocks_read)
         try:
             host_name = config.host_name or await _docker_host_name(docker)
             router = Router(config.elasticsearch.data_stream, config.elasticsearch.routing)
@@ -381,6 +382,7 @@ class Shipper:
             telemetry.info("Shipper stopped.", buffered_records=buffer.records_held)
             return 0
         finally:
+            telemetry.REGISTRY.unregister(buffer_reads)
             if per_container is not None:
                 telemetry.REGISTRY.unregister(per_container)
             if connection is not None:

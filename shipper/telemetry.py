@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -204,6 +204,34 @@ class PerContainerCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
+
+
+class BufferReadsCollector(Collector):
+    """Where the disk buffer's reads found their blocks: its cache of what was just written,
+    or the segment files (after a restart, or while the output lags far behind)."""
+
+    def __init__(self, source: Callable[[], tuple[int, int]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        from_cache, from_file = self._source()
+        reads = CounterMetricFamily(
+            "shipper_buffer_blocks_read",
+            "Blocks the output read from the disk buffer, by where they were found.",
+            labels=["source"],
+        )
+        reads.add_metric(["cache"], from_cache)
+        reads.add_metric(["file"], from_file)
+        yield reads
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def enable_buffer_reads(source: Callable[[], tuple[int, int]]) -> Collector:
+    collector = BufferReadsCollector(source)
+    REGISTRY.register(collector)
+    return collector
 
 
 def counter_total(counter: Counter) -> float:

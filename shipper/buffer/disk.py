@@ -145,7 +145,7 @@ class DiskBuffer:
         """Appends one batch; waits for space; DiskFullError on ENOSPC (nothing written)."""
         if not entries:
             return
-        data, _blocks = fmt.encode_blocks(
+        data, framed = fmt.encode_blocks(
             entries, time.time_ns() // 1_000_000, self._block_max_entries, self._block_max_bytes
         )
         async with self._append_lock:
@@ -157,7 +157,7 @@ class DiskBuffer:
             if self._core.prepare_append(len(data)) and self._fsync != "never":
                 # Seal the full segment durably before anything lands in its successor.
                 await self._run_sync(acks=False)
-            self._core.write_prepared(data, len(entries))
+            self._core.write_prepared(data, len(entries), framed)
         self._data_ready.set()
         if self._fsync == "always":
             # Data only: rewriting the acks file too would triple the fsyncs per append.
@@ -271,6 +271,11 @@ class DiskBuffer:
     @property
     def records_held(self) -> int:
         return self._core.records_held
+
+    @property
+    def blocks_read(self) -> tuple[int, int]:
+        """(blocks read from the unread tail cache, blocks read from segment files)."""
+        return self._core.blocks_read_from_cache, self._core.blocks_read_from_file
 
     @property
     def oldest_unacked_age_s(self) -> float:

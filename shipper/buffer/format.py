@@ -192,11 +192,25 @@ def encode_block(entries: Sequence[bytes], time_ms: int) -> bytes:
     return _FRAME.pack(len(payload), crc, time_ms) + payload
 
 
+class FramedBlock(NamedTuple):
+    """A block as `encode_blocks` framed it: its frame is `data[start:end]`."""
+
+    start: int
+    end: int
+    block: Block
+
+
+class EncodedBlocks(NamedTuple):
+    data: bytearray  # the frames, ready to be written
+    framed: list[FramedBlock]  # per block, in order
+
+
 def encode_blocks(
     entries: Sequence[bytes], time_ms: int, max_entries: int, max_bytes: int
-) -> tuple[bytearray, int]:
-    """(frames, how many) of `entries` cut into blocks of at most `max_entries` entries and
-    about `max_bytes` bytes each (a single larger entry makes a block of its own).
+) -> EncodedBlocks:
+    """The frames of `entries` cut into blocks of at most `max_entries` entries and about
+    `max_bytes` bytes each (a single larger entry makes a block of its own), and each block
+    as a reader would decode it (for the buffer's cache of what it wrote but nobody read).
 
     The same bytes as `encode_block` of each block, concatenated, but written in one pass:
     every frame header is packed into its place after its crc is computed over the buffer.
@@ -207,7 +221,8 @@ def encode_blocks(
     all_lengths = list(map(len, entries))
     cuts = _cuts(all_lengths, max_entries, max_bytes)
     parts: list[bytes] = []
-    layout: list[tuple[int, int]] = []  # (offset of the frame, payload length) per block
+    # (offset of the frame, payload length, entry lengths) per block
+    layout: list[tuple[int, int, list[int]]] = []
     offset = 0
     for first, stop in cuts:
         block = entries[first:stop]
@@ -220,17 +235,21 @@ def encode_blocks(
         parts.append(_COUNT.pack(count))
         parts.append(struct.pack(f"<{count}I", *lengths))
         parts.extend(block)
-        layout.append((offset, payload_length))
+        layout.append((offset, payload_length, lengths))
         offset += FRAME_HEADER_SIZE + payload_length
     data = bytearray().join(parts)
     view = memoryview(data)
     seed = _crc32(_TIME.pack(time_ms))
-    for frame, payload_length in layout:
+    framed = []
+    for frame, payload_length, lengths in layout:
         start = frame + FRAME_HEADER_SIZE
-        crc = _crc32(view[start : start + payload_length], seed)
+        end = start + payload_length
+        crc = _crc32(view[start:end], seed)
         _FRAME.pack_into(data, frame, payload_length, crc, time_ms)
+        data_start = start + ENTRY_OVERHEAD * (len(lengths) + 1)
+        framed.append(FramedBlock(frame, end, Block(bytes(view[data_start:end]), tuple(lengths))))
     view.release()
-    return data, len(layout)
+    return EncodedBlocks(data, framed)
 
 
 def _cuts(lengths: list[int], max_entries: int, max_bytes: int) -> list[tuple[int, int]]:

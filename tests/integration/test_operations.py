@@ -139,6 +139,10 @@ async def test_metrics_equal_the_true_counts_and_readyz_follows_elasticsearch(
     assert metric("shipper_dead_lettered_total") == 0
     assert metric("shipper_buffer_records") == 0
     assert metric("shipper_buffer_bytes") == 0
+    # The output kept up, so it took every block from the buffer's memory of what was just
+    # written, none from the segment files.
+    assert metric("shipper_buffer_blocks_read_total", source="cache") >= 1
+    assert metric("shipper_buffer_blocks_read_total", source="file") == 0
     assert metric("shipper_docker_events_total", action="start") >= 1
     assert metric("shipper_checkpoint_writes_total") >= 1
     assert metric("shipper_build_info") == 1

@@ -130,16 +130,17 @@ def test_oversized_block_is_rejected_before_anything_is_written() -> None:
 
 def test_encode_blocks_cuts_by_entries_and_bytes() -> None:
     entries = [bytes([65 + i]) * 10 for i in range(5)]
-    data, count = fmt.encode_blocks(entries, 1, 2, 1000)
-    assert count == 3
+    data, framed = fmt.encode_blocks(entries, 1, 2, 1000)
+    assert len(framed) == 3
     decoded = fmt.decode_records(data, 100, 1 << 20)
     assert [b.entries() for b in decoded.blocks] == [entries[0:2], entries[2:4], entries[4:]]
-    data, count = fmt.encode_blocks(entries, 1, 100, 25)
-    assert count == 3 and fmt.decode_records(data, 100, 1 << 20).entries == entries
-    data, count = fmt.encode_blocks(entries, 1, 100, 1000)
-    assert count == 1 and data == fmt.encode_block(entries, 1)
+    data, framed = fmt.encode_blocks(entries, 1, 100, 25)
+    assert len(framed) == 3 and fmt.decode_records(data, 100, 1 << 20).entries == entries
+    data, framed = fmt.encode_blocks(entries, 1, 100, 1000)
+    assert len(framed) == 1 and data == fmt.encode_block(entries, 1)
     # No entries: what encode_block frames for none (callers never append an empty batch).
-    assert fmt.encode_blocks([], 1, 2, 1000) == (bytearray(fmt.encode_block([], 1)), 1)
+    data, framed = fmt.encode_blocks([], 1, 2, 1000)
+    assert data == fmt.encode_block([], 1) and len(framed) == 1
 
 
 @given(
@@ -153,7 +154,7 @@ def test_encode_blocks_is_encode_block_of_each_cut(
 ) -> None:
     """The one-pass framing writes exactly what `encode_block` (the definition) gives for
     each block, cut the way the docstring says."""
-    data, count = fmt.encode_blocks(entries, time_ms, max_entries, max_bytes)
+    data, framed = fmt.encode_blocks(entries, time_ms, max_entries, max_bytes)
     blocks: list[list[bytes]] = [[]]
     size = 0
     for entry in entries:
@@ -162,8 +163,12 @@ def test_encode_blocks_is_encode_block_of_each_cut(
             size = 0
         blocks[-1].append(entry)
         size += len(entry)
-    assert count == len(blocks)
+    assert len(framed) == len(blocks)
     assert bytes(data) == b"".join(fmt.encode_block(block, time_ms) for block in blocks)
+    # Each framed block is what a reader decodes from its frame.
+    for start, end, block in framed:
+        decoded = fmt.decode_records(bytes(data[start:end]), 1 << 30, 1 << 30)
+        assert decoded.stop == fmt.END and decoded.blocks == [block]
 
 
 def test_segment_header_and_names() -> None:

@@ -19,10 +19,15 @@ def _exported() -> set[str]:
             names.add(value._name + "_total")
         elif isinstance(value, Gauge | Histogram):
             names.add(value._name)
-    return names | {
-        "shipper_container_checkpoint_lag_seconds",
-        "shipper_container_last_read_age_seconds",
-    }
+    # The scrape-time collectors, given one sample each.
+    sample = telemetry.ContainerSample("c", 1.0, 1.0)
+    collectors = [
+        telemetry.PerContainerCollector(lambda: [sample]),
+        telemetry.BufferReadsCollector(lambda: (1, 1)),
+    ]
+    for collector in collectors:
+        names.update(s.name for metric in collector.collect() for s in metric.samples)
+    return names
 
 
 def test_readme_documents_every_metric() -> None:
