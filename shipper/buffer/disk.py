@@ -5,7 +5,7 @@ read cursor in `shipper.buffer.segments`. This module adds what needs the event 
 
 Contract with the rest of the shipper:
 
-- `append(entries)` writes one batch with one `pwrite`, framed as blocks of at most
+- `append(entries)` writes one batch with one `pwritev`, framed as blocks of at most
   `block_max_entries` entries / about `block_max_bytes` bytes (one block per call in the
   common case). Readers get whole blocks, so keep the limits at or below what one output
   request should carry. It waits (lossless backpressure:
@@ -145,19 +145,19 @@ class DiskBuffer:
         """Appends one batch; waits for space; DiskFullError on ENOSPC (nothing written)."""
         if not entries:
             return
-        data, framed = fmt.encode_blocks(
+        encoded = fmt.encode_blocks(
             entries, time.time_ns() // 1_000_000, self._block_max_entries, self._block_max_bytes
         )
         async with self._append_lock:
-            while self._core.bytes_held and self._core.bytes_held + len(data) > self._max_bytes:
+            while self._core.bytes_held and self._core.bytes_held + encoded.size > self._max_bytes:
                 self._check_open()
                 self._space_freed.clear()
                 await self._space_freed.wait()
             self._check_open()
-            if self._core.prepare_append(len(data)) and self._fsync != "never":
+            if self._core.prepare_append(encoded.size) and self._fsync != "never":
                 # Seal the full segment durably before anything lands in its successor.
                 await self._run_sync(acks=False)
-            self._core.write_prepared(data, len(entries), framed)
+            self._core.write_prepared(encoded, len(entries))
         self._data_ready.set()
         if self._fsync == "always":
             # Data only: rewriting the acks file too would triple the fsyncs per append.

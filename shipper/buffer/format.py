@@ -177,9 +177,6 @@ def decode_segment_header(data: bytes, expected_id: int) -> int:
     return int(version)
 
 
-_NO_FRAME: Final = bytes(FRAME_HEADER_SIZE)  # room for a frame header packed in place
-
-
 def encode_block(entries: Sequence[bytes], time_ms: int) -> bytes:
     """Frames the entries of one append as one record (format version 2): the definition
     that `encode_blocks` writes faster."""
@@ -193,7 +190,7 @@ def encode_block(entries: Sequence[bytes], time_ms: int) -> bytes:
 
 
 class FramedBlock(NamedTuple):
-    """A block as `encode_blocks` framed it: its frame is `data[start:end]`."""
+    """A block as `encode_blocks` framed it: its frame lies at [start, end) of the frames."""
 
     start: int
     end: int
@@ -201,8 +198,14 @@ class FramedBlock(NamedTuple):
 
 
 class EncodedBlocks(NamedTuple):
-    data: bytearray  # the frames, ready to be written
-    framed: list[FramedBlock]  # per block, in order
+    """Frames ready to be written with one `pwritev`, and each block as a reader decodes it."""
+
+    parts: list[bytes]  # per block: frame header, count and lengths; then the entries
+    size: int  # bytes of all parts
+    framed: list[FramedBlock]
+
+    def joined(self) -> bytes:
+        return b"".join(self.parts)
 
 
 def encode_blocks(
@@ -210,46 +213,35 @@ def encode_blocks(
 ) -> EncodedBlocks:
     """The frames of `entries` cut into blocks of at most `max_entries` entries and about
     `max_bytes` bytes each (a single larger entry makes a block of its own), and each block
-    as a reader would decode it (for the buffer's cache of what it wrote but nobody read).
+    as a reader would decode it (for the buffer's cache of what it wrote and nobody read).
 
-    The same bytes as `encode_block` of each block, concatenated, but written in one pass:
-    every frame header is packed into its place after its crc is computed over the buffer.
-    At a few hundred bytes per entry, each extra copy of a batch (payload, then header +
-    payload, then the blocks joined) cost more than framing itself (measured: 0.7 -> 0.2 µs
-    per entry).
+    The same bytes as `encode_block` of each block, concatenated, but in pieces: a block's
+    entries are joined once, into the `Block` the cache keeps, and written from there
+    (`pwritev`), its crc computed over the head and the entries without joining the two.
+    At a few hundred bytes per entry, every copy of a batch costs more than framing it: a
+    second large buffer is freshly mapped memory, page faults on every page (measured:
+    0.15 µs per entry for one copy, 0.7 for two).
     """
     all_lengths = list(map(len, entries))
-    cuts = _cuts(all_lengths, max_entries, max_bytes)
+    seed = _crc32(_TIME.pack(time_ms))
     parts: list[bytes] = []
-    # (offset of the frame, payload length, entry lengths) per block
-    layout: list[tuple[int, int, list[int]]] = []
+    framed: list[FramedBlock] = []
     offset = 0
-    for first, stop in cuts:
-        block = entries[first:stop]
-        count = len(block)
+    for first, stop in _cuts(all_lengths, max_entries, max_bytes):
         lengths = all_lengths[first:stop]
+        count = len(lengths)
         payload_length = sum(lengths) + ENTRY_OVERHEAD * (count + 1)
         if payload_length > MAX_RECORD_BYTES:
             raise PermanentError(f"a block is larger than {MAX_RECORD_BYTES} bytes")
-        parts.append(_NO_FRAME)
-        parts.append(_COUNT.pack(count))
-        parts.append(struct.pack(f"<{count}I", *lengths))
-        parts.extend(block)
-        layout.append((offset, payload_length, lengths))
-        offset += FRAME_HEADER_SIZE + payload_length
-    data = bytearray().join(parts)
-    view = memoryview(data)
-    seed = _crc32(_TIME.pack(time_ms))
-    framed = []
-    for frame, payload_length, lengths in layout:
-        start = frame + FRAME_HEADER_SIZE
-        end = start + payload_length
-        crc = _crc32(view[start:end], seed)
-        _FRAME.pack_into(data, frame, payload_length, crc, time_ms)
-        data_start = start + ENTRY_OVERHEAD * (len(lengths) + 1)
-        framed.append(FramedBlock(frame, end, Block(bytes(view[data_start:end]), tuple(lengths))))
-    view.release()
-    return EncodedBlocks(data, framed)
+        data = entries[first] if count == 1 else b"".join(entries[first:stop])
+        head = _COUNT.pack(count) + struct.pack(f"<{count}I", *lengths)
+        crc = _crc32(data, _crc32(head, seed))
+        parts.append(_FRAME.pack(payload_length, crc, time_ms) + head)
+        parts.append(data)
+        end = offset + FRAME_HEADER_SIZE + payload_length
+        framed.append(FramedBlock(offset, end, Block(data, tuple(lengths))))
+        offset = end
+    return EncodedBlocks(parts, offset, framed)
 
 
 def _cuts(lengths: list[int], max_entries: int, max_bytes: int) -> list[tuple[int, int]]:

@@ -7,7 +7,7 @@ splitting a sync into `begin_sync` (loop) -> `SyncJob.run` (any thread) -> `fini
 (loop). Nothing here blocks for long except `SyncJob.run` and recovery in `open`.
 
 Invariants:
-- Records are only ever appended to the write segment, with one `pwrite` per batch at the
+- Records are only ever appended to the write segment, with one `pwritev` per batch at the
   segment's known end; a failed write is truncated back, so `end` always ends a valid frame.
 - After `open` no existing segment is written again: the first append creates a new one. A
   segment whose tail was cut by a crash therefore never gets new records past an acks offset
@@ -54,8 +54,9 @@ CorruptCallback = Callable[[Path, str], None]
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SCAN_CHUNK_BYTES = 4 * 1024 * 1024
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 # A few of the sink's reads (5 MB by default): enough for a reader that follows the writer.
-DEFAULT_TAIL_CACHE_BYTES = 32 * 1024 * 1024
+DEFAULT_TAIL_CACHE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(slots=True, eq=False)
@@ -404,10 +405,10 @@ class SegmentQueue:
         synchronous path."""
         if not entries:
             return
-        data, framed = fmt.encode_blocks(entries, time_ms, block_max_entries, block_max_bytes)
-        if self.prepare_append(len(data)) and self.fsync_policy != "never":
+        encoded = fmt.encode_blocks(entries, time_ms, block_max_entries, block_max_bytes)
+        if self.prepare_append(encoded.size) and self.fsync_policy != "never":
             self.sync()
-        self.write_prepared(data, len(entries), framed)
+        self.write_prepared(encoded, len(entries))
         if self.fsync_policy == "always":
             self.sync()
 
@@ -429,23 +430,16 @@ class SegmentQueue:
             return True
         return False
 
-    def write_prepared(
-        self,
-        data: bytes | bytearray,
-        count: int,
-        framed: Sequence[fmt.FramedBlock] = (),
-    ) -> None:
-        """Writes framed blocks holding `count` entries to the write segment with one pwrite;
-        DiskFullError on ENOSPC / EDQUOT, after which the segment is as it was before.
-
-        `framed` (what `encode_blocks` gave with `data`) lets the reader take the blocks from
-        memory instead of the file."""
+    def write_prepared(self, encoded: fmt.EncodedBlocks, count: int) -> None:
+        """Writes framed blocks holding `count` entries to the write segment with one
+        pwritev; DiskFullError on ENOSPC / EDQUOT, after which the segment is as it was
+        before. The blocks go into the unread tail cache if they fit."""
         segment = self._write
         if segment is None or segment.fd is None:
             raise RuntimeError("write_prepared without prepare_append")
         start = segment.end
         try:
-            _pwrite_all(segment.fd, data, start)
+            _pwritev_all(segment.fd, encoded.parts, start)
         except OSError as exc:
             try:
                 os.ftruncate(segment.fd, start)
@@ -457,15 +451,16 @@ class SegmentQueue:
                 self._seal_write()
             _raise_if_disk_full(exc, f"appending to {segment.path}")
             raise
-        segment.end = start + len(data)
+        size = encoded.size
+        segment.end = start + size
         segment.unread_records += count
-        self.bytes_held += len(data)
+        self.bytes_held += size
         self.records_held += count
-        if framed and self._tail_bytes + len(data) <= self.tail_cache_bytes:
+        if self._tail_bytes + size <= self.tail_cache_bytes:
             self._tail.extend(
-                _Cached(segment.id, start + f.start, start + f.end, f.block) for f in framed
+                _Cached(segment.id, start + f.start, start + f.end, f.block) for f in encoded.framed
             )
-            self._tail_bytes += len(data)
+            self._tail_bytes += size
 
     def _create_segment(self) -> _Segment:
         segment_id = self._next_id
@@ -876,6 +871,22 @@ def _zero_tail(fd: int, start: int, size: int) -> bool:
             return False
         pos += len(chunk)
     return True
+
+
+def _pwritev_all(fd: int, parts: Sequence[bytes], offset: int) -> None:
+    """Writes the parts back to back at `offset`, `IOV_MAX` of them per system call."""
+    pending = [memoryview(part) for part in parts if part]
+    while pending:
+        batch = pending[:_IOV_MAX]
+        written = os.pwritev(fd, batch, offset)
+        offset += written
+        done = 0
+        while done < len(batch) and written >= len(batch[done]):
+            written -= len(batch[done])
+            done += 1
+        del pending[:done]
+        if written:  # a short write inside this part
+            pending[0] = pending[0][written:]
 
 
 def _pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:

@@ -545,8 +545,8 @@ async def test_close_wakes_an_append_waiting_for_space(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- full disk
 
 
-class FailingPwrite:
-    """os.pwrite that writes `partial` bytes of the next matching call, then raises."""
+class FailingWrites:
+    """os.pwrite and os.pwritev that write `partial` bytes of the next call, then raise."""
 
     def __init__(self, error: int = errno.ENOSPC, partial: int = 0, times: int = 1) -> None:
         self.real = os.pwrite
@@ -554,7 +554,7 @@ class FailingPwrite:
         self.partial = partial
         self.times = times
 
-    def __call__(self, fd: int, data: Any, offset: int) -> int:
+    def pwrite(self, fd: int, data: Any, offset: int) -> int:
         if self.times <= 0:
             return self.real(fd, data, offset)
         if self.partial:
@@ -563,6 +563,13 @@ class FailingPwrite:
             return written
         self.times -= 1
         raise OSError(self.error, os.strerror(self.error))
+
+    def pwritev(self, fd: int, buffers: Any, offset: int) -> int:
+        return self.pwrite(fd, b"".join(buffers), offset)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(os, "pwrite", self.pwrite)
+        monkeypatch.setattr(os, "pwritev", self.pwritev)
 
 
 async def test_enospc_leaves_no_half_record_and_the_next_append_works(
@@ -573,7 +580,7 @@ async def test_enospc_leaves_no_half_record_and_the_next_append_works(
     path = seg_path(tmp_path, 1)
     size_before = size_of(path)
     # A short write (half of the batch lands) followed by ENOSPC.
-    monkeypatch.setattr(os, "pwrite", FailingPwrite(partial=30))
+    FailingWrites(partial=30).install(monkeypatch)
     with pytest.raises(DiskFullError):
         await buffer.append([entry(2), entry(3)])
     assert size_of(path) == size_before
@@ -595,7 +602,7 @@ async def test_edquot_on_segment_creation_changes_nothing(
 ) -> None:
     buffer = open_buffer(tmp_path, segment_max_bytes=60)
     await buffer.append([entry(1)])
-    monkeypatch.setattr(os, "pwrite", FailingPwrite(error=errno.EDQUOT))
+    FailingWrites(error=errno.EDQUOT).install(monkeypatch)
     with pytest.raises(DiskFullError):
         await buffer.append([entry(2)])  # needs a roll; the new segment's header fails
     assert seg_files(tmp_path) == [fmt.segment_name(1)]
@@ -616,7 +623,7 @@ async def test_enospc_on_the_acks_file_keeps_the_old_one(
     batch = await buffer.read(1, 1000, timeout_s=0)
     assert batch is not None
     buffer.ack(batch)
-    monkeypatch.setattr(os, "pwrite", FailingPwrite())
+    FailingWrites().install(monkeypatch)
     with pytest.raises(DiskFullError):
         await buffer.sync()
     assert (tmp_path / "acks").read_bytes() == acks_before
@@ -632,7 +639,7 @@ async def test_other_write_errors_propagate_unchanged(
 ) -> None:
     buffer = open_buffer(tmp_path)
     await buffer.append([entry(1)])
-    monkeypatch.setattr(os, "pwrite", FailingPwrite(error=errno.EIO))
+    FailingWrites(error=errno.EIO).install(monkeypatch)
     with pytest.raises(OSError) as caught:
         await buffer.append([entry(2)])
     assert caught.value.errno == errno.EIO and not isinstance(caught.value, DiskFullError)
@@ -756,3 +763,28 @@ def test_a_version_1_segment_left_by_an_older_shipper_is_still_delivered(tmp_pat
     assert seg_files(tmp_path) == [fmt.segment_name(5)]
     assert drain_entries(queue) == [entry(3)]
     queue.close()
+
+
+def test_pwritev_all_writes_every_part_through_short_writes_and_iov_max(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipper.buffer import segments
+
+    real = os.pwritev
+    calls: list[int] = []
+
+    def short_pwritev(fd: int, buffers: Any, offset: int) -> int:
+        calls.append(len(buffers))
+        assert len(buffers) <= segments._IOV_MAX
+        return real(fd, [bytes(b"".join(buffers))[:7]], offset)  # at most 7 bytes a call
+
+    parts = [b"%d," % n for n in range(3000)] + [b"", b"end"]
+    monkeypatch.setattr(os, "pwritev", short_pwritev)
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        segments._pwritev_all(fd, parts, 5)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == bytes(5) + b"".join(parts)
+    assert max(calls) == min(len(parts) - 1, segments._IOV_MAX)

@@ -130,17 +130,18 @@ def test_oversized_block_is_rejected_before_anything_is_written() -> None:
 
 def test_encode_blocks_cuts_by_entries_and_bytes() -> None:
     entries = [bytes([65 + i]) * 10 for i in range(5)]
-    data, framed = fmt.encode_blocks(entries, 1, 2, 1000)
-    assert len(framed) == 3
-    decoded = fmt.decode_records(data, 100, 1 << 20)
+    encoded = fmt.encode_blocks(entries, 1, 2, 1000)
+    assert len(encoded.framed) == 3
+    decoded = fmt.decode_records(encoded.joined(), 100, 1 << 20)
     assert [b.entries() for b in decoded.blocks] == [entries[0:2], entries[2:4], entries[4:]]
-    data, framed = fmt.encode_blocks(entries, 1, 100, 25)
-    assert len(framed) == 3 and fmt.decode_records(data, 100, 1 << 20).entries == entries
-    data, framed = fmt.encode_blocks(entries, 1, 100, 1000)
-    assert len(framed) == 1 and data == fmt.encode_block(entries, 1)
+    encoded = fmt.encode_blocks(entries, 1, 100, 25)
+    assert len(encoded.framed) == 3
+    assert fmt.decode_records(encoded.joined(), 100, 1 << 20).entries == entries
+    encoded = fmt.encode_blocks(entries, 1, 100, 1000)
+    assert len(encoded.framed) == 1 and encoded.joined() == fmt.encode_block(entries, 1)
     # No entries: what encode_block frames for none (callers never append an empty batch).
-    data, framed = fmt.encode_blocks([], 1, 2, 1000)
-    assert data == fmt.encode_block([], 1) and len(framed) == 1
+    encoded = fmt.encode_blocks([], 1, 2, 1000)
+    assert encoded.joined() == fmt.encode_block([], 1) and len(encoded.framed) == 1
 
 
 @given(
@@ -154,7 +155,7 @@ def test_encode_blocks_is_encode_block_of_each_cut(
 ) -> None:
     """The one-pass framing writes exactly what `encode_block` (the definition) gives for
     each block, cut the way the docstring says."""
-    data, framed = fmt.encode_blocks(entries, time_ms, max_entries, max_bytes)
+    data, total, framed = fmt.encode_blocks(entries, time_ms, max_entries, max_bytes)
     blocks: list[list[bytes]] = [[]]
     size = 0
     for entry in entries:
@@ -164,10 +165,12 @@ def test_encode_blocks_is_encode_block_of_each_cut(
         blocks[-1].append(entry)
         size += len(entry)
     assert len(framed) == len(blocks)
-    assert bytes(data) == b"".join(fmt.encode_block(block, time_ms) for block in blocks)
+    frames = b"".join(data)
+    assert frames == b"".join(fmt.encode_block(block, time_ms) for block in blocks)
+    assert total == len(frames)
     # Each framed block is what a reader decodes from its frame.
     for start, end, block in framed:
-        decoded = fmt.decode_records(bytes(data[start:end]), 1 << 30, 1 << 30)
+        decoded = fmt.decode_records(frames[start:end], 1 << 30, 1 << 30)
         assert decoded.stop == fmt.END and decoded.blocks == [block]
 
 
