@@ -78,6 +78,15 @@ QUICK = {
 # -- helpers -------------------------------------------------------------------------------
 
 
+def _tail_bytes(path: Path, size: int) -> bytes:
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, path.stat().st_size - size))
+            return file.read()
+    except OSError:
+        return b""
+
+
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -280,6 +289,7 @@ class Bench:
                 )
             if hasattr(self, "ceiling_lines_per_s"):
                 extra["ratio_to_ceiling"] = round(lines / seconds / self.ceiling_lines_per_s, 2)
+            extra.update(self.buffer_reads(shipper))
             assert shipper.process is not None
             self.add(
                 "single noisy container",
@@ -496,7 +506,66 @@ class Bench:
             self.stop_shipper(shipper)
             es.stop()
 
+    def backlog(self, mode: str) -> None:
+        """Catching up: a container's lines all written before the shipper starts (as after
+        an outage of the shipper), then shipped with nothing else running. What the shipper
+        alone costs and how fast it drains a backlog, without the writer and dockerd's
+        writing competing for the cores (the noisy scenario's figures move with them)."""
+        lines = self.sizes["noisy_lines"]
+        marker = "backlog-written"
+        container = self.run_container(f"{self.writer(lines)}; echo {marker}; sleep 3600")
+        log(f"backlog ({mode}): writing {lines} lines before the shipper starts")
+        log_path = Path(self.client.api.inspect_container(container.id)["LogPath"])
+        deadline = time.monotonic() + 600
+        while marker.encode() not in _tail_bytes(log_path, 200):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the backlog writer did not finish")
+            time.sleep(0.2)
+        es = EsServer()
+        shipper = self.start_shipper(es, mode, f"backlog-{mode}")
+        try:
+            assert shipper.process is not None
+            # From readiness on: start-up (imports, connections) is not part of the rate.
+            started = time.time()
+            shipper_cpu = procstat.CpuMeter([shipper.process.pid]).start()
+            dockerd = procstat.CpuMeter(self.dockerd).start()
+            shims = procstat.CpuMeter(self.shims()).start()
+            es_cpu = procstat.CpuMeter([es.process.pid]).start()
+            done_at = self.wait_counts(es, {container.id: lines + 1}, timeout_s=900)[container.id]
+            cpu = shipper_cpu.stop()
+            extra: dict[str, Any] = {
+                "es_server_cpu_s_per_mline": round(es_cpu.stop() / lines * 1e6, 2),
+                **self.buffer_reads(shipper),
+            }
+            self.add(
+                "backlog: written before the start",
+                mode,
+                lines,
+                lines * 100,
+                done_at - started,
+                cpu,
+                dockerd.stop(),
+                shims.stop(),
+                procstat.peak_rss_mb(shipper.process.pid),
+                extra,
+            )
+            self.remove([container.id])
+        finally:
+            self.stop_shipper(shipper)
+            es.stop()
+
     # -- measurement plumbing ----------------------------------------------------------------
+
+    @staticmethod
+    def buffer_reads(shipper: ShipperProcess) -> dict[str, Any]:
+        """Blocks the output took from the buffer's memory / from its files."""
+        with contextlib.suppress(Exception):
+            name = "shipper_buffer_blocks_read_total"
+            return {
+                "buffer_blocks_from_cache": int(shipper.metric(name, {"source": "cache"})),
+                "buffer_blocks_from_file": int(shipper.metric(name, {"source": "file"})),
+            }
+        return {}
 
     def wait_counts(
         self, es: EsServer, expected: dict[str, int], timeout_s: float
@@ -602,8 +671,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
         "--scenarios",
-        default="ceiling,noisy,many,idle,churn",
-        help="comma-separated subset of ceiling,noisy,many,idle,churn",
+        default="ceiling,noisy,backlog,many,idle,churn",
+        help="comma-separated subset of ceiling,noisy,backlog,many,idle,churn",
     )
     parser.add_argument(
         "--modes", default="api,files", help="docker.read_mode values to run the shipper with"
@@ -644,6 +713,9 @@ def main() -> int:
         for mode in modes:
             if "noisy" in scenarios:
                 bench.noisy(mode)
+        for mode in modes:
+            if "backlog" in scenarios:
+                bench.backlog(mode)
         for mode in modes:
             if "many" in scenarios:
                 bench.many(mode)
