@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, Final
 
@@ -31,12 +31,20 @@ crc32: Callable[..., int] = zlib.crc32 if _isal is None else _isal.crc32
 
 def gzip_fast(data: bytes) -> bytes:
     """gzip at level 1: NDJSON of logs still shrinks 5-20x, for a fraction of the CPU."""
+    return gzip_parts((data,))
+
+
+def gzip_parts(parts: Sequence[bytes]) -> bytes:
+    """`gzip_fast` of the parts concatenated, without concatenating them first (a bulk body
+    is a few blocks of megabytes each: joining them was a copy of every byte)."""
     compressor: Any = (
         zlib.compressobj(1, zlib.DEFLATED, _GZIP_WBITS)
         if _isal is None
         else _isal.compressobj(1, _isal.DEFLATED, _GZIP_WBITS)
     )
-    return bytes(compressor.compress(data) + compressor.flush())
+    out = [compressor.compress(part) for part in parts]
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
-__all__ = ["ACCELERATED", "crc32", "gzip_fast"]
+__all__ = ["ACCELERATED", "crc32", "gzip_fast", "gzip_parts"]

@@ -176,11 +176,11 @@ async def test_the_all_created_answer_comes_through_the_client_unparsed(es_serve
     try:
         await connection.connect()
         body = b"".join(entries_of(f"c{uid}", 20, index=f"logs-unparsed{uid}-default"))
-        first = await connection.bulk(body)
+        first = await connection.bulk([body])
         assert first["errors"] is False
         assert len(first["items"]) == 20
         assert all(item is CREATED_ITEM for item in first["items"])
-        again = await connection.bulk(body)  # the same _ids: every create conflicts
+        again = await connection.bulk([body])  # the same _ids: every create conflicts
         assert again["errors"] is True
         assert [item["create"]["status"] for item in again["items"]] == [409] * 20
         assert not any(item is CREATED_ITEM for item in again["items"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -22,7 +22,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, UnsupportedProductError
 from shipper import telemetry
 from shipper.config import ElasticsearchConfig
 from shipper.errors import ConfigError, PermanentError, TransientError
-from shipper.fastzlib import gzip_fast
+from shipper.fastzlib import gzip_parts
 from shipper.sinks.elasticsearch.response import ResponseSerializer
 
 SUPPORTED_MAJORS = (8, 9)
@@ -137,12 +137,15 @@ class ElasticsearchConnection:
         self.version = version
         return major
 
-    async def bulk(self, body: bytes) -> Mapping[str, Any]:
+    async def bulk(self, parts: Sequence[bytes]) -> Mapping[str, Any]:
+        """POST /_bulk of the parts concatenated (whole entries: blocks from the buffer)."""
         encoding = None
         if self._config.compression:
             # zlib releases the GIL: in a thread, compression runs beside the event loop.
-            body = await asyncio.to_thread(gzip_fast, body)
+            body = await asyncio.to_thread(gzip_parts, parts)
             encoding = "gzip"
+        else:
+            body = parts[0] if len(parts) == 1 else b"".join(parts)
         result = await self.request(
             "POST",
             "/_bulk",

@@ -218,7 +218,7 @@ class ElasticsearchSink:
         # container's append, and a container has one data stream.
         targets = {index_of(body) for body in bodies}
         try:
-            response = await self._send_until_answered(b"".join(bodies), targets)
+            response = await self._send_until_answered(bodies, targets)
         except _Split:
             await self._deliver(self._items_of(batches))
             return
@@ -244,7 +244,7 @@ class ElasticsearchSink:
         """Sends items until each is settled or parked for a later retry."""
         try:
             response = await self._send_until_answered(
-                b"".join(item.entry for item in items), {index_of(i.entry) for i in items}
+                [b"".join(item.entry for item in items)], {index_of(i.entry) for i in items}
             )
         except _Split:
             if len(items) == 1:
@@ -335,15 +335,17 @@ class ElasticsearchSink:
             if due:
                 await self._deliver([_Item(p.entry, p.ticket, p.attempt, p.fallback) for p in due])
 
-    async def _send_until_answered(self, body: bytes, targets: set[str]) -> dict[str, Any]:
-        """The bulk response (filtered to statuses and errors); retries whole-request
-        failures without limit; raises _Split on 413."""
+    async def _send_until_answered(
+        self, parts: Sequence[bytes], targets: set[str]
+    ) -> dict[str, Any]:
+        """The bulk response (filtered to statuses and errors) to the body `parts` make;
+        retries whole-request failures without limit; raises _Split on 413."""
         backoff = Backoff(base_s=0.2, cap_s=self._config.retry_max_backoff_s)
         while True:
             started = time.monotonic()
             try:
                 await self._templates.ensure(targets)
-                response = await self._connection.bulk(body)
+                response = await self._connection.bulk(parts)
             except RequestFailed as exc:
                 telemetry.bulk_requests.labels("failed", str(exc.status or "none")).inc()
                 if classify_request_failure(exc.status) is RequestAction.SPLIT:
