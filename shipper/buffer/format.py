@@ -67,7 +67,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -325,6 +325,115 @@ def decode_records(
         total += data_bytes
         count += block.count
         pos = end
+
+
+# `read_blocks` reads frame headers this many bytes at a time; blocks that do not fit are read
+# on their own. Small: a block of the hot path (a few thousand entries) has a 10-20 KB head.
+_HEAD_WINDOW: Final = 64 * 1024
+
+Pread = Callable[[int, int], bytes]  # (size, offset) -> the bytes there, short at the end
+
+
+class ReadBlocks(NamedTuple):
+    blocks: list[Block]
+    consumed: int
+    entry_count: int
+    payload_bytes: int
+
+
+def read_blocks(
+    pread: Pread, start: int, want: int, available: int, max_entries: int, max_bytes: int
+) -> ReadBlocks | None:
+    """What `decode_records(pread(want, start), ...)` decodes from a version 2 segment, when
+    every frame it would take is valid, read so that each large block's entries land in their
+    `Block` straight from the file: the one-read-then-slice way copied every byte twice
+    (the slice was 6 % of the event loop in the backlog benchmark). None as soon as anything
+    is not plain (a bad or torn frame, a short read): the caller then decodes the one read,
+    the one definition of what happens to damaged data.
+
+    `want` is the size of that one read, `available` how far the segment's data reaches (a
+    first block larger than `want` is taken whole, as the caller does after a second read).
+    """
+    blocks: list[Block] = []
+    count = 0
+    total = 0
+    pos = 0  # relative to start, as in the one read
+    window = b""
+    window_at = 0
+    seed_time: int | None = None
+    seed = 0
+    head_size = FRAME_HEADER_SIZE + _COUNT.size
+    while True:
+        if blocks and count >= max_entries:
+            break
+        if want - pos < FRAME_HEADER_SIZE:
+            if pos == want or blocks:
+                break  # the end of the read, or a frame cut by it behind taken blocks
+            return None
+        off = pos - window_at
+        if off + head_size > len(window):
+            size = min(max(want - pos, head_size), _HEAD_WINDOW)
+            window = pread(size, start + pos)
+            window_at = pos
+            off = 0
+            if len(window) < min(size, available - pos):
+                return None  # the file is shorter than the segment says
+        if off + head_size > len(window):
+            return None
+        length, crc, time_ms = _FRAME.unpack_from(window, off)
+        if length > MAX_RECORD_BYTES or length < _COUNT.size:
+            return None
+        end = pos + FRAME_HEADER_SIZE + length
+        if end > want:
+            if blocks:
+                break  # the one read stops before this frame too
+            if end > available:
+                return None
+        if time_ms != seed_time:
+            seed = _crc32(_TIME.pack(time_ms))
+            seed_time = time_ms
+        payload_at = off + FRAME_HEADER_SIZE
+        if end - window_at <= len(window):
+            if _crc32(memoryview(window)[payload_at : end - window_at], seed) != crc:
+                return None
+            block_or_problem = _block(window, payload_at, end - window_at)
+            if isinstance(block_or_problem, str):
+                return None
+            block = block_or_problem
+        else:
+            (entries,) = _COUNT.unpack_from(window, payload_at)
+            head_length = _COUNT.size + ENTRY_OVERHEAD * entries
+            if entries == 0 or head_length > length:
+                return None
+            if blocks and (
+                count + entries > max_entries or total + length - head_length > max_bytes
+            ):
+                break  # the limits stop before this block: do not read it
+            lengths_at = payload_at + _COUNT.size
+            if payload_at + head_length <= len(window):
+                lengths_raw = window[lengths_at : payload_at + head_length]
+            else:
+                lengths_raw = pread(head_length - _COUNT.size, start + pos + head_size)
+            data = pread(length - head_length, start + pos + FRAME_HEADER_SIZE + head_length)
+            if len(lengths_raw) != head_length - _COUNT.size or len(data) != length - head_length:
+                return None
+            head_crc = _crc32(lengths_raw, _crc32(window[payload_at:lengths_at], seed))
+            if _crc32(data, head_crc) != crc:
+                return None
+            lengths: tuple[int, ...] = struct.unpack(f"<{entries}I", lengths_raw)
+            if sum(lengths) != len(data):
+                return None
+            block = Block(data, lengths)
+            window = b""  # what follows is read afresh from the block's end
+            window_at = end
+        data_bytes = len(block.data)
+        if blocks and (count + block.count > max_entries or total + data_bytes > max_bytes):
+            break
+        blocks.append(block)
+        total += data_bytes
+        count += block.count
+        pos = end
+    return ReadBlocks(blocks, pos, count, total)
 
 
 def _block(buf: bytes, start: int, end: int) -> Block | str:

@@ -540,7 +540,8 @@ class SegmentQueue:
 
     def _read_from(self, segment: _Segment, max_entries: int, max_bytes: int) -> BufferBatch | None:
         start = self._read_pos
-        # What the file read below may take in one pread: the cache stops where it would.
+        # Framing plus payload of a full batch: what one read of the file may take (the cache
+        # and `read_blocks` stop where that read would).
         want = min(
             segment.end - start,
             max_bytes + max_entries * fmt.ENTRY_OVERHEAD + 64 * (fmt.FRAME_HEADER_SIZE + 4),
@@ -553,14 +554,31 @@ class SegmentQueue:
             self._read_fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
             self._read_fd_id = segment.id
         available = segment.end - start
-        # Framing plus payload of a full batch; one large pread, no per-record syscalls.
-        buf = os.pread(self._read_fd, want, start)
         version = segment.version
+        fd = self._read_fd
+        if version == fmt.FORMAT_VERSION:
+            read = fmt.read_blocks(
+                lambda size, offset: os.pread(fd, size, offset),
+                start,
+                want,
+                available,
+                max_entries,
+                max_bytes,
+            )
+            if read is not None and read.entry_count:
+                self.blocks_read_from_file += len(read.blocks)
+                end = start + read.consumed
+                return self._hand_out(
+                    segment, read.blocks, start, end, read.entry_count, read.payload_bytes
+                )
+        # Version 1, or anything not plain (damage, a file shorter than the segment says):
+        # one pread of the whole read, decoded by the one definition of damaged data.
+        buf = os.pread(fd, want, start)
         decoded = fmt.decode_records(buf, max_entries, max_bytes, version)
         first_too_big = not decoded.blocks and decoded.stop == fmt.INCOMPLETE
         if first_too_big and len(buf) == want and decoded.need <= available:
             # The first block alone is larger than the read; read exactly it.
-            buf = os.pread(self._read_fd, decoded.need, start)
+            buf = os.pread(fd, decoded.need, start)
             decoded = fmt.decode_records(buf, 1, max_bytes, version)
         problem = decoded.problem
         if not problem and len(buf) < want:
