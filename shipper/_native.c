@@ -227,6 +227,33 @@ static int hex4(const unsigned char *p, unsigned *out) {
  * all ASCII into *ascii. Returns the position after the closing quote, or NULL if the string
  * is not one orjson accepts (raw control character, bad escape, lone surrogate, invalid UTF-8,
  * no closing quote before end). */
+/* Eight bytes at a time (SWAR): messages are mostly long runs that need no escaping, and a
+ * test per byte was most of the time spent on them. `has_less(v, n)` is non-zero iff some byte
+ * of v is below n (n <= 128), `has_byte(v, b)` iff some byte equals b: exact for "some byte",
+ * whatever the others hold. */
+#define SWAR_ONES 0x0101010101010101ULL
+#define SWAR_HIGHS 0x8080808080808080ULL
+
+static inline uint64_t load8(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t has_less(uint64_t v, unsigned char n) {
+    return (v - SWAR_ONES * n) & ~v & SWAR_HIGHS;
+}
+
+static inline uint64_t has_byte(uint64_t v, unsigned char b) {
+    uint64_t x = v ^ (SWAR_ONES * b);
+    return (x - SWAR_ONES) & ~x & SWAR_HIGHS;
+}
+
+/* Some byte that orjson escapes: a control character, a quote or a backslash. */
+static inline uint64_t needs_escape8(uint64_t v) {
+    return has_less(v, 0x20) | has_byte(v, '"') | has_byte(v, '\\');
+}
+
 static const unsigned char *json_string(const unsigned char *p, const unsigned char *end,
                                         unsigned char *buf, Py_ssize_t *len, int *ascii) {
     unsigned char *w = buf;
@@ -243,6 +270,11 @@ static const unsigned char *json_string(const unsigned char *p, const unsigned c
         if (c < 0x80 && c != '\\') {
             /* a run of plain ASCII: copy it whole */
             const unsigned char *start = p;
+            while (end - p >= 8) {
+                uint64_t v = load8(p);
+                if ((needs_escape8(v) | (v & SWAR_HIGHS)) != 0) break;
+                p += 8;
+            }
             while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') p++;
             if (w) {
                 memcpy(w, start, (size_t)(p - start));
@@ -599,9 +631,17 @@ static const unsigned char ESCAPE[128] = {
 
 static Py_ssize_t escaped_length(const unsigned char *s, Py_ssize_t n) {
     Py_ssize_t total = n;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        if (c < 0x80 && ESCAPE[c]) total += ESCAPE[c] == 'u' ? 5 : 1;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (n - i >= 8 && !needs_escape8(load8(s + i))) {
+            i += 8;
+            continue;
+        }
+        Py_ssize_t stop = n - i >= 8 ? i + 8 : n;
+        for (; i < stop; i++) {
+            unsigned char c = s[i];
+            if (c < 0x80 && ESCAPE[c]) total += ESCAPE[c] == 'u' ? 5 : 1;
+        }
     }
     return total;
 }
@@ -610,6 +650,7 @@ static char *write_escaped(char *w, const unsigned char *s, Py_ssize_t n) {
     Py_ssize_t i = 0;
     while (i < n) {
         Py_ssize_t run = i;
+        while (n - run >= 8 && !needs_escape8(load8(s + run))) run += 8;
         while (run < n && (s[run] >= 0x80 || !ESCAPE[s[run]])) run++;
         memcpy(w, s + i, (size_t)(run - i));
         w += run - i;

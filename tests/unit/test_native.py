@@ -398,3 +398,38 @@ def test_batch_facts_of_the_common_form_are_found_in_c() -> None:
     odd = [*records, records[0]._replace(timestamp_ns=2**64)]  # beyond 64 bits: Python answers
     assert native_module.native.batch_facts(odd, "stderr") is None
     assert batch_facts(odd) == python_batch_facts(odd)
+
+
+# ---- eight bytes at a time: every special byte at every place around a word boundary
+
+_SPECIALS = [chr(c) for c in range(0x20)] + ['"', "\\", "\x7f", "é", "€", "𝄞", "/"]
+
+
+def test_word_at_a_time_scans_find_every_special_character_at_every_position() -> None:
+    messages = [
+        "a" * before + special + "b" * after
+        for special in _SPECIALS
+        for before in range(0, 20)
+        for after in (0, 1, 7, 8, 9, 17)
+    ]
+    records = [
+        LogRecord(CID, BASE_S * 10**9 + n, "stdout", 0, message, (), None, len(message))
+        for n, message in enumerate(messages)
+    ]
+    native_entries = _encode(records)
+    with pure_python():
+        python_entries = _encode(records)
+    assert native_entries == python_entries
+    lines = b"".join(
+        orjson.dumps({"log": m + "\n", "stream": "stdout", "time": "2026-12-02T00:00:00Z"}) + b"\n"
+        for m in messages
+    ) + b"".join(
+        json.dumps({"log": m + "\n", "stream": "stdout", "time": "2026-12-02T00:00:00Z"}).encode()
+        + b"\n"
+        for m in messages
+    )
+
+    def make() -> JsonFileDecoder:
+        return JsonFileDecoder(CID, tty=False, since_ns=0, max_line_bytes=1 << 20)
+
+    _both_paths(make, lines, [])
