@@ -256,10 +256,7 @@ class Bench:
         try:
             time.sleep(1.0)
             log(f"noisy ({mode}): {lines} lines from one container")
-            shipper_cpu = procstat.CpuMeter([shipper.process.pid]).start()  # type: ignore[union-attr]
-            dockerd = procstat.CpuMeter(self.dockerd).start()
-            shims = procstat.CpuMeter(self.shims()).start()
-            es_cpu = procstat.CpuMeter([es.process.pid]).start()
+            shipper_cpu, dockerd, shims, es_cpu = self.meters(shipper, es)
             container = self.run_container(self.writer(lines))
             done_at = self.wait_counts(es, {container.id: lines}, timeout_s=900)[container.id]
             cpu = shipper_cpu.stop()
@@ -527,10 +524,7 @@ class Bench:
             assert shipper.process is not None
             # From readiness on: start-up (imports, connections) is not part of the rate.
             started = time.time()
-            shipper_cpu = procstat.CpuMeter([shipper.process.pid]).start()
-            dockerd = procstat.CpuMeter(self.dockerd).start()
-            shims = procstat.CpuMeter(self.shims()).start()
-            es_cpu = procstat.CpuMeter([es.process.pid]).start()
+            shipper_cpu, dockerd, shims, es_cpu = self.meters(shipper, es)
             done_at = self.wait_counts(es, {container.id: lines + 1}, timeout_s=900)[container.id]
             cpu = shipper_cpu.stop()
             extra: dict[str, Any] = {
@@ -555,6 +549,18 @@ class Bench:
             es.stop()
 
     # -- measurement plumbing ----------------------------------------------------------------
+
+    def meters(
+        self, shipper: ShipperProcess, es: EsServer
+    ) -> tuple[procstat.CpuMeter, procstat.CpuMeter, procstat.CpuMeter, procstat.CpuMeter]:
+        """CPU meters of the shipper, dockerd, containerd and the shims, the test server."""
+        assert shipper.process is not None
+        return (
+            procstat.CpuMeter([shipper.process.pid]).start(),
+            procstat.CpuMeter(self.dockerd).start(),
+            procstat.CpuMeter(self.shims()).start(),
+            procstat.CpuMeter([es.process.pid]).start(),
+        )
 
     @staticmethod
     def buffer_reads(shipper: ShipperProcess) -> dict[str, Any]:

@@ -327,6 +327,12 @@ def decode_records(
         pos = end
 
 
+def read_size(max_entries: int, max_bytes: int) -> int:
+    """Bytes one read of a segment takes for a batch of these limits: the entries plus their
+    framing, with room for the headers of 64 blocks (one pread, no per-block system calls)."""
+    return max_bytes + max_entries * ENTRY_OVERHEAD + 64 * (FRAME_HEADER_SIZE + _COUNT.size)
+
+
 # `read_blocks` reads frame headers this many bytes at a time; blocks that do not fit are read
 # on their own. Small: a block of the hot path (a few thousand entries) has a 10-20 KB head.
 _HEAD_WINDOW: Final = 64 * 1024

@@ -540,12 +540,8 @@ class SegmentQueue:
 
     def _read_from(self, segment: _Segment, max_entries: int, max_bytes: int) -> BufferBatch | None:
         start = self._read_pos
-        # Framing plus payload of a full batch: what one read of the file may take (the cache
-        # and `read_blocks` stop where that read would).
-        want = min(
-            segment.end - start,
-            max_bytes + max_entries * fmt.ENTRY_OVERHEAD + 64 * (fmt.FRAME_HEADER_SIZE + 4),
-        )
+        # What one read of the file may take (the cache and `read_blocks` stop where it would).
+        want = min(segment.end - start, fmt.read_size(max_entries, max_bytes))
         cached = self._read_cached(segment, start, want, max_entries, max_bytes)
         if cached is not None:
             return cached

@@ -65,8 +65,7 @@ def test_valid_segments_read_as_the_one_read_decodes(
     available = len(file) - start
     max_entries = data.draw(st.integers(1, 30), label="max_entries")
     max_bytes = data.draw(st.integers(1, 300_000), label="max_bytes")
-    overhead = max_entries * fmt.ENTRY_OVERHEAD + 64 * (fmt.FRAME_HEADER_SIZE + 4)
-    want = min(available, max_bytes + overhead)
+    want = min(available, fmt.read_size(max_entries, max_bytes))
     reads: list[tuple[int, int]] = []
 
     def pread(size: int, offset: int) -> bytes:
@@ -106,7 +105,7 @@ def test_damaged_segments_give_the_same_blocks_or_fall_back(
     available = len(file) - start  # what the segment believes it holds
     max_entries = data.draw(st.integers(1, 30), label="max_entries")
     max_bytes = data.draw(st.integers(1, 300_000), label="max_bytes")
-    want = min(available, max_bytes + max_entries * 4 + 64 * 20)
+    want = min(available, fmt.read_size(max_entries, max_bytes))
 
     def pread(size: int, offset: int) -> bytes:
         return damaged_file[offset : offset + size]
