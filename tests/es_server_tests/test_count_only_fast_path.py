@@ -136,7 +136,59 @@ PERTURBATIONS: dict[str, bytes] = {
         (action("a"), b'{"container":{"id":"x"},"y":{"container":{"id":"z"}}}'),
         (action("b"), b"{}"),
     ),
+    # Every document ends as the first does, but one holds another key before that end.
+    "a second key before the common end": bulk_body(
+        (action("a"), b'{"m":1,"container":{"id":"c"}}'),
+        (action("b"), b'{"container":{"id":"z"},"m":1,"container":{"id":"c"}}'),
+    ),
+    # The same, with the keys overlapping: a count of the whole key would see one.
+    "overlapping keys": bulk_body(
+        (action("a"), b'{"container":{"id":"c"}}'),
+        (action("b"), b'{"container":{"id":"container":{"id":"c"}}'),
+    ),
+    "the key in the first document only": bulk_body(
+        (action("a"), b'{"container":{"id":"c"}}'), (action("b"), b'{"m":1}')
+    ),
 }
+
+
+def shipper_document(container: str, message: str, stream: str) -> bytes:
+    """Shaped as the shipper writes it: the line's own fields first, the container's after."""
+    return orjson.dumps(
+        {
+            "@timestamp": "2026-12-02T00:00:00.000000001Z",
+            "message": message,
+            "log": {"iostream": stream},
+            "container": {"id": container, "name": "noisy", "labels": {"app": "x"}},
+            "host": {"name": "h"},
+        }
+    )
+
+
+def test_one_containers_block_is_counted_without_a_search_per_document(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    searched: list[int] = []
+    real = bulk_module._container_ids
+    monkeypatch.setattr(
+        bulk_module, "_container_ids", lambda docs: searched.append(len(docs)) or real(docs)
+    )
+    one = bulk_body(
+        *[
+            (action(f"id-{i}"), shipper_document("c1", f"line {i}", ("stdout", "stderr")[i % 2]))
+            for i in range(6)
+        ]
+    )
+    two = bulk_body(
+        (action("id-6"), shipper_document("c1", "a", "stdout")),
+        (action("id-7"), shipper_document("c2", "b", "stdout")),
+    )
+    assert compare([one, two], SHORT, monkeypatch) == 2
+    # The loop's run is patched out of the fast path; the fast path's run searched only `two`.
+    assert searched == [2]
+    store, stats = Store(9), Stats()
+    count_bulk(store, one, None, stats, True, True, SHORT)
+    assert stats.items_by_container == {"c1": 6}
 
 
 @pytest.mark.parametrize("filter_path", [SHORT, None])
