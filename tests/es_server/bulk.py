@@ -396,11 +396,11 @@ def _container_id(body: bytes, start: int, end: int) -> bytes | None:
     return body[at : close if close >= 0 else end]
 
 
-def _count_containers(ids: list[bytes | None], stats: Stats, each: int = 1) -> None:
+def _count_containers(ids: list[bytes | None], stats: Stats) -> None:
     # One Counter over the raw ids, then one decode per container, not one per document.
     for container_id, count in Counter(ids).items():
         if container_id is not None:
-            stats.items_by_container[container_id.decode()] += count * each
+            stats.items_by_container[container_id.decode()] += count
 
 
 # `_CONTAINER_ID_KEY` without its closing quote: this one cannot overlap itself, so a count of
@@ -514,7 +514,7 @@ def _count_uniform_creates(
         if shared is None:
             _count_containers(_container_ids(documents), stats)
         else:
-            _count_containers([shared], stats, len(documents))
+            stats.items_by_container[shared.decode()] += len(documents)
     if short:
         items = b",".join(itertools.repeat(b'{"create":{"status":201}}', len(doc_ids)))
         return Raw(b'{"errors":false,"items":[%s]}' % items)
