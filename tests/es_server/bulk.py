@@ -328,9 +328,7 @@ def _store(
     version = existing.version + 1 if existing is not None else 1
     seq_no = index.seq_no
     index.seq_no += 1
-    # Re-inserting moves an updated doc to the end, which is where ES's _doc order puts it too.
-    index.docs.pop(doc_id, None)
-    index.docs[doc_id] = Doc(source=source, seq_no=seq_no, version=version)
+    index.put(doc_id, Doc(source=source, seq_no=seq_no, version=version))
     return {
         "_index": index.name,
         "_id": doc_id,
@@ -344,7 +342,7 @@ def _store(
 
 
 def _delete(index: Index, doc_id: str) -> dict[str, Any]:
-    existing = index.docs.pop(doc_id, None)
+    existing = index.remove(doc_id)
     seq_no = index.seq_no
     index.seq_no += 1
     return {

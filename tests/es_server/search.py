@@ -15,7 +15,7 @@ from typing import Any
 from . import dates
 from .errors import EsError, cause, search_phase_failure
 from .mapping import DATE_TYPES, NUMERIC_TYPES, Mappings, source_values
-from .store import Doc, Index, Store, new_uuid
+from .store import Doc, Index, Postings, Store, new_uuid
 
 MAX_RESULT_WINDOW = 10000
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -185,8 +185,8 @@ def compile_query(q: dict[str, Any] | None, index: Index) -> Callable[[dict[str,
                 t in wanted_tokens for v in source_values(src, path) for t in _tokens(str(v))
             )
         wanted = {_as_comparable(v, type_, m, field) for v in raw_values}
-        values = _cached_comparables(index, field, path, type_)
-        return lambda src, _id: any(v in wanted for v in values(src, _id))
+        values = _postings(index, field, path, type_)
+        return lambda src, _id: any(v in wanted for v in values.of(src, _id))
     raise EsError(
         400,
         "parsing_exception",
@@ -196,29 +196,63 @@ def compile_query(q: dict[str, Any] | None, index: Index) -> Callable[[dict[str,
     )
 
 
-def _cached_comparables(
-    index: Index, field: str, path: str, type_: str
-) -> Callable[[dict[str, Any], str], list[Any]]:
-    """A document's comparable values of `field`, computed once per document version.
+class _TermValues:
+    """A document's comparable values of one field, from the index's postings when ``src`` is
+    the stored version (a point in time may hold an older one)."""
 
-    Real Elasticsearch answers term queries from an inverted index; walking every source
-    on every poll made the tests' polling slower than the shipper it measures. Entries are
-    keyed by _id and checked by the identity of the source they came from (a new version of
-    a document is a new source dict, and the entry keeps the old one alive, so identities
-    cannot be reused while cached).
-    """
-    cache = index.comparables.setdefault((field, path, type_), {})
-    mappings = index.mappings
+    def __init__(self, postings: Postings, comparables: Callable[[dict[str, Any]], list[Any]]):
+        self.postings = postings
+        self.comparables = comparables
 
-    def values(src: dict[str, Any], doc_id: str) -> list[Any]:
-        entry = cache.get(doc_id)
+    def of(self, src: dict[str, Any], doc_id: str) -> list[Any]:
+        entry = self.postings.by_id.get(doc_id)
         if entry is not None and entry[0] is src:
             return entry[1]
-        out = [_as_comparable(v, type_, mappings, field) for v in source_values(src, path)]
-        cache[doc_id] = (src, out)
-        return out
+        return self.comparables(src)
 
-    return values
+
+def _postings(index: Index, field: str, path: str, type_: str) -> _TermValues:
+    mappings = index.mappings
+
+    def comparables(src: dict[str, Any]) -> list[Any]:
+        return [_as_comparable(v, type_, mappings, field) for v in source_values(src, path)]
+
+    return _TermValues(index.postings_for((field, path, type_), comparables), comparables)
+
+
+def _candidate_ids(q: dict[str, Any] | None, index: Index) -> set[str] | None:
+    """A superset of the ids ``q`` matches, from postings; None when they cannot narrow it.
+
+    Only narrows: the compiled query still decides every candidate, so a query this does not
+    understand costs a scan, never a wrong answer.
+    """
+    if not q or len(q) != 1:
+        return None
+    ((kind, spec),) = q.items()
+    if kind == "bool":
+        clauses: list[Any] = []
+        for key in ("must", "filter"):
+            value = spec.get(key, [])
+            clauses.extend([value] if isinstance(value, dict) else value)
+        narrowed = [ids for c in clauses if (ids := _candidate_ids(c, index)) is not None]
+        return set.intersection(*sorted(narrowed, key=len)) if narrowed else None
+    if kind not in ("term", "terms"):
+        return None
+    if kind == "terms":
+        field = next(k for k in spec if k != "boost")
+        raw_values = list(spec[field])
+    else:
+        ((field, raw),) = spec.items()
+        raw_values = [raw.get("value", raw.get("query")) if isinstance(raw, dict) else raw]
+    if field == "_id":
+        return {str(v) for v in raw_values}
+    path, type_ = _field_info(index.mappings, field)
+    if type_ is None:
+        return set()
+    if type_ in ("text", "match_only_text"):
+        return None
+    wanted = {_as_comparable(v, type_, index.mappings, field) for v in raw_values}
+    return _postings(index, field, path, type_).postings.ids_holding(wanted)
 
 
 def _sort_specs(sort: Any) -> list[tuple[str, str, dict[str, Any]]]:
@@ -344,7 +378,9 @@ def collect(
     for ordinal, index in enumerate(indices):
         index.maybe_auto_refresh()
         match = compile_query(query, index)
-        for doc_id, doc in index.visible_docs():
+        candidates = _candidate_ids(query, index)
+        docs = index.visible_docs() if candidates is None else index.visible_docs_among(candidates)
+        for doc_id, doc in docs:
             if match(doc.source, doc_id):
                 hits.append((index, doc_id, doc, (ordinal << 32) | doc.seq_no))
     return hits

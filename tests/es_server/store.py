@@ -13,6 +13,7 @@ import fnmatch
 import itertools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,45 @@ class Doc:
 
 
 @dataclass
+class Postings:
+    """The inverted index of one field: which documents hold each comparable value.
+
+    Real Elasticsearch answers term queries from an inverted index; walking every source on
+    every poll made the tests' polling cost grow with the index and compete with the shipper
+    it measures (the server shares the tests' event loop). ``by_id`` also keeps each current
+    document's source, so a matcher can tell a current version (cached values) from an older
+    one held by a point in time (values computed afresh).
+    """
+
+    comparables: Callable[[dict[str, Any]], list[Any]]
+    by_value: dict[Any, set[str]] = field(default_factory=dict)
+    by_id: dict[str, tuple[dict[str, Any], list[Any]]] = field(default_factory=dict)
+
+    def add(self, doc_id: str, source: dict[str, Any]) -> None:
+        values = self.comparables(source)
+        self.by_id[doc_id] = (source, values)
+        for value in values:
+            self.by_value.setdefault(value, set()).add(doc_id)
+
+    def discard(self, doc_id: str) -> None:
+        entry = self.by_id.pop(doc_id, None)
+        if entry is None:
+            return
+        for value in entry[1]:
+            holders = self.by_value.get(value)
+            if holders is not None:
+                holders.discard(doc_id)
+                if not holders:
+                    del self.by_value[value]
+
+    def ids_holding(self, values: set[Any]) -> set[str]:
+        found: set[str] = set()
+        for value in values:
+            found |= self.by_value.get(value, set())
+        return found
+
+
+@dataclass
 class Index:
     name: str
     uuid: str
@@ -57,10 +97,11 @@ class Index:
     refreshed_seq_no: int = 0
     last_refresh: float = field(default_factory=time.monotonic)
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
-    # (field, path, type) -> _id -> (source, comparable values): see search._cached_comparables
-    comparables: dict[tuple[str, str, str], dict[str, tuple[dict[str, Any], list[Any]]]] = field(
-        default_factory=dict
-    )
+    # (field, path, type) -> the inverted index of that field, built by the first term query
+    postings: dict[tuple[str, str, str], Postings] = field(default_factory=dict)
+    # The searchable version of each document overwritten or deleted since the last refresh:
+    # searches see the index as of the last refresh, so they still find it.
+    superseded: dict[str, Doc] = field(default_factory=dict)
     # count-only mode: no sources, only counts and (optionally) ids for duplicate detection.
     count: int = 0
     ids: set[str] = field(default_factory=set)
@@ -82,8 +123,51 @@ class Index:
     def ignore_malformed(self) -> bool:
         return str(self.settings.get("index.mapping.ignore_malformed", "false")).lower() == "true"
 
+    def put(self, doc_id: str, doc: Doc) -> None:
+        """Stores a document version: every write goes through here, so postings stay exact."""
+        self._supersede(doc_id)
+        # Re-inserting moves an updated doc to the end, which is where ES's _doc order puts it
+        # too: the dict's order is the order of seq_no.
+        self.docs.pop(doc_id, None)
+        self.docs[doc_id] = doc
+        for postings in self.postings.values():
+            postings.discard(doc_id)
+            postings.add(doc_id, doc.source)
+
+    def remove(self, doc_id: str) -> Doc | None:
+        self._supersede(doc_id)
+        for postings in self.postings.values():
+            postings.discard(doc_id)
+        return self.docs.pop(doc_id, None)
+
+    def _supersede(self, doc_id: str) -> None:
+        current = self.docs.get(doc_id)
+        if current is not None and current.seq_no < self.refreshed_seq_no:
+            self.superseded.setdefault(doc_id, current)
+
+    def postings_for(
+        self, key: tuple[str, str, str], comparables: Callable[[dict[str, Any]], list[Any]]
+    ) -> Postings:
+        """The postings of one field, built from every stored document on first use."""
+        postings = self.postings.get(key)
+        if postings is None:
+            postings = self.postings[key] = Postings(comparables)
+            for doc_id, doc in self.docs.items():
+                postings.add(doc_id, doc.source)
+        return postings
+
+    def visible_docs_among(self, doc_ids: set[str]) -> list[tuple[str, Doc]]:
+        """visible_docs() narrowed to ``doc_ids`` (postings hold current versions, so every
+        superseded one is kept for the query to decide), in the same (seq_no) order."""
+        limit = self.refreshed_seq_no
+        found = [(i, d) for i in doc_ids if (d := self.docs.get(i)) is not None]
+        found = [(i, d) for i, d in found if d.seq_no < limit]
+        found.extend(self.superseded.items())
+        return sorted(found, key=lambda entry: entry[1].seq_no)
+
     def refresh(self) -> None:
         self.refreshed_seq_no = self.seq_no
+        self.superseded.clear()
         self.last_refresh = time.monotonic()
 
     def maybe_auto_refresh(self) -> None:
@@ -94,7 +178,10 @@ class Index:
 
     def visible_docs(self) -> list[tuple[str, Doc]]:
         limit = self.refreshed_seq_no
-        return [(i, d) for i, d in self.docs.items() if d.seq_no < limit]
+        visible = [(i, d) for i, d in self.docs.items() if d.seq_no < limit]
+        if not self.superseded:
+            return visible
+        return sorted([*visible, *self.superseded.items()], key=lambda entry: entry[1].seq_no)
 
     def doc_count(self) -> int:
         return self.count if not self.docs and self.count else len(self.docs)
