@@ -177,8 +177,23 @@ class Bench:
         workdir.mkdir(parents=True, exist_ok=True)
         shipper = ShipperProcess(workdir, es.url, config)
         shipper.start()
-        shipper.wait_ready_http(timeout_s=30)
+        try:
+            shipper.wait_ready_http(timeout_s=30)
+        except BaseException:
+            self.stop_shipper(shipper)
+            raise
         return shipper
+
+    def start_pipeline(self, mode: str, name: str) -> tuple[EsServer, ShipperProcess]:
+        """The count-only server and a ready shipper writing to it. The caller stops both in
+        its `finally`; when the shipper does not get ready, neither is left running (a bad
+        config used to leave the server process behind, one per scenario)."""
+        es = EsServer()
+        try:
+            return es, self.start_shipper(es, mode, name)
+        except BaseException:
+            es.stop()
+            raise
 
     @staticmethod
     def stop_shipper(shipper: ShipperProcess) -> None:
@@ -251,8 +266,7 @@ class Bench:
 
     def noisy(self, mode: str) -> None:
         lines = self.sizes["noisy_lines"]
-        es = EsServer()
-        shipper = self.start_shipper(es, mode, f"noisy-{mode}")
+        es, shipper = self.start_pipeline(mode, f"noisy-{mode}")
         try:
             time.sleep(1.0)
             log(f"noisy ({mode}): {lines} lines from one container")
@@ -307,8 +321,7 @@ class Bench:
 
     def many(self, mode: str) -> None:
         count, lines = self.sizes["many_containers"], self.sizes["many_lines"]
-        es = EsServer()
-        shipper = self.start_shipper(es, mode, f"many-{mode}")
+        es, shipper = self.start_pipeline(mode, f"many-{mode}")
         try:
             log(f"many ({mode}): creating {count} containers x {lines} lines")
             with ThreadPoolExecutor(8) as pool:
@@ -421,8 +434,7 @@ class Bench:
     def churn(self, mode: str) -> None:
         rate, lines = self.sizes["churn_rate"], self.sizes["churn_lines"]
         duration = self.args.churn_duration_s or (5.0 if self.args.quick else 60.0)
-        es = EsServer()
-        shipper = self.start_shipper(es, mode, f"churn-{mode}")
+        es, shipper = self.start_pipeline(mode, f"churn-{mode}")
         assert shipper.process is not None
         pid = shipper.process.pid
         launched: list[str] = []
@@ -518,8 +530,7 @@ class Bench:
             if time.monotonic() > deadline:
                 raise TimeoutError("the backlog writer did not finish")
             time.sleep(0.2)
-        es = EsServer()
-        shipper = self.start_shipper(es, mode, f"backlog-{mode}")
+        es, shipper = self.start_pipeline(mode, f"backlog-{mode}")
         try:
             assert shipper.process is not None
             # From readiness on: start-up (imports, connections) is not part of the rate.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,31 @@ def test_the_bench_runs_in_quick_mode(tmp_path: Path, docker_client: docker.Dock
     ]
     assert all(r["lines_per_s"] and r["lines_per_s"] > 0 for r in results)
     assert "lines/s" in completed.stdout
+
+
+def count_only_servers() -> set[int]:
+    """Pids of running count-only test servers, the kind the bench starts."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"tests.es_server" in argv and b"--count-only" in argv:
+                found.add(int(entry.name))
+    return found
+
+
+def test_a_shipper_that_does_not_start_stops_the_bench_and_leaves_nothing_running(
+    docker_client: docker.DockerClient,
+) -> None:
+    before = count_only_servers()
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenarios", "noisy", "--modes", "files"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SHIPPER_ELASTICSEARCH_FLUSH_INTERVAL_S": "-1"},
+    )
+    assert completed.returncode != 0
+    assert "elasticsearch.flush_interval_s" in completed.stderr, completed.stderr[-3000:]
+    assert count_only_servers() - before == set()
