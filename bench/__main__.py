@@ -42,7 +42,7 @@ from typing import Any
 
 import docker
 
-from bench import procstat
+from bench import pagecache, procstat
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -722,6 +722,9 @@ def main() -> int:
         ).stdout.strip(),
     }
     log(f"machine: {meta['cpu']}, {meta['cores']} cores, load {meta['loadavg_before']}")
+    meta["page_cache_cpu_s_per_gib"] = pagecache.cpu_s_per_gib(bench.workdir)
+    meta["free_page_reporting"] = pagecache.free_page_reporting()
+    log(f"page cache, CPU-s per GiB written: {meta['page_cache_cpu_s_per_gib']}")
     if leftovers := bench.remove_leftovers():
         log(f"removed {leftovers} containers an interrupted run left behind")
     try:
@@ -751,6 +754,7 @@ def main() -> int:
     out.write_text(json.dumps({"machine": meta, "results": bench.results}, indent=2))
     print_table(bench.results)
     print(f"\nload average before {meta['loadavg_before']}, after {meta['loadavg_after']}")
+    print(f"page cache, CPU-s per GiB written: {meta['page_cache_cpu_s_per_gib']}")
     print(f"results: {out}")
     return 0
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from bench import pagecache
 from tests.conftest import TEST_IMAGE
 
 pytestmark = pytest.mark.docker
@@ -65,6 +66,26 @@ def test_the_bench_runs_in_quick_mode(tmp_path: Path, docker_client: docker.Dock
     ]
     assert all(r["lines_per_s"] and r["lines_per_s"] > 0 for r in results)
     assert "lines/s" in completed.stdout
+    page_cache = json.loads(out.read_text())["machine"]["page_cache_cpu_s_per_gib"]
+    assert set(page_cache) == {"append_new_file", "rewrite_cached"}
+    assert all(isinstance(v, float) and v > 0 for v in page_cache.values()), page_cache
+
+
+def test_the_page_cache_probe_writes_its_bytes_and_leaves_no_file(tmp_path: Path) -> None:
+    written: list[int] = []
+    real_pwrite = os.pwrite
+
+    def counting_pwrite(fd: int, data: bytes, offset: int) -> int:
+        written.append(offset)
+        return real_pwrite(fd, data, offset)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pagecache.os, "pwrite", counting_pwrite)
+        costs = pagecache.cpu_s_per_gib(tmp_path)
+    per_pass = pagecache.PROBE_BYTES // (256 * 1024)
+    assert written == [i * 256 * 1024 for i in range(per_pass)] * 2  # appended, then rewritten
+    assert list(tmp_path.iterdir()) == []
+    assert costs["append_new_file"] > 0 and costs["rewrite_cached"] > 0
 
 
 def count_only_servers() -> set[int]:
