@@ -108,16 +108,7 @@ def compile_query(q: dict[str, Any] | None, index: Index) -> Callable[[dict[str,
             return lambda src, _id: False
         return lambda src, _id: bool(source_values(src, path))
     if kind in ("term", "terms", "match", "match_phrase", "range", "prefix", "wildcard"):
-        if kind == "terms":
-            field = next(k for k in spec if k != "boost")
-            raw_values = spec[field]
-        else:
-            ((field, raw),) = [(k, v) for k, v in spec.items()]
-            if kind in ("term", "match", "match_phrase", "prefix", "wildcard") and isinstance(
-                raw, dict
-            ):
-                raw = raw.get("value", raw.get("query"))
-            raw_values = [raw]
+        field, raw_values = _field_and_values(kind, spec)
         if field == "_id":
             ids = {str(v) for v in raw_values}
             return lambda src, _id: _id in ids
@@ -185,8 +176,8 @@ def compile_query(q: dict[str, Any] | None, index: Index) -> Callable[[dict[str,
                 t in wanted_tokens for v in source_values(src, path) for t in _tokens(str(v))
             )
         wanted = {_as_comparable(v, type_, m, field) for v in raw_values}
-        values = _postings(index, field, path, type_)
-        return lambda src, _id: any(v in wanted for v in values.of(src, _id))
+        postings = _postings(index, field, path, type_)
+        return lambda src, _id: any(v in wanted for v in postings.values_of(src, _id))
     raise EsError(
         400,
         "parsing_exception",
@@ -196,28 +187,24 @@ def compile_query(q: dict[str, Any] | None, index: Index) -> Callable[[dict[str,
     )
 
 
-class _TermValues:
-    """A document's comparable values of one field, from the index's postings when ``src`` is
-    the stored version (a point in time may hold an older one)."""
-
-    def __init__(self, postings: Postings, comparables: Callable[[dict[str, Any]], list[Any]]):
-        self.postings = postings
-        self.comparables = comparables
-
-    def of(self, src: dict[str, Any], doc_id: str) -> list[Any]:
-        entry = self.postings.by_id.get(doc_id)
-        if entry is not None and entry[0] is src:
-            return entry[1]
-        return self.comparables(src)
+def _field_and_values(kind: str, spec: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The field a single-field query names and the values it asks for."""
+    if kind == "terms":
+        field = next(k for k in spec if k != "boost")
+        return field, list(spec[field])
+    ((field, raw),) = spec.items()
+    if kind in ("term", "match", "match_phrase", "prefix", "wildcard") and isinstance(raw, dict):
+        raw = raw.get("value", raw.get("query"))
+    return field, [raw]
 
 
-def _postings(index: Index, field: str, path: str, type_: str) -> _TermValues:
+def _postings(index: Index, field: str, path: str, type_: str) -> Postings:
     mappings = index.mappings
 
     def comparables(src: dict[str, Any]) -> list[Any]:
         return [_as_comparable(v, type_, mappings, field) for v in source_values(src, path)]
 
-    return _TermValues(index.postings_for((field, path, type_), comparables), comparables)
+    return index.postings_for((field, path, type_), comparables)
 
 
 def _candidate_ids(q: dict[str, Any] | None, index: Index) -> set[str] | None:
@@ -238,12 +225,7 @@ def _candidate_ids(q: dict[str, Any] | None, index: Index) -> set[str] | None:
         return set.intersection(*sorted(narrowed, key=len)) if narrowed else None
     if kind not in ("term", "terms"):
         return None
-    if kind == "terms":
-        field = next(k for k in spec if k != "boost")
-        raw_values = list(spec[field])
-    else:
-        ((field, raw),) = spec.items()
-        raw_values = [raw.get("value", raw.get("query")) if isinstance(raw, dict) else raw]
+    field, raw_values = _field_and_values(kind, spec)
     if field == "_id":
         return {str(v) for v in raw_values}
     path, type_ = _field_info(index.mappings, field)
@@ -252,7 +234,7 @@ def _candidate_ids(q: dict[str, Any] | None, index: Index) -> set[str] | None:
     if type_ in ("text", "match_only_text"):
         return None
     wanted = {_as_comparable(v, type_, index.mappings, field) for v in raw_values}
-    return _postings(index, field, path, type_).postings.ids_holding(wanted)
+    return _postings(index, field, path, type_).ids_holding(wanted)
 
 
 def _sort_specs(sort: Any) -> list[tuple[str, str, dict[str, Any]]]:

@@ -78,6 +78,14 @@ class Postings:
                 if not holders:
                     del self.by_value[value]
 
+    def values_of(self, source: dict[str, Any], doc_id: str) -> list[Any]:
+        """The document's values, cached when ``source`` is the stored version (a point in
+        time may hold an older one)."""
+        entry = self.by_id.get(doc_id)
+        if entry is not None and entry[0] is source:
+            return entry[1]
+        return self.comparables(source)
+
     def ids_holding(self, values: set[Any]) -> set[str]:
         found: set[str] = set()
         for value in values:
@@ -160,8 +168,9 @@ class Index:
         """visible_docs() narrowed to ``doc_ids`` (postings hold current versions, so every
         superseded one is kept for the query to decide), in the same (seq_no) order."""
         limit = self.refreshed_seq_no
-        found = [(i, d) for i in doc_ids if (d := self.docs.get(i)) is not None]
-        found = [(i, d) for i, d in found if d.seq_no < limit]
+        found = [
+            (i, d) for i in doc_ids if (d := self.docs.get(i)) is not None and d.seq_no < limit
+        ]
         found.extend(self.superseded.items())
         return sorted(found, key=lambda entry: entry[1].seq_no)
 
