@@ -10,6 +10,7 @@ are followed.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -24,6 +25,17 @@ from shipper.errors import ConfigError, PermanentError, TransientError
 from shipper.model import ContainerMeta
 
 CHUNK_BYTES = 256 * 1024
+# After a chunk smaller than this, a log stream's socket is not read for COALESCE_PAUSE_S.
+# dockerd writes every message of a followed container to the socket by itself, so reading
+# whatever has arrived takes a few messages per read, and each read (an event-loop wakeup,
+# a chunk through aiohttp and the follower) costs more than parsing them: measured with a
+# container writing 2 M lines, 4.7 CPU-s per million lines for a reader that does nothing
+# else, 1.5 with the pause, and the shipper's CPU per line fell by a fifth. 1 ms (libuv's
+# timer step) lets ~100-200 messages gather; several ms let the socket fill (a unix socket
+# charges each small write a whole buffer) and dockerd waits: slower, not cheaper. A chunk
+# this large says the reader is behind: it goes on reading at once.
+COALESCE_PAUSE_S = 0.001
+COALESCE_BELOW_BYTES = 32 * 1024
 
 
 class DockerUnavailable(TransientError):
@@ -157,7 +169,11 @@ class DockerClient:
         since_ns: int = 0,
         follow: bool = True,
     ) -> AsyncGenerator[bytes, None]:
-        """Raw body chunks of the logs API, starting at `since_ns` (inclusive)."""
+        """Raw body chunks of the logs API, starting at `since_ns` (inclusive).
+
+        After a small chunk the socket is left unread for `COALESCE_PAUSE_S` (see there),
+        counted from its arrival: the consumer's work on the chunk is part of the pause.
+        """
         params = {
             "follow": "1" if follow else "0",
             "stdout": "1",
@@ -183,9 +199,28 @@ class DockerClient:
                 text = (await response.read())[:500].decode("utf-8", "replace")
                 raise DockerUnavailable(f"logs of {container_id}: HTTP {response.status} {text}")
             content = response.content
+            connection = response.connection
+            transport = connection.transport if connection is not None else None
+            loop = asyncio.get_running_loop()
             try:
                 while chunk := await content.read(CHUNK_BYTES):
-                    yield chunk
+                    paused = None
+                    if (
+                        COALESCE_PAUSE_S
+                        and len(chunk) < COALESCE_BELOW_BYTES
+                        and transport is not None
+                        and transport.is_reading()  # not paused by aiohttp's flow control
+                    ):
+                        transport.pause_reading()
+                        paused = transport
+                        resume_at = loop.time() + COALESCE_PAUSE_S
+                    try:
+                        yield chunk
+                        if paused is not None and (remaining := resume_at - loop.time()) > 0:
+                            await asyncio.sleep(remaining)
+                    finally:
+                        if paused is not None and not paused.is_closing():
+                            paused.resume_reading()
             except (aiohttp.ClientError, OSError) as exc:
                 raise DockerUnavailable(f"log stream of {container_id} broke: {exc}") from exc
 
