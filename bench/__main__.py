@@ -242,7 +242,7 @@ class Bench:
         dockerd = procstat.CpuMeter(self.dockerd).start()
         shims = procstat.CpuMeter(self.shims()).start()
         out = subprocess.run(reader, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        total_bytes, seconds, reader_cpu, peak = out.split()
+        total_bytes, seconds, reader_cpu, peak, _ended = out.split()
         seconds_f = float(seconds)
         self.add(
             "ceiling (logs API, minimal reader)",
@@ -262,6 +262,45 @@ class Bench:
         )
         self.ceiling_lines_per_s = lines / seconds_f
         self.write_cpu_per_line = write_cpu / lines
+        self.remove([container.id])
+        self.follow_ceiling(lines)
+
+    def follow_ceiling(self, lines: int) -> None:
+        """The noisy scenario's workload for a reader that does nothing: the container
+        followed while it writes, timed from its start to the reader's last byte. Following
+        costs dockerd more than reading a finished log: it sends every message by itself."""
+        log(f"ceiling: following {lines} lines while they are written")
+        container = self.run_container(self.writer(lines), start=False)
+        reader = [sys.executable, "-m", "bench.ceiling_reader", DOCKER_SOCKET, container.id]
+        dockerd = procstat.CpuMeter(self.dockerd).start()
+        container.start()
+        shims = procstat.CpuMeter(self.shims()).start()
+        out = subprocess.run(
+            [*reader, "--follow"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        dockerd_cpu = dockerd.stop()
+        total_bytes, _seconds, reader_cpu, peak, ended = out.split()
+        container.reload()
+        seconds = float(ended) - parse_docker_time(container.attrs["State"]["StartedAt"])
+        self.add(
+            "ceiling (logs API followed while written, minimal reader)",
+            "api",
+            lines,
+            int(total_bytes),
+            seconds,
+            float(reader_cpu),
+            dockerd_cpu,
+            shims.stop(),
+            float(peak),
+            {
+                "dockerd_cpu_s_per_mline_minus_writing": round(
+                    (dockerd_cpu / lines - self.write_cpu_per_line) * 1e6, 2
+                ),
+                "bytes_read": int(total_bytes),
+                "note": "shipper columns are the minimal reader's",
+            },
+        )
+        self.follow_ceiling_lines_per_s = lines / seconds
         self.remove([container.id])
 
     def noisy(self, mode: str) -> None:
@@ -300,6 +339,10 @@ class Bench:
                 )
             if hasattr(self, "ceiling_lines_per_s"):
                 extra["ratio_to_ceiling"] = round(lines / seconds / self.ceiling_lines_per_s, 2)
+            if hasattr(self, "follow_ceiling_lines_per_s"):
+                extra["ratio_to_follow_ceiling"] = round(
+                    lines / seconds / self.follow_ceiling_lines_per_s, 2
+                )
             extra.update(self.buffer_reads(shipper))
             assert shipper.process is not None
             self.add(

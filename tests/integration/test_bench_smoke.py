@@ -59,12 +59,17 @@ def test_the_bench_runs_in_quick_mode(tmp_path: Path, docker_client: docker.Dock
     results = json.loads(out.read_text())["results"]
     assert [(r["scenario"].split(" ")[0], r["mode"]) for r in results] == [
         ("ceiling", "api"),
+        ("ceiling", "api"),  # the same container followed while it writes
         ("single", "api"),
         ("single", "files"),
         ("8", "api"),
         ("8", "files"),
     ]
     assert all(r["lines_per_s"] and r["lines_per_s"] > 0 for r in results)
+    assert "followed while written" in results[1]["scenario"]
+    # Every line, each with its 8-byte frame header and a timestamp of 20 bytes or more.
+    assert results[1]["bytes_read"] >= 5000 * (100 + 8 + 20)
+    assert results[2]["ratio_to_follow_ceiling"] > 0
     assert "lines/s" in completed.stdout
     page_cache = json.loads(out.read_text())["machine"]["page_cache_cpu_s_per_gib"]
     assert set(page_cache) == {"append_new_file", "rewrite_cached"}
