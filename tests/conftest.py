@@ -40,10 +40,18 @@ ContainerFactory = Callable[..., Container]
 
 @pytest.fixture
 def containers(docker_client: docker.DockerClient) -> Iterator[ContainerFactory]:
-    """Starts test containers; every one of them is removed at teardown."""
+    """Starts test containers; every one of them is removed at teardown.
+
+    They run without a network unless a test asks for one (`network_mode=...`): they only
+    write logs, and the bridge is where Debian's dockerd 20.10.24 deadlocks when many
+    containers exit at once (libnetwork's getSvcRecords vs processEndpointDelete,
+    moby/libnetwork#2679, not in that build). CI met it in the 200-container test: dockerd
+    stopped answering, and every test after it failed.
+    """
     created: list[Container] = []
 
     def run(command: str | list[str], **kwargs: Any) -> Container:
+        kwargs.setdefault("network_mode", "none")
         labels = {TEST_LABEL: RUN_ID, **kwargs.pop("labels", {})}
         container = docker_client.containers.run(
             kwargs.pop("image", TEST_IMAGE),

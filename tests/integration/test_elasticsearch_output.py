@@ -29,11 +29,6 @@ pytestmark = pytest.mark.docker
 DLQ = "logs-shipper.deadletter-default"
 
 
-def offline(containers: Any) -> Any:
-    """The containers fixture, without a network: these containers only write logs."""
-    return lambda command, **kwargs: containers(command, network_mode="none", **kwargs)
-
-
 async def wait_exit(container: Any, timeout_s: float = 60) -> None:
     await asyncio.to_thread(container.wait, timeout=timeout_s)
 
@@ -63,7 +58,6 @@ async def test_rejections_outages_conflicts_and_too_large_requests(
     server.faults.fail_requests(503, times=3)  # the cluster refuses three whole requests
     server.faults.mapping_error = lambda source: "conflict" in source.get("message", "")
     server.faults.max_content_length = 30_000  # 413 for most batches: split
-    containers = offline(containers)
     shipper = shipper_factory(
         server.url, {"elasticsearch": {"compression": False, "retry_max_backoff_s": 1.0}}
     )
@@ -154,7 +148,6 @@ async def _settled(es: Any, container_id: str, lines: int) -> bool:
 async def test_two_hosts_one_killed_mid_run_loses_nothing(
     docker_client: docker.DockerClient, containers: Any, shipper_factory: Any
 ) -> None:
-    containers = offline(containers)
     first = EsTestServer(9)
     second = EsTestServer(9)
     # Two nodes of one cluster: they share the data.
@@ -198,7 +191,6 @@ async def test_tls_auth_wrong_password_then_fixed(
     containers: Any,
     shipper_factory: Any,
 ) -> None:
-    containers = offline(containers)
     server = EsTestServer(
         8,
         users={"elastic": "changeme"},
@@ -271,7 +263,6 @@ class _Authed:
 async def test_both_majors(
     major: int, docker_client: docker.DockerClient, containers: Any, shipper_factory: Any
 ) -> None:
-    containers = offline(containers)
     server = EsTestServer(major)
     await server.start(0)
     try:
@@ -294,7 +285,6 @@ async def test_both_majors(
 async def test_routing_by_label_and_by_rule(
     es_server: Any, docker_client: docker.DockerClient, containers: Any, shipper_factory: Any
 ) -> None:
-    containers = offline(containers)
     shipper = shipper_factory(
         es_server.url,
         {
@@ -355,7 +345,6 @@ async def test_a_pinned_fingerprint_verifies_the_server_and_a_wrong_one_fails_cl
     containers: Any,
     shipper_factory: Any,
 ) -> None:
-    containers = offline(containers)
     # No ca_certs anywhere in the shipper's config, and the test CA is in no trust store:
     # only the pinned fingerprint can make the server trusted.
     server = EsTestServer(9, tls_cert=tls_files["cert"], tls_key=tls_files["key"])
@@ -412,7 +401,6 @@ async def test_verify_certs_false_ships_and_says_so_loudly(
     containers: Any,
     shipper_factory: Any,
 ) -> None:
-    containers = offline(containers)
     server = EsTestServer(9, tls_cert=tls_files["cert"], tls_key=tls_files["key"])
     await server.start(0)
     try:

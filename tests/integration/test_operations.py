@@ -2,8 +2,7 @@
 logs, `shipper status`, `shipper backfill` and SIGHUP reload, against real containers.
 
 Each test ships only its own containers (an include rule on a label unique to the test),
-so containers of other tests on the same daemon cannot move the counters it checks. They
-run without a network: they need none, and it keeps them independent of the bridge.
+so containers of other tests on the same daemon cannot move the counters it checks.
 """
 
 from __future__ import annotations
@@ -105,7 +104,6 @@ async def test_metrics_equal_the_true_counts_and_readyz_follows_elasticsearch(
         'for i in $(seq 1 40); do echo "out line $i"; done; '
         'for i in $(seq 1 25); do echo "err line $i" >&2; done',
         labels={label: "1"},
-        network_mode="none",
     )
     await wait_exit(container)
     lines, _ = await assert_shipped_exactly_once(es_server, docker_client, container.id)
@@ -209,7 +207,6 @@ async def test_metrics_count_an_outage_and_the_processing_exactly(
         'for i in $(seq 1 4); do echo "Exception $i"; echo "  at a.B(C.java:$i)"; '
         'echo "  at d.E(F.java:$i)"; done; echo end',
         labels={label: "1"},
-        network_mode="none",
     )
     await wait_exit(container)
     records = 21 + 5 + 3 + 4  # plain lines (and "end"), tickets, long lines, joined events
@@ -324,7 +321,6 @@ async def test_api_keys_and_tokens_never_appear_in_self_logs_or_check_config(
     container = containers(
         'for i in $(seq 1 20); do echo "secret test $i"; done',
         labels={label: "1"},
-        network_mode="none",
     )
     await wait_exit(container)
     await assert_shipped_exactly_once(es_server, docker_client, container.id)
@@ -336,7 +332,6 @@ async def test_api_keys_and_tokens_never_appear_in_self_logs_or_check_config(
     later = containers(
         'for i in $(seq 1 5); do echo "while rejected $i"; done',
         labels={label: "1"},
-        network_mode="none",
     )
     await wait_until(
         lambda: "rejected the shipper's credentials" in shipper.stderr(), 20, "the 401 logged"
@@ -422,9 +417,8 @@ async def test_backfill_ships_history_with_the_agents_ids_and_status_reports_it(
         'for i in $(seq 1 5); do echo "early $i"; done; sleep 8; '
         'for i in $(seq 1 6); do echo "late $i"; echo "late err $i" >&2; done',
         labels={label: "1"},
-        network_mode="none",
     )
-    other = containers("echo other-1; echo other-2", labels={label: "1"}, network_mode="none")
+    other = containers("echo other-1; echo other-2", labels={label: "1"})
     await wait_exit(history)
     await wait_exit(other)
     shipper: ShipperProcess = shipper_factory(server.url, _only(label))
@@ -508,7 +502,7 @@ async def test_sighup_applies_new_drop_and_selection_rules_to_new_containers(
     await asyncio.to_thread(shipper.wait_ready_http)
     await asyncio.sleep(0.5)
 
-    before = containers("echo keep-1; echo drop-me-1", labels={label: "1"}, network_mode="none")
+    before = containers("echo keep-1; echo drop-me-1", labels={label: "1"})
     await wait_exit(before)
     await assert_shipped_exactly_once(es_server, docker_client, before.id)
 
@@ -519,7 +513,6 @@ async def test_sighup_applies_new_drop_and_selection_rules_to_new_containers(
         'for i in $(seq 1 150); do if [ $((i % 10)) -eq 0 ]; then echo "drop-me-steady $i"; '
         'else echo "steady $i"; fi; sleep 0.04; done',
         labels={label: "1"},
-        network_mode="none",
     )
     await wait_until(
         lambda: _count_documents(es_server, writer.id, at_least=10), 20, "the writer's first lines"
@@ -549,10 +542,8 @@ async def test_sighup_applies_new_drop_and_selection_rules_to_new_containers(
     writer.reload()
     assert writer.status == "running"  # the reload happened while it was writing
 
-    after = containers("echo keep-2; echo drop-me-2", labels={label: "1"}, network_mode="none")
-    skipped = containers(
-        "echo not-shipped", labels={label: "1", "reload.skip": "yes"}, network_mode="none"
-    )
+    after = containers("echo keep-2; echo drop-me-2", labels={label: "1"})
+    skipped = containers("echo not-shipped", labels={label: "1", "reload.skip": "yes"})
     await wait_exit(after)
     await wait_exit(skipped)
     documents = await wait_for_documents(es_server, after.id, 1, timeout_s=15)
@@ -576,7 +567,7 @@ async def test_sighup_applies_new_drop_and_selection_rules_to_new_containers(
         if "config_reload" in line or "reloaded config is not valid" in line
     )
     assert rejected["key"] == "processing.drop.0.message_pattern"
-    still = containers("echo keep-3; echo drop-me-3", labels={label: "1"}, network_mode="none")
+    still = containers("echo keep-3; echo drop-me-3", labels={label: "1"})
     await wait_exit(still)
     await wait_for_documents(es_server, still.id, 1, timeout_s=15)
     await asyncio.sleep(1.0)
