@@ -23,9 +23,7 @@ import time
 
 import aiohttp
 
-# The shipper's values (shipper.docker.api), repeated so that the reader stays minimal.
-COALESCE_PAUSE_S = 0.001
-COALESCE_BELOW_BYTES = 32 * 1024
+from shipper.docker.api import COALESCE_BELOW_BYTES, COALESCE_PAUSE_S
 
 
 async def read_all(socket_path: str, container_id: str, *, follow: bool) -> tuple[int, float]:
