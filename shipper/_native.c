@@ -9,7 +9,8 @@
  *
  *   scan_frames    logs API multiplexed frames  -> LogRecords   (docker/frames.py)
  *   scan_jsonfile  json-file lines              -> LogRecords   (docker/jsonfile.py)
- *   encode_plain   plain LogRecords             -> bulk entries (sinks/elasticsearch/encoder.py)
+ *   encode_joined  plain LogRecords             -> bulk entries, concatenated
+ *                                                               (sinks/elasticsearch/encoder.py)
  *   redaction_candidates  messages -> which ones a redaction preset could match
  *                                                               (pipeline/redact.py)
  *   batch_facts    LogRecords -> timestamps, their range, per-stream counts, any flags
@@ -693,119 +694,187 @@ static int bytes_part(PyObject *parts, Py_ssize_t i, const char **s, Py_ssize_t 
     return 0;
 }
 
-/* encode_plain(records, pos, out, parts) -> the index of the first record not encoded (one
- * with flags or fields, another stream, a message that is not valid UTF-8, a time outside
- * 1970..9999). parts: (action head, id middle stdout, id middle stderr, tail stdout, tail
- * stderr, "stdout", "stderr"). Each entry is, as encode_records writes it with its template:
- *   <action head><ts %016x><id middle><seq %x>"}}\n{"@timestamp":"<YYYY-MM-DDTHH:MM:SS>.<ns
- *   %09d>Z","message":<message as orjson writes it>,<tail> */
-static PyObject *encode_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 4 || !PyList_Check(args[0]) || !PyList_Check(args[2]) || !PyTuple_Check(args[3]) ||
-        PyTuple_GET_SIZE(args[3]) != 7) {
-        PyErr_SetString(PyExc_TypeError, "encode_plain(records, pos, out, parts)");
-        return NULL;
-    }
-    PyObject *records = args[0];
-    PyObject *parts = args[3];
-    long long pos_ll;
-    if (parse_ll(args[1], &pos_ll)) return NULL;
+/* parts: (action head, id middle stdout, id middle stderr, tail stdout, tail stderr, "stdout",
+ * "stderr"), see `ContainerDocument.native_parts` in sinks/elasticsearch/encoder.py. */
+typedef struct {
     const char *head, *mid[2], *tail[2];
     Py_ssize_t head_n, mid_n[2], tail_n[2];
-    if (bytes_part(parts, 0, &head, &head_n) || bytes_part(parts, 1, &mid[0], &mid_n[0]) ||
-        bytes_part(parts, 2, &mid[1], &mid_n[1]) || bytes_part(parts, 3, &tail[0], &tail_n[0]) ||
-        bytes_part(parts, 4, &tail[1], &tail_n[1]))
-        return NULL;
-    PyObject *streams[2] = {PyTuple_GET_ITEM(parts, 5), PyTuple_GET_ITEM(parts, 6)};
-    static const char stamp_head[] = "\"}}\n{\"@timestamp\":\"";
-    static const char message_head[] = "Z\",\"message\":\"";
-    int64_t cached_second = -1;
-    char date[19];
-    Py_ssize_t i = (Py_ssize_t)pos_ll;
-    Py_ssize_t count = PyList_GET_SIZE(records);
-    if (i < 0) i = 0;
-    for (; i < count; i++) {
-        PyObject *record = PyList_GET_ITEM(records, i);
-        if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 8) break;
-        PyObject *flags = PyTuple_GET_ITEM(record, 5);
-        if (PyTuple_GET_ITEM(record, 6) != Py_None || !PyTuple_Check(flags) || PyTuple_GET_SIZE(flags))
-            break;
-        PyObject *stream_obj = PyTuple_GET_ITEM(record, 2);
-        int stream;
-        if (stream_obj == streams[0]) stream = 0;
-        else if (stream_obj == streams[1]) stream = 1;
-        else if (PyUnicode_Check(stream_obj) && PyUnicode_Compare(stream_obj, streams[0]) == 0) stream = 0;
-        else if (PyUnicode_Check(stream_obj) && PyUnicode_Compare(stream_obj, streams[1]) == 0) stream = 1;
-        else break;
-        PyObject *ts_obj = PyTuple_GET_ITEM(record, 1), *seq_obj = PyTuple_GET_ITEM(record, 3);
-        PyObject *message = PyTuple_GET_ITEM(record, 4);
-        if (!PyLong_CheckExact(ts_obj) || !PyLong_CheckExact(seq_obj) || !PyUnicode_CheckExact(message))
-            break;
-        int overflow;
-        long long ts = PyLong_AsLongLongAndOverflow(ts_obj, &overflow);
-        if (overflow || ts < 0 || ts / NS >= SECONDS_BEFORE_10000) break;
-        long long seq = PyLong_AsLongLongAndOverflow(seq_obj, &overflow);
-        if (overflow || seq < 0) break;
-        Py_ssize_t text_n;
-        const char *text = PyUnicode_AsUTF8AndSize(message, &text_n);
-        if (text == NULL) {
-            PyErr_Clear(); /* a lone surrogate: the Python path decides */
-            break;
-        }
-        int64_t second = ts / NS, nanos = ts % NS;
-        if (second != cached_second) {
-            int64_t y, m, d;
-            civil_from_days(second / 86400, &y, &m, &d);
-            int64_t rest = second % 86400;
-            int fields[6] = {(int)y, (int)m, (int)d, (int)(rest / 3600), (int)(rest / 60 % 60),
-                             (int)(rest % 60)};
-            /* "YYYY-MM-DDTHH:MM:SS": the year in 4 digits (1970..9999), the rest in 2 */
-            date[0] = (char)('0' + fields[0] / 1000);
-            date[1] = (char)('0' + fields[0] / 100 % 10);
-            date[2] = (char)('0' + fields[0] / 10 % 10);
-            date[3] = (char)('0' + fields[0] % 10);
-            for (int f = 1; f < 6; f++) {
-                date[1 + 3 * f] = "--T::"[f - 1];
-                date[2 + 3 * f] = (char)('0' + fields[f] / 10);
-                date[3 + 3 * f] = (char)('0' + fields[f] % 10);
-            }
-            cached_second = second;
-        }
-        Py_ssize_t escaped_n = escaped_length((const unsigned char *)text, text_n);
-        Py_ssize_t total = head_n + 16 + mid_n[stream] + 16 + (Py_ssize_t)sizeof(stamp_head) - 1 + 19 + 1 + 9 +
-                           (Py_ssize_t)sizeof(message_head) - 1 + escaped_n + 2 + tail_n[stream];
-        PyObject *entry = PyBytes_FromStringAndSize(NULL, total);
-        if (entry == NULL) return NULL;
-        char *start = PyBytes_AS_STRING(entry), *w = start;
-        memcpy(w, head, (size_t)head_n);
-        w += head_n;
-        w = write_hex(w, (unsigned long long)ts, 16);
-        memcpy(w, mid[stream], (size_t)mid_n[stream]);
-        w += mid_n[stream];
-        w = write_hex(w, (unsigned long long)seq, 1);
-        memcpy(w, stamp_head, sizeof(stamp_head) - 1);
-        w += sizeof(stamp_head) - 1;
-        memcpy(w, date, 19);
-        w += 19;
-        *w++ = '.';
-        for (int k = 8; k >= 0; k--) {
-            w[k] = (char)('0' + nanos % 10);
-            nanos /= 10;
-        }
-        w += 9;
-        memcpy(w, message_head, sizeof(message_head) - 1);
-        w += sizeof(message_head) - 1;
-        w = write_escaped(w, (const unsigned char *)text, text_n);
-        *w++ = '"';
-        *w++ = ',';
-        memcpy(w, tail[stream], (size_t)tail_n[stream]);
-        w += tail_n[stream];
-        if (w - start != total && _PyBytes_Resize(&entry, w - start) < 0) return NULL;
-        int rv = PyList_Append(args[2], entry);
-        Py_DECREF(entry);
-        if (rv < 0) return NULL;
+    PyObject *streams[2];
+} EntryParts;
+
+static int entry_parts_load(PyObject *parts, EntryParts *ep) {
+    if (!PyTuple_Check(parts) || PyTuple_GET_SIZE(parts) != 7) {
+        PyErr_SetString(PyExc_TypeError, "parts must be a tuple of 7");
+        return -1;
     }
-    return PyLong_FromSsize_t(i);
+    if (bytes_part(parts, 0, &ep->head, &ep->head_n) || bytes_part(parts, 1, &ep->mid[0], &ep->mid_n[0]) ||
+        bytes_part(parts, 2, &ep->mid[1], &ep->mid_n[1]) || bytes_part(parts, 3, &ep->tail[0], &ep->tail_n[0]) ||
+        bytes_part(parts, 4, &ep->tail[1], &ep->tail_n[1]))
+        return -1;
+    ep->streams[0] = PyTuple_GET_ITEM(parts, 5);
+    ep->streams[1] = PyTuple_GET_ITEM(parts, 6);
+    return 0;
+}
+
+/* What one plain record's entry is made of. `text` points into the message's UTF-8, which
+ * lives as long as the record (the caller's list holds it). */
+typedef struct {
+    long long ts, seq;
+    int stream;
+    const char *text;
+    Py_ssize_t text_n, size;
+} PlainEntry;
+
+static const char STAMP_HEAD[] = "\"}}\n{\"@timestamp\":\"";
+static const char MESSAGE_HEAD[] = "Z\",\"message\":\"";
+
+static int hex_digits(unsigned long long v) {
+    int n = 1;
+    while (v >>= 4) n++;
+    return n;
+}
+
+/* 1 and *e filled in if the record is plain: no flags or fields, a Docker stream, a message
+ * with valid UTF-8, a time in 1970..9999 and a seq >= 0. 0 for any other (the Python path
+ * decides), with no exception set. */
+static int plain_entry(PyObject *record, const EntryParts *ep, PlainEntry *e) {
+    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 8) return 0;
+    PyObject *flags = PyTuple_GET_ITEM(record, 5);
+    if (PyTuple_GET_ITEM(record, 6) != Py_None || !PyTuple_Check(flags) || PyTuple_GET_SIZE(flags)) return 0;
+    PyObject *stream_obj = PyTuple_GET_ITEM(record, 2);
+    if (stream_obj == ep->streams[0]) e->stream = 0;
+    else if (stream_obj == ep->streams[1]) e->stream = 1;
+    else if (PyUnicode_Check(stream_obj) && PyUnicode_Compare(stream_obj, ep->streams[0]) == 0) e->stream = 0;
+    else if (PyUnicode_Check(stream_obj) && PyUnicode_Compare(stream_obj, ep->streams[1]) == 0) e->stream = 1;
+    else {
+        PyErr_Clear(); /* a failed comparison is "not plain" too */
+        return 0;
+    }
+    PyObject *ts_obj = PyTuple_GET_ITEM(record, 1), *seq_obj = PyTuple_GET_ITEM(record, 3);
+    PyObject *message = PyTuple_GET_ITEM(record, 4);
+    if (!PyLong_CheckExact(ts_obj) || !PyLong_CheckExact(seq_obj) || !PyUnicode_CheckExact(message)) return 0;
+    int overflow;
+    e->ts = PyLong_AsLongLongAndOverflow(ts_obj, &overflow);
+    if (overflow || e->ts < 0 || e->ts / NS >= SECONDS_BEFORE_10000) return 0;
+    e->seq = PyLong_AsLongLongAndOverflow(seq_obj, &overflow);
+    if (overflow || e->seq < 0) return 0;
+    e->text = PyUnicode_AsUTF8AndSize(message, &e->text_n);
+    if (e->text == NULL) {
+        PyErr_Clear(); /* a lone surrogate: the Python path decides */
+        return 0;
+    }
+    e->size = ep->head_n + 16 + ep->mid_n[e->stream] + hex_digits((unsigned long long)e->seq) +
+              (Py_ssize_t)sizeof(STAMP_HEAD) - 1 + 19 + 1 + 9 + (Py_ssize_t)sizeof(MESSAGE_HEAD) - 1 +
+              escaped_length((const unsigned char *)e->text, e->text_n) + 2 + ep->tail_n[e->stream];
+    return 1;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS" of the last second written, kept across the entries of one call. */
+typedef struct {
+    int64_t second;
+    char date[19];
+} DateCache;
+
+/* Writes the entry, exactly e->size bytes, as encode_records writes it with its template:
+ *   <action head><ts %016x><id middle><seq %x>"}}\n{"@timestamp":"<YYYY-MM-DDTHH:MM:SS>.<ns
+ *   %09d>Z","message":<message as orjson writes it>,<tail> */
+static char *write_entry(char *w, const EntryParts *ep, const PlainEntry *e, DateCache *dc) {
+    int64_t second = e->ts / NS, nanos = e->ts % NS;
+    if (second != dc->second) {
+        int64_t y, m, d;
+        civil_from_days(second / 86400, &y, &m, &d);
+        int64_t rest = second % 86400;
+        int fields[6] = {(int)y, (int)m, (int)d, (int)(rest / 3600), (int)(rest / 60 % 60), (int)(rest % 60)};
+        /* the year in 4 digits (1970..9999), the rest in 2 */
+        char *date = dc->date;
+        date[0] = (char)('0' + fields[0] / 1000);
+        date[1] = (char)('0' + fields[0] / 100 % 10);
+        date[2] = (char)('0' + fields[0] / 10 % 10);
+        date[3] = (char)('0' + fields[0] % 10);
+        for (int f = 1; f < 6; f++) {
+            date[1 + 3 * f] = "--T::"[f - 1];
+            date[2 + 3 * f] = (char)('0' + fields[f] / 10);
+            date[3 + 3 * f] = (char)('0' + fields[f] % 10);
+        }
+        dc->second = second;
+    }
+    int stream = e->stream;
+    memcpy(w, ep->head, (size_t)ep->head_n);
+    w += ep->head_n;
+    w = write_hex(w, (unsigned long long)e->ts, 16);
+    memcpy(w, ep->mid[stream], (size_t)ep->mid_n[stream]);
+    w += ep->mid_n[stream];
+    w = write_hex(w, (unsigned long long)e->seq, 1);
+    memcpy(w, STAMP_HEAD, sizeof(STAMP_HEAD) - 1);
+    w += sizeof(STAMP_HEAD) - 1;
+    memcpy(w, dc->date, 19);
+    w += 19;
+    *w++ = '.';
+    for (int k = 8; k >= 0; k--) {
+        w[k] = (char)('0' + nanos % 10);
+        nanos /= 10;
+    }
+    w += 9;
+    memcpy(w, MESSAGE_HEAD, sizeof(MESSAGE_HEAD) - 1);
+    w += sizeof(MESSAGE_HEAD) - 1;
+    w = write_escaped(w, (const unsigned char *)e->text, e->text_n);
+    *w++ = '"';
+    *w++ = ',';
+    memcpy(w, ep->tail[stream], (size_t)ep->tail_n[stream]);
+    return w + ep->tail_n[stream];
+}
+
+/* encode_joined(records, pos, out, lengths, parts) -> the index of the first record not
+ * encoded (one that `plain_entry` refuses). Appends the entries of the records it encodes to
+ * `out` as ONE bytes object, their concatenation (nothing if it encodes none), and each
+ * entry's length to `lengths`. The disk buffer stores a batch's entries as one block: writing them into it
+ * directly saves a bytes object per entry and the join that followed (two passes over the
+ * records, the first to size the block). */
+static PyObject *encode_joined(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    EntryParts ep;
+    if (nargs != 5 || !PyList_Check(args[0]) || !PyList_Check(args[2]) || !PyList_Check(args[3]) ||
+        !PyTuple_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "encode_joined(records, pos, out, lengths, parts)");
+        return NULL;
+    }
+    long long pos_ll;
+    if (parse_ll(args[1], &pos_ll) || entry_parts_load(args[4], &ep)) return NULL;
+    PyObject *records = args[0], *lengths = args[3];
+    Py_ssize_t first = pos_ll < 0 ? 0 : (Py_ssize_t)pos_ll;
+    Py_ssize_t count = PyList_GET_SIZE(records);
+    if (first >= count) return PyLong_FromSsize_t(first);
+    PlainEntry *entries = PyMem_Malloc(sizeof(PlainEntry) * (size_t)(count - first));
+    if (entries == NULL) return PyErr_NoMemory();
+    Py_ssize_t n = 0, total = 0;
+    while (first + n < count && plain_entry(PyList_GET_ITEM(records, first + n), &ep, &entries[n])) {
+        if (entries[n].size > PY_SSIZE_T_MAX - total) break; /* cannot be one bytes object */
+        total += entries[n].size;
+        n++;
+    }
+    PyObject *data = NULL;
+    if (n > 0) {
+        data = PyBytes_FromStringAndSize(NULL, total);
+        if (data == NULL) goto fail;
+        char *w = PyBytes_AS_STRING(data);
+        DateCache dc = {-1, {0}};
+        for (Py_ssize_t k = 0; k < n; k++) {
+            w = write_entry(w, &ep, &entries[k], &dc);
+            PyObject *length = PyLong_FromSsize_t(entries[k].size);
+            if (length == NULL) goto fail;
+            int rv = PyList_Append(lengths, length);
+            Py_DECREF(length);
+            if (rv < 0) goto fail;
+        }
+        if (PyList_Append(args[2], data) < 0) goto fail;
+        Py_DECREF(data);
+    }
+    PyMem_Free(entries);
+    return PyLong_FromSsize_t(first + n);
+fail:
+    Py_XDECREF(data);
+    PyMem_Free(entries);
+    return NULL;
 }
 
 /* ---- redaction_candidates --------------------------------------------------------------- */
@@ -1028,7 +1097,7 @@ python:
 static PyMethodDef methods[] = {
     {"scan_frames", (PyCFunction)(void (*)(void))scan_frames, METH_FASTCALL, NULL},
     {"scan_jsonfile", (PyCFunction)(void (*)(void))scan_jsonfile, METH_FASTCALL, NULL},
-    {"encode_plain", (PyCFunction)(void (*)(void))encode_plain, METH_FASTCALL, NULL},
+    {"encode_joined", (PyCFunction)(void (*)(void))encode_joined, METH_FASTCALL, NULL},
     {"redaction_candidates", (PyCFunction)(void (*)(void))redaction_candidates, METH_FASTCALL, NULL},
     {"batch_facts", (PyCFunction)(void (*)(void))batch_facts, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},

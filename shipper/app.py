@@ -36,7 +36,7 @@ from shipper.sinks.elasticsearch.dead_letter import DeadLetters
 from shipper.sinks.elasticsearch.encoder import (
     ContainerDocument,
     container_document,
-    encode_records,
+    encode_joined,
 )
 from shipper.sinks.elasticsearch.routing import Router
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
@@ -85,13 +85,13 @@ class BufferIntake:
         if document is None:
             self.container_changed(meta)
             document = self._documents[meta.id]
-        entries = encode_records(records, document)
+        entries = encode_joined(records, document)
         if not self.open.is_set():
             await self.open.wait()
         self.rotation.put_started(meta.id, time.monotonic())
         await self._buffer.append(entries)
         self.rotation.put_finished(meta.id, records, time.monotonic())
-        telemetry.records_buffered.inc(len(entries))
+        telemetry.records_buffered.inc(len(entries.lengths))
 
     def forget(self, container_id: str) -> None:
         self._documents.pop(container_id, None)

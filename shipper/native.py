@@ -39,8 +39,14 @@ class NativeHotPath(Protocol):
         /,
     ) -> int: ...
 
-    def encode_plain(
-        self, records: list[Any], pos: int, out: list[bytes], parts: tuple[Any, ...], /
+    def encode_joined(
+        self,
+        records: list[Any],
+        pos: int,
+        out: list[bytes],
+        lengths: list[int],
+        parts: tuple[Any, ...],
+        /,
     ) -> int: ...
 
     def redaction_candidates(

@@ -141,9 +141,10 @@ class DiskBuffer:
 
     # ------------------------------------------------------------------ writing
 
-    async def append(self, entries: Sequence[bytes]) -> None:
+    async def append(self, entries: fmt.JoinedEntries | Sequence[bytes]) -> None:
         """Appends one batch; waits for space; DiskFullError on ENOSPC (nothing written)."""
-        if not entries:
+        count = len(entries.lengths if isinstance(entries, fmt.JoinedEntries) else entries)
+        if not count:
             return
         encoded = fmt.encode_blocks(
             entries, time.time_ns() // 1_000_000, self._block_max_entries, self._block_max_bytes
@@ -157,7 +158,7 @@ class DiskBuffer:
             if self._core.prepare_append(encoded.size) and self._fsync != "never":
                 # Seal the full segment durably before anything lands in its successor.
                 await self._run_sync(acks=False)
-            self._core.write_prepared(encoded, len(entries))
+            self._core.write_prepared(encoded, count)
         self._data_ready.set()
         if self._fsync == "always":
             # Data only: rewriting the acks file too would triple the fsyncs per append.

@@ -149,13 +149,15 @@ def test_encode_blocks_cuts_by_entries_and_bytes() -> None:
     st.integers(1, 8),
     st.integers(1, 200),
     st.integers(0, 2**40),
+    st.booleans(),
 )
 def test_encode_blocks_is_encode_block_of_each_cut(
-    entries: list[bytes], max_entries: int, max_bytes: int, time_ms: int
+    entries: list[bytes], max_entries: int, max_bytes: int, time_ms: int, joined: bool
 ) -> None:
     """The one-pass framing writes exactly what `encode_block` (the definition) gives for
-    each block, cut the way the docstring says."""
-    data, total, framed = fmt.encode_blocks(entries, time_ms, max_entries, max_bytes)
+    each block, cut the way the docstring says, whether the entries come joined or not."""
+    given = fmt.JoinedEntries.of(entries) if joined else entries
+    data, total, framed = fmt.encode_blocks(given, time_ms, max_entries, max_bytes)
     blocks: list[list[bytes]] = [[]]
     size = 0
     for entry in entries:
@@ -172,6 +174,13 @@ def test_encode_blocks_is_encode_block_of_each_cut(
     for start, end, block in framed:
         decoded = fmt.decode_records(frames[start:end], 1 << 30, 1 << 30)
         assert decoded.stop == fmt.END and decoded.blocks == [block]
+
+
+def test_joined_entries_that_make_one_block_are_written_without_a_copy() -> None:
+    joined = fmt.JoinedEntries.of([b"a" * 300, b"b" * 500, b"c"])
+    encoded = fmt.encode_blocks(joined, 1, 100, 1 << 20)
+    assert encoded.parts[1] is joined.data and encoded.framed[0].block.data is joined.data
+    assert encoded.joined() == fmt.encode_block([b"a" * 300, b"b" * 500, b"c"], 1)
 
 
 def test_segment_header_and_names() -> None:

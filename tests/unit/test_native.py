@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shipper import native as native_module
+from shipper.buffer.format import JoinedEntries
 from shipper.config import RedactionConfig
 from shipper.docker import frames, jsonfile
 from shipper.docker.frames import LogStreamDecoder
@@ -29,7 +30,7 @@ from shipper.pipeline import redact
 from shipper.pipeline.redact import Redactor, _presets_prefilter
 from shipper.pipeline.stats import ProcessorStats
 from shipper.sinks.elasticsearch import encoder
-from shipper.sinks.elasticsearch.encoder import container_document, encode_records
+from shipper.sinks.elasticsearch.encoder import container_document, encode_joined, encode_records
 from shipper.sources import batch_facts as batch_facts_module
 from shipper.sources.batch_facts import batch_facts, python_batch_facts
 
@@ -278,13 +279,13 @@ _records = st.builds(
 )
 
 
-def _encode(records: list[LogRecord]) -> Any:
+def _encode(records: list[LogRecord], encode: Callable[..., Any] = encode_records) -> Any:
     meta = ContainerMeta(
         id=CID, name="web%1", image="nginx:1.27", labels={"com.docker.compose.project": "p%s"}
     )
     doc = container_document(meta, index="logs-docker-default", host_name="h")
     try:
-        return encode_records(records, doc)
+        return encode(records, doc)
     except Exception as exc:
         return type(exc)
 
@@ -298,6 +299,41 @@ def test_encoder_native_matches_python(records: list[LogRecord]) -> None:
     assert native_entries == python_entries
     if isinstance(python_entries, list) and records:
         assert all(json.loads(entry.split(b"\n")[1]) for entry in python_entries)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_records, max_size=20))
+def test_joined_encoding_is_the_python_entries_concatenated(records: list[LogRecord]) -> None:
+    # The C path writes runs of plain records into one bytes object, with the records it
+    # stops at encoded by Python in between: the same bytes and lengths as the plain
+    # Python entries joined, whatever the mix.
+    joined = _encode(records, encode_joined)
+    with pure_python():
+        python_entries = _encode(records)
+    if isinstance(python_entries, type):
+        assert joined is python_entries
+    else:
+        assert joined == JoinedEntries(b"".join(python_entries), list(map(len, python_entries)))
+
+
+def test_joined_encoding_of_plain_records_is_one_object_from_c() -> None:
+    records = [LogRecord(CID, BASE_S * 10**9 + i, "stdout", 0, f"line {i}") for i in range(50)]
+    out: list[bytes] = []
+    lengths: list[int] = []
+    doc = container_document(ContainerMeta(id=CID, name="w", image="i"), index="i", host_name="h")
+    assert native_module.native is not None
+    end = native_module.native.encode_joined(records, 0, out, lengths, doc.native_parts)
+    assert end == 50
+    with pure_python():
+        entries = encode_records(records, doc)
+    assert out == [b"".join(entries)] and lengths == list(map(len, entries))
+    # It stops at a record with flags, and appends nothing when the first one has them.
+    records[10] = records[10]._replace(flags=("truncated",))
+    out, lengths = [], []
+    assert native_module.native.encode_joined(records, 0, out, lengths, doc.native_parts) == 10
+    assert out == [b"".join(entries[:10])] and lengths == list(map(len, entries[:10]))
+    assert native_module.native.encode_joined(records, 10, out, lengths, doc.native_parts) == 10
+    assert len(out) == 1 and len(lengths) == 10
 
 
 # ---- redaction

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from shipper.buffer.format import JoinedEntries
 from shipper.model import STDERR, STDOUT, ContainerMeta, LogRecord
 from shipper.native import native
 
@@ -66,7 +67,7 @@ class ContainerDocument:
     # "YYYY-MM-DDTHH:MM:SS", nanoseconds, message as JSON, tail), and that tail.
     templates: Mapping[str, tuple[bytes, bytes]]
     # The same pieces for the C hot path: (action up to the id, id middle and tail per
-    # stream, the stream names), see `encode_plain` in shipper/_native.c.
+    # stream, the stream names), see `encode_joined` in shipper/_native.c.
     native_parts: tuple[bytes | str, ...] = ()
 
 
@@ -137,7 +138,7 @@ def container_document(
 def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
     """Bulk entries (action + document) for records of one container."""
     if native is not None:
-        return _encode_records_native(records, doc)
+        return encode_joined(records, doc).entries()
     out: list[bytes] = []
     append = out.append
     dumps = orjson.dumps
@@ -160,20 +161,25 @@ def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list
     return out
 
 
-def _encode_records_native(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
-    """`encode_records` with the plain-record loop in C; each record it stops at (flags,
-    fields, another stream) is encoded by `_full_entry`, as in the loop above."""
-    assert native is not None
+def encode_joined(records: Sequence[LogRecord], doc: ContainerDocument) -> JoinedEntries:
+    """`encode_records`, concatenated: what the disk buffer stores as a block. The C hot path
+    writes a run of plain records straight into one bytes object (no object per entry, no
+    join after); each record it stops at is encoded by `_full_entry`, as in `encode_records`."""
+    if native is None:
+        return JoinedEntries.of(encode_records(records, doc))
     batch = records if isinstance(records, list) else list(records)
-    out: list[bytes] = []
+    pieces: list[bytes] = []
+    lengths: list[int] = []
     pos = 0
     count = len(batch)
     while pos < count:
-        pos = native.encode_plain(batch, pos, out, doc.native_parts)
+        pos = native.encode_joined(batch, pos, pieces, lengths, doc.native_parts)
         if pos < count:
-            out.append(_full_entry(batch[pos], doc))
+            entry = _full_entry(batch[pos], doc)
+            pieces.append(entry)
+            lengths.append(len(entry))
             pos += 1
-    return out
+    return JoinedEntries(pieces[0] if len(pieces) == 1 else b"".join(pieces), lengths)
 
 
 def _full_entry(record: LogRecord, doc: ContainerDocument) -> bytes:
