@@ -245,15 +245,23 @@ def encode_blocks(
     """
     joined = entries if isinstance(entries, JoinedEntries) else JoinedEntries.of(entries)
     all_lengths = joined.lengths
+    total = sum(all_lengths)
+    if total != len(joined.data):
+        raise ValueError(f"entries of {total} bytes in all, given {len(joined.data)} bytes")
+    count = len(all_lengths)
+    if count <= max_entries and total <= max_bytes:
+        cuts = [(0, count)]  # the common case: no running total to bisect
+    else:
+        cuts = _cuts(all_lengths, max_entries, max_bytes)
     seed = _crc32(_TIME.pack(time_ms))
     parts: list[bytes] = []
     framed: list[FramedBlock] = []
     offset = 0
     data_start = 0
-    for first, stop in _cuts(all_lengths, max_entries, max_bytes):
-        lengths = all_lengths[first:stop]
+    for first, stop in cuts:
+        lengths = all_lengths if len(cuts) == 1 else all_lengths[first:stop]
         count = len(lengths)
-        data_size = sum(lengths)
+        data_size = sum(lengths) if len(cuts) > 1 else total
         payload_length = data_size + ENTRY_OVERHEAD * (count + 1)
         if payload_length > MAX_RECORD_BYTES:
             raise PermanentError(f"a block is larger than {MAX_RECORD_BYTES} bytes")

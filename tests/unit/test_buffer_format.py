@@ -183,6 +183,11 @@ def test_joined_entries_that_make_one_block_are_written_without_a_copy() -> None
     assert encoded.joined() == fmt.encode_block([b"a" * 300, b"b" * 500, b"c"], 1)
 
 
+def test_joined_entries_whose_lengths_do_not_add_up_are_refused() -> None:
+    with pytest.raises(ValueError, match="entries of 5 bytes in all, given 4 bytes"):
+        fmt.encode_blocks(fmt.JoinedEntries(b"abcd", [2, 3]), 1, 100, 1 << 20)
+
+
 def test_segment_header_and_names() -> None:
     header = fmt.encode_segment_header(42)
     assert len(header) == fmt.SEGMENT_HEADER_SIZE == 16
