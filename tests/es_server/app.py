@@ -1045,7 +1045,12 @@ class EsTestServer:
         if request.method == "HEAD":
             response.headers["Content-Length"] = str(len(payload))
             return response
-        response.body = payload
-        if self.compress_responses and "gzip" in request.headers.get("Accept-Encoding", ""):
-            response.enable_compression()
+        coding = None
+        if self.compress_responses:
+            coding = encoding_.response_coding(request.headers.get("Accept-Encoding", ""))
+        if coding is None:
+            response.body = payload
+        else:
+            response.body = encoding_.compress_response(payload, coding)
+            response.headers["Content-Encoding"] = coding
         return response

@@ -1,4 +1,4 @@
-"""Request body decompression, done the way Elasticsearch's HTTP layer does it.
+"""Request body decompression and response compression, done the way Elasticsearch's HTTP layer does.
 
 Elasticsearch puts Netty's ``HttpContentDecompressor`` between the HTTP decoder and the request
 aggregator, so:
@@ -53,3 +53,41 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
         return bytes(inflater.decompress(body, limit + 1))
     except _INFLATE_ERRORS as exc:
         raise CorruptBody(str(exc)) from None
+
+
+# Response compression: Netty's HttpContentCompressor, as Elasticsearch installs it when
+# `http.compression` is on, at `http.compression_level` (default 3).
+RESPONSE_COMPRESSION_LEVEL = 3
+
+
+def response_coding(accept_encoding: str) -> str | None:
+    """The coding HttpContentCompressor picks for an ``Accept-Encoding``: gzip if the client
+    takes it at least as willingly as deflate, else deflate, else none (``q=0`` refuses a
+    coding; ``*`` stands for both)."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[coding.strip()] = weight
+    star = weights.get("*", 0.0)
+    gzip_q = weights.get("gzip", weights.get("x-gzip", star))
+    deflate_q = weights.get("deflate", weights.get("x-deflate", star))
+    if gzip_q > 0 and gzip_q >= deflate_q:
+        return "gzip"
+    if deflate_q > 0:
+        return "deflate"
+    return None
+
+
+def compress_response(payload: bytes, coding: str) -> bytes:
+    """``payload`` in ``coding`` (gzip, or zlib-wrapped deflate) at Elasticsearch's level."""
+    wbits = 16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS
+    compressor = zlib.compressobj(RESPONSE_COMPRESSION_LEVEL, zlib.DEFLATED, wbits)
+    return compressor.compress(payload) + compressor.flush()

@@ -25,7 +25,7 @@ from elasticsearch import AsyncElasticsearch, AuthenticationException, BadReques
 
 from shipper.sinks.elasticsearch.client import BULK_PARAMS
 from shipper.sinks.elasticsearch.response import all_created_count
-from tests.es_server import EsTestServer
+from tests.es_server import EsTestServer, encoding
 from tests.es_server.app import filter_path
 from tests.es_server.probe import Response
 
@@ -653,3 +653,38 @@ async def test_subprocess_cli_and_http_faults() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "coding"),
+    [
+        ("gzip", "gzip"),
+        ("gzip, deflate", "gzip"),  # Netty takes gzip when both are as welcome
+        ("deflate, gzip;q=0.5", "deflate"),
+        ("deflate", "deflate"),
+        ("gzip;q=0, deflate", "deflate"),
+        ("*", "gzip"),
+        ("br, zstd", None),
+        ("identity", None),
+        ("", None),
+    ],
+)
+def test_response_coding_is_what_netty_picks(accept_encoding: str, coding: str | None) -> None:
+    assert encoding.response_coding(accept_encoding) == coding
+
+
+async def test_responses_are_compressed_as_the_client_accepts(server: Any) -> None:
+    url = server.url + "/_bulk?filter_path=errors,items.*.status"
+    body = ndjson(*[line for i in range(200) for line in ({"create": {"_index": "z"}}, {"i": i})])
+    answers = {}
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        for accept in ("gzip", "deflate", "identity"):
+            headers = {**NDJSON, "Accept-Encoding": accept}
+            async with session.post(url, data=body, headers=headers) as response:
+                raw = await response.read()
+                answers[accept] = (response.headers.get("Content-Encoding"), raw)
+    plain = answers["identity"][1]
+    assert answers["identity"][0] is None
+    assert orjson.loads(plain) == {"errors": False, "items": [{"create": {"status": 201}}] * 200}
+    assert answers["gzip"][0] == "gzip" and gzip.decompress(answers["gzip"][1]) == plain
+    assert answers["deflate"][0] == "deflate" and zlib.decompress(answers["deflate"][1]) == plain
