@@ -61,28 +61,33 @@ RESPONSE_COMPRESSION_LEVEL = 3
 
 
 def response_coding(accept_encoding: str) -> str | None:
-    """The coding HttpContentCompressor picks for an ``Accept-Encoding``: gzip if the client
-    takes it at least as willingly as deflate, else deflate, else none (``q=0`` refuses a
-    coding; ``*`` stands for both)."""
-    weights: dict[str, float] = {}
-    for item in accept_encoding.lower().split(","):
-        coding, _, params = item.partition(";")
-        weight = 1.0
-        for param in params.split(";"):
-            name, _, value = param.strip().partition("=")
-            if name == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        weights[coding.strip()] = weight
-    star = weights.get("*", 0.0)
-    gzip_q = weights.get("gzip", weights.get("x-gzip", star))
-    deflate_q = weights.get("deflate", weights.get("x-deflate", star))
-    if gzip_q > 0 and gzip_q >= deflate_q:
-        return "gzip"
-    if deflate_q > 0:
-        return "deflate"
+    """The coding Netty's ``HttpContentCompressor.determineWrapper`` picks for an
+    ``Accept-Encoding`` (Elasticsearch builds the compressor with a level only, so gzip and
+    deflate are all it offers): the highest q of each token that names gzip or deflate (a
+    substring test, as Netty's), gzip when its q is at least deflate's, and ``*`` only for a
+    coding the header does not name."""
+    star_q = gzip_q = deflate_q = -1.0
+    for token in accept_encoding.split(","):
+        q = 1.0
+        _, equals, value = token.partition("=")
+        if equals:
+            try:
+                q = float(value)
+            except ValueError:
+                q = 0.0
+        if "*" in token:
+            star_q = q
+        elif "gzip" in token and q > gzip_q:
+            gzip_q = q
+        elif "deflate" in token and q > deflate_q:
+            deflate_q = q
+    if gzip_q > 0 or deflate_q > 0:
+        return "gzip" if gzip_q >= deflate_q else "deflate"
+    if star_q > 0:
+        if gzip_q == -1:
+            return "gzip"
+        if deflate_q == -1:
+            return "deflate"
     return None
 
 

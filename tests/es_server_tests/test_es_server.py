@@ -664,6 +664,9 @@ async def test_subprocess_cli_and_http_faults() -> None:
         ("deflate", "deflate"),
         ("gzip;q=0, deflate", "deflate"),
         ("*", "gzip"),
+        ("deflate;q=0.5, *", "deflate"),  # * stands only for codings not named
+        ("gzip;q=0, *", "deflate"),
+        ("x-gzip", "gzip"),
         ("br, zstd", None),
         ("identity", None),
         ("", None),
