@@ -3,29 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
 
-from shipper.config import Config, secret_values
-
-
-def secret_files(config: Config) -> Iterator[tuple[str, str, str | None]]:
-    """(dotted key, path, inline value) of every secret given as a file (`password_file`,
-    `api_key_file`, `bearer_token_file`, in any section)."""
-
-    def walk(node: Any, prefix: str) -> Iterator[tuple[str, str, str | None]]:
-        if not isinstance(node, dict):
-            return
-        for key, value in node.items():
-            dotted = f"{prefix}.{key}" if prefix else key
-            if isinstance(value, dict):
-                yield from walk(value, dotted)
-            elif key.endswith("_file") and isinstance(value, str):
-                stem = key[: -len("_file")]
-                if any(word in stem for word in ("password", "api_key", "token", "secret")):
-                    yield dotted, value, node.get(stem)
-
-    yield from walk(config.model_dump(mode="json"), "")
+from shipper.config import Config, secret_files, secret_values
 
 
 def config_secrets(config: Config) -> list[str]:

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from shipper.cli import main
-from shipper.config import Config, ConfigError, load_config, parse_config
+from shipper.config import Config, load_config, parse_config
+from shipper.errors import ConfigError
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "shipper.yml"
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from shipper.config import (
-    ConfigError,
     env_variables,
     interpolate,
     load_config,
     masked,
     secret_values,
 )
+from shipper.errors import ConfigError
 
 
 def test_every_variable_names_one_key() -> None:

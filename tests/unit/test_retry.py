@@ -8,7 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shipper.config import ConfigError, IlmConfig, parse_config
+from shipper.config import IlmConfig, parse_config
+from shipper.errors import ConfigError
 from shipper.sinks.elasticsearch.client import read_secret
 from shipper.sinks.elasticsearch.dead_letter import dead_letter_document
 from shipper.sinks.elasticsearch.encoder import index_of

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shipper.config import ConfigError, RoutingRule, parse_config
+from shipper.config import RoutingRule, parse_config
+from shipper.errors import ConfigError
 from shipper.model import ContainerMeta
 from shipper.sinks.elasticsearch.routing import Router, sanitize_part
 
