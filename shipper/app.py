@@ -29,15 +29,15 @@ from shipper.errors import ConfigError, DiskFullError
 from shipper.http import HttpServer
 from shipper.model import ContainerMeta, LogRecord
 from shipper.native import ACTIVE as NATIVE_HOT_PATH
-from shipper.pipeline.metadata import container_fields
-from shipper.sinks.console.sink import ConsoleSink
-from shipper.sinks.elasticsearch.client import ElasticsearchConnection, RequestFailed
-from shipper.sinks.elasticsearch.dead_letter import DeadLetters
-from shipper.sinks.elasticsearch.encoder import (
+from shipper.pipeline.encoder import (
     ContainerDocument,
     container_document,
     encode_joined,
 )
+from shipper.pipeline.metadata import container_fields
+from shipper.sinks.console.sink import ConsoleSink
+from shipper.sinks.elasticsearch.client import ElasticsearchConnection, RequestFailed
+from shipper.sinks.elasticsearch.dead_letter import DeadLetters
 from shipper.sinks.elasticsearch.routing import Router
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.sinks.kibana import KibanaSetup

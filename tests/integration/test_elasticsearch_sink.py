@@ -20,9 +20,9 @@ import pytest
 
 from shipper.config import ElasticsearchConfig
 from shipper.model import ContainerMeta, LogRecord
+from shipper.pipeline.encoder import container_document, encode_records, index_of
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
-from shipper.sinks.elasticsearch.encoder import container_document, encode_records, index_of
 from shipper.sinks.elasticsearch.response import CREATED_ITEM
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from tests.es_server import bulk as es_bulk

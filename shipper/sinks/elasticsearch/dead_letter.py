@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 
 from shipper import telemetry
+from shipper.pipeline.encoder import index_of
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
-from shipper.sinks.elasticsearch.encoder import index_of
 from shipper.sinks.elasticsearch.retry import ItemOutcome
 from shipper.sinks.elasticsearch.routing import split_data_stream
 

@@ -44,6 +44,7 @@ from typing import Any
 from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.config import ElasticsearchConfig
+from shipper.pipeline.encoder import index_of
 from shipper.sinks.base import BatchSource
 from shipper.sinks.elasticsearch.client import (
     ElasticsearchConnection,
@@ -51,7 +52,6 @@ from shipper.sinks.elasticsearch.client import (
     UnsupportedCluster,
 )
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
-from shipper.sinks.elasticsearch.encoder import index_of
 from shipper.sinks.elasticsearch.retry import (
     AUTH_STATUSES,
     ItemAction,
