@@ -53,6 +53,13 @@ READ_METHODS: Final = frozenset(
     | {VERSION_V1ALPHA2}
 )
 
+# Kubelet labels every sandbox with the pod's own labels plus these three, and every
+# container with these and io.kubernetes.container.name only (pkg/kubelet/kuberuntime/
+# labels.go); a pod's annotations are passed as they are.
+KUBELET_POD_LABELS: Final = frozenset(
+    {"io.kubernetes.pod.name", "io.kubernetes.pod.namespace", "io.kubernetes.pod.uid"}
+)
+
 _POD_STATES: Final = {api.SANDBOX_READY: "ready", api.SANDBOX_NOTREADY: "notready"}
 _CONTAINER_STATES: Final = {
     api.CONTAINER_CREATED: "created",
@@ -100,6 +107,11 @@ class Pod:
     # the sandbox config); None from ListPodSandbox, or when the runtime does not say.
     # Kubelet's layout gives it anyway: <pods log root>/<namespace>_<name>_<uid>.
     log_directory: str | None
+
+    @property
+    def pod_labels(self) -> dict[str, str]:
+        """The pod's own labels: the sandbox's without the three kubelet adds."""
+        return {k: v for k, v in self.labels.items() if k not in KUBELET_POD_LABELS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +197,16 @@ class CriRuntimeClient:
             response.runtime_name, response.runtime_version, response.runtime_api_version
         )
 
-    async def list_pods(self, *, ready_only: bool = False) -> list[Pod]:
+    async def list_pods(
+        self, *, ready_only: bool = False, label_selector: Mapping[str, str] | None = None
+    ) -> list[Pod]:
+        """Every pod sandbox, or those matching all of `label_selector` (the runtime filters;
+        {"io.kubernetes.pod.uid": uid} finds a pod by the uid in its log directory's name)."""
         request = api.ListPodSandboxRequest()
         if ready_only:
             request.filter.state.state = api.SANDBOX_READY
+        if label_selector:
+            request.filter.label_selector.update(label_selector)
         response = await self._call(LIST_POD_SANDBOX, request, api.ListPodSandboxResponse)
         return [
             _pod(item.id, item.metadata, item.state, item.created_at, item.labels, item.annotations)
@@ -211,13 +229,19 @@ class CriRuntimeClient:
         )
 
     async def list_containers(
-        self, *, pod_sandbox_id: str = "", running_only: bool = False
+        self,
+        *,
+        pod_sandbox_id: str = "",
+        running_only: bool = False,
+        label_selector: Mapping[str, str] | None = None,
     ) -> list[ContainerSummary]:
         request = api.ListContainersRequest()
         if pod_sandbox_id:
             request.filter.pod_sandbox_id = pod_sandbox_id
         if running_only:
             request.filter.state.state = api.CONTAINER_RUNNING
+        if label_selector:
+            request.filter.label_selector.update(label_selector)
         response = await self._call(LIST_CONTAINERS, request, api.ListContainersResponse)
         return [_container_summary(item) for item in response.containers]
 

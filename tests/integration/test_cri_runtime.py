@@ -21,6 +21,7 @@ from shipper.cri.runtime import (
     RuntimeVersion,
 )
 from tests.conftest import TEST_IMAGE
+from tests.support import cri_testbed_pb2 as testbed
 from tests.support.containerd import CRI_IMAGE, PrivateContainerd, containerd_missing
 
 pytestmark = pytest.mark.containerd
@@ -39,20 +40,11 @@ async def test_version_names_the_runtime(private_containerd: PrivateContainerd) 
 
 
 async def test_pods_and_containers_are_reported_exactly(cri: PrivateContainerd) -> None:
-    web = cri.run_pod(
-        "web-7d4b9",
-        namespace="shop",
-        labels={"app": "web", "pod-template-hash": "7d4b9", "app.kubernetes.io/part-of": "shop"},
-        annotations={"shipper.multiline.pattern": "^\\S", "kubernetes.io/config.source": "api"},
-    )
+    web_labels = {"app": "web", "pod-template-hash": "7d4b9", "app.kubernetes.io/part-of": "shop"}
+    web_annotations = {"shipper.multiline.pattern": "^\\S", "kubernetes.io/config.source": "api"}
+    web = cri.run_pod("web-7d4b9", namespace="shop", labels=web_labels, annotations=web_annotations)
     worker = cri.run_pod("worker-0", namespace="jobs", labels={"app": "worker"})
-    main = cri.create_container(
-        web,
-        "main",
-        ["sleep", "60"],
-        labels={"io.kubernetes.container.name": "main"},
-        annotations={"io.kubernetes.container.restartCount": "0"},
-    )
+    main = cri.create_container(web, "main", ["sleep", "60"], annotations={"note": "a=b c"})
     sidecar = cri.create_container(web, "sidecar", ["sh", "-c", "echo done"], attempt=2)
     job = cri.create_container(worker, "job", ["sleep", "60"])
     cri.wait_exited(sidecar)
@@ -66,9 +58,19 @@ async def test_pods_and_containers_are_reported_exactly(cri: PrivateContainerd) 
         of_worker = await client.list_containers(pod_sandbox_id=worker.id)
         running = await client.list_containers(running_only=True)
         ready = await client.list_pods(ready_only=True)
+        by_uid = await client.list_pods(label_selector={"io.kubernetes.pod.uid": web.uid})
+        by_name = await client.list_containers(
+            label_selector={"io.kubernetes.container.name": "main"}
+        )
 
     assert set(pods) == {web.id, worker.id}
     listed_web = pods[web.id]
+    # As kubelet makes them: the pod's labels plus its name, namespace and uid.
+    kubelet_pod_labels = {
+        "io.kubernetes.pod.name": "web-7d4b9",
+        "io.kubernetes.pod.namespace": "shop",
+        "io.kubernetes.pod.uid": web.uid,
+    }
     assert listed_web == Pod(
         id=web.id,
         uid=web.uid,
@@ -77,19 +79,23 @@ async def test_pods_and_containers_are_reported_exactly(cri: PrivateContainerd) 
         attempt=0,
         state="ready",
         created_at_ns=listed_web.created_at_ns,
-        labels={"app": "web", "pod-template-hash": "7d4b9", "app.kubernetes.io/part-of": "shop"},
-        annotations={"shipper.multiline.pattern": "^\\S", "kubernetes.io/config.source": "api"},
+        labels={**web_labels, **kubelet_pod_labels},
+        annotations=web_annotations,
         log_directory=None,  # ListPodSandbox does not tell
     )
+    assert listed_web.pod_labels == web_labels
     assert listed_web.created_at_ns > 0
     # PodSandboxStatus: the same, and containerd tells the log directory.
     assert web_status == Pod(**{**_fields(listed_web), "log_directory": str(web.log_directory)})
     assert web.log_directory.name == f"shop_web-7d4b9_{web.uid}"
-    assert pods[worker.id].labels == {"app": "worker"}
+    assert pods[worker.id].pod_labels == {"app": "worker"}
     assert pods[worker.id].annotations == {}
     assert {pod.id for pod in ready} == {web.id, worker.id}
+    assert by_uid == [listed_web]
 
     assert set(summaries) == {main.id, sidecar.id, job.id}
+    main_labels = {**kubelet_pod_labels, "io.kubernetes.container.name": "main"}
+    main_annotations = {"note": "a=b c", "io.kubernetes.container.restartCount": "0"}
     assert summaries[main.id] == ContainerSummary(
         id=main.id,
         pod_sandbox_id=web.id,
@@ -98,13 +104,14 @@ async def test_pods_and_containers_are_reported_exactly(cri: PrivateContainerd) 
         state="running",
         created_at_ns=summaries[main.id].created_at_ns,
         image_ref=cri.image_id,
-        labels={"io.kubernetes.container.name": "main"},
-        annotations={"io.kubernetes.container.restartCount": "0"},
+        labels=main_labels,
+        annotations=main_annotations,
     )
     assert summaries[sidecar.id].state == "exited"
     assert summaries[sidecar.id].attempt == 2
     assert [c.id for c in of_worker] == [job.id]
     assert {c.id for c in running} == {main.id, job.id}
+    assert [c.id for c in by_name] == [main.id]
 
     assert main_full == Container(
         id=main.id,
@@ -119,8 +126,8 @@ async def test_pods_and_containers_are_reported_exactly(cri: PrivateContainerd) 
         # Created with the image id, as kubelet does: the name comes from ContainerStatus.
         image_name=CRI_IMAGE,
         image_ref=cri.image_id,
-        labels={"io.kubernetes.container.name": "main"},
-        annotations={"io.kubernetes.container.restartCount": "0"},
+        labels=main_labels,
+        annotations=main_annotations,
         log_path=str(web.log_directory / "main" / "0.log"),
     )
     assert main_full.started_at_ns >= main_full.created_at_ns > 0
@@ -140,6 +147,16 @@ async def test_a_removed_pod_is_gone(cri: PrivateContainerd) -> None:
     container = cri.create_container(removed, "main", ["sleep", "60"])
     async with CriRuntimeClient(str(cri.socket)) as client:
         assert {pod.id for pod in await client.list_pods()} == {kept.id, removed.id}
+        # Kubelet stops a deleted pod's sandbox first: it is listed, not ready.
+        await asyncio.to_thread(
+            cri.call,
+            "RuntimeService/StopPodSandbox",
+            testbed.StopPodSandboxRequest(pod_sandbox_id=removed.id),
+            testbed.StopPodSandboxResponse,
+        )
+        assert (await client.pod(removed.id)).state == "notready"
+        assert (await client.container(container.id)).state == "exited"
+        assert [pod.id for pod in await client.list_pods(ready_only=True)] == [kept.id]
         cri.remove_pod(removed.id)
         assert [pod.id for pod in await client.list_pods()] == [kept.id]
         assert await client.list_containers() == []

@@ -312,6 +312,8 @@ disabled_plugins = [{disabled}
 
         Its log directory is `<log_root>/<namespace>_<name>_<uid>`, shaped like kubelet's
         `/var/log/pods/...`; kubelet creates it before RunPodSandbox, and so does this.
+        As kubelet does (pkg/kubelet/kuberuntime/labels.go), the sandbox's labels are the
+        pod's plus io.kubernetes.pod.{name,namespace,uid}; its annotations are the pod's.
         """
         name = name or f"pod-{uuid.uuid4().hex[:8]}"
         uid = uid or str(uuid.uuid4())
@@ -321,7 +323,7 @@ disabled_plugins = [{disabled}
             metadata=api.PodSandboxMetadata(name=name, uid=uid, namespace=namespace, attempt=0),
             hostname="",  # allowed, and required by nothing, with the host network
             log_directory=str(log_directory),
-            labels=dict(labels or {}),
+            labels={**(labels or {}), **kubelet_pod_labels(name, namespace, uid)},
             annotations=dict(annotations or {}),
             linux=testbed.LinuxPodSandboxConfig(
                 cgroup_parent=self.cgroup_parent,
@@ -356,6 +358,8 @@ disabled_plugins = [{disabled}
         As kubelet does, the image is given by its id, with the pod spec's name beside it
         (user_specified_image, which containerd 1.6 ignores). `mounts` maps a path in the
         container to a host directory (a test can hand the container a signal through it).
+        Kubelet's labels (io.kubernetes.container.name and the pod's three) and its
+        restartCount annotation are added to those given (kubelet gives no others).
         """
         log_path = f"{name}/{attempt}.log"
         config = testbed.ContainerConfig(
@@ -366,8 +370,15 @@ disabled_plugins = [{disabled}
                 testbed.Mount(container_path=inside, host_path=str(outside))
                 for inside, outside in (mounts or {}).items()
             ],
-            labels=dict(labels or {}),
-            annotations=dict(annotations or {}),
+            labels={
+                **(labels or {}),
+                **kubelet_pod_labels(pod.name, pod.namespace, pod.uid),
+                "io.kubernetes.container.name": name,
+            },
+            annotations={
+                **(annotations or {}),
+                "io.kubernetes.container.restartCount": str(attempt),
+            },
             log_path=log_path,
             linux=testbed.LinuxContainerConfig(
                 security_context=testbed.LinuxContainerSecurityContext(
@@ -392,8 +403,8 @@ disabled_plugins = [{disabled}
             attempt=attempt,
             command=tuple(command),
             log_path=pod.log_directory / log_path,
-            labels=dict(labels or {}),
-            annotations=dict(annotations or {}),
+            labels=dict(config.labels),
+            annotations=dict(config.annotations),
         )
         if start:
             self.start_container(container)
@@ -568,6 +579,14 @@ disabled_plugins = [{disabled}
                         pids.add(int(entry.name))
         pids.discard(os.getpid())
         return pids
+
+
+def kubelet_pod_labels(name: str, namespace: str, uid: str) -> dict[str, str]:
+    return {
+        "io.kubernetes.pod.name": name,
+        "io.kubernetes.pod.namespace": namespace,
+        "io.kubernetes.pod.uid": uid,
+    }
 
 
 def compress_like_kubelet(path: Path) -> Path:
