@@ -22,10 +22,9 @@ Isolation from the machine's own daemons (the Docker daemon and *its* containerd
 `restrict_oom_score_adj = true`: the test machine lacks CAP_SYS_RESOURCE, so containerd must
 not try to lower a container's OOM score below its own. `SystemdCgroup = false`: no systemd.
 
-The image is built here, without any registry, from Debian's statically linked busybox (as
-scripts/build-test-image does for Docker) as a `docker save`-style archive and imported with
-`ctr images import` into the `k8s.io` namespace. Its default command sleeps, so the same
-image is the sandbox ("pause") image and the workload image.
+The image (tests/support/cri_image.py) is built without any registry from Debian's static
+busybox and imported with `ctr images import` into the `k8s.io` namespace. Its default
+command sleeps, so the same image is the sandbox ("pause") image and the workload image.
 
 Teardown removes every pod before stopping containerd: the runc shims outlive containerd,
 and so would their containers.
@@ -35,15 +34,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
-import io
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
-import tarfile
 import tempfile
 import time
 import uuid
@@ -58,10 +53,10 @@ import pytest
 
 from shipper.cri import runtime_v1_pb2 as api
 from tests.support import cri_testbed_pb2 as testbed
+from tests.support.cri_image import BUSYBOX, build_image_archive
 
 CRI_IMAGE = "docker.io/library/shipper-cri-busybox:latest"
 CRI_IMAGE_SHORT = "shipper-cri-busybox:latest"
-BUSYBOX = Path("/bin/busybox")
 CALL_TIMEOUT_S = 30.0
 
 
@@ -600,68 +595,6 @@ def compress_like_kubelet(path: Path) -> Path:
     os.rename(temporary, compressed_path)
     path.unlink()
     return compressed_path
-
-
-def build_image_archive(reference: str) -> bytes:
-    """A `docker save`-format archive (manifest.json, config, one layer) of an image holding
-    Debian's static busybox with every applet linked, whose default command sleeps forever.
-
-    Deterministic (fixed mtimes and owners), so the image id is the same on every run.
-    """
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w", format=tarfile.GNU_FORMAT) as tar:
-
-        def add(name: str, kind: bytes, mode: int, data: bytes = b"", link: str = "") -> None:
-            info = tarfile.TarInfo(name)
-            info.type, info.mode, info.mtime, info.linkname = kind, mode, 0, link
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if data else None)
-
-        for directory in ("bin", "dev", "etc", "proc", "sys", "tmp"):
-            add(directory, tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755)
-        add("bin/busybox", tarfile.REGTYPE, 0o755, BUSYBOX.read_bytes())
-        applets = subprocess.run(
-            [str(BUSYBOX), "--list"], capture_output=True, check=True, text=True
-        ).stdout.split()
-        for applet in sorted(set(applets) - {"busybox"}):
-            add(f"bin/{applet}", tarfile.SYMTYPE, 0o777, link="busybox")
-        add("etc/passwd", tarfile.REGTYPE, 0o644, b"root:x:0:0:root:/:/bin/sh\n")
-        add("etc/group", tarfile.REGTYPE, 0o644, b"root:x:0:\n")
-    layer_bytes = layer.getvalue()
-    diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
-    config = {
-        "architecture": _go_arch(),
-        "os": "linux",
-        "created": "1970-01-01T00:00:00Z",
-        "config": {
-            "Env": ["PATH=/bin"],
-            # The sandbox ("pause") container runs this, so it must not exit.
-            "Cmd": ["sleep", "infinity"],
-            "Labels": {"org.opencontainers.image.title": "shipper-cri-busybox"},
-        },
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "shipper tests"}],
-    }
-    config_bytes = json.dumps(config, sort_keys=True).encode()
-    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
-    layer_name = diff_id.removeprefix("sha256:") + "/layer.tar"
-    manifest = [{"Config": config_name, "RepoTags": [reference], "Layers": [layer_name]}]
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, data in (
-            (config_name, config_bytes),
-            (layer_name, layer_bytes),
-            ("manifest.json", json.dumps(manifest).encode()),
-        ):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
-    return archive.getvalue()
-
-
-def _go_arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
 
 
 def _cgroup_hierarchies() -> list[Path]:
