@@ -15,6 +15,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shipper.docker.versions import AUTO, ApiVersion
+
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
@@ -50,7 +52,10 @@ class DockerConfig(_Closed):
         description="Directory with ca.pem, cert.pem, key.pem (DOCKER_CERT_PATH).",
     )
     api_version: str = Field(
-        default="1.41", description="Engine API version prefix used for every request."
+        default_factory=lambda: os.environ.get("DOCKER_API_VERSION") or AUTO,
+        description="Engine API version: auto (negotiated with the engine at every "
+        "connection: the highest both support) or one to pin, e.g. 1.44 "
+        "(DOCKER_API_VERSION, as the docker CLI takes it).",
     )
     reconnect_max_backoff_s: float = Field(default=10.0, gt=0)
     read_mode: Literal["api", "files", "auto"] = Field(
@@ -59,11 +64,32 @@ class DockerConfig(_Closed):
         "logs directly (fast path; containers whose files are not visible, or with another "
         "driver, still use the API, with a warning); auto: files where visible, else the API.",
     )
-    containers_path: str = Field(
-        default="/var/lib/docker/containers",
+    containers_path: str | None = Field(
+        default=None,
         description="Where this process sees Docker's containers directory (data-root + "
-        "/containers), read-only, for read_mode files/auto.",
+        "/containers), read-only, for read_mode files/auto. Default: in a container, "
+        "/var/lib/docker/containers (mount it there); on the host, the engine's "
+        "DockerRootDir + /containers.",
     )
+
+    @model_validator(mode="after")
+    def _api_version(self) -> DockerConfig:
+        if self.api_version != AUTO:
+            try:
+                pinned = str(ApiVersion.parse(self.api_version))
+            except ValueError as exc:
+                raise KeyProblem("api_version", f"{exc} (from {self.api_version_source})") from None
+            object.__setattr__(self, "api_version", pinned)  # "v1.44" → "1.44"
+        return self
+
+    @property
+    def api_version_source(self) -> str:
+        """What set api_version, for messages: the key, or the docker CLI's variable."""
+        return (
+            "docker.api_version"
+            if "api_version" in self.model_fields_set
+            else ("DOCKER_API_VERSION")
+        )
 
     @field_validator("host")
     @classmethod
