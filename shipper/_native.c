@@ -10,7 +10,7 @@
  *   scan_frames    logs API multiplexed frames  -> LogRecords   (docker/frames.py)
  *   scan_jsonfile  json-file lines              -> LogRecords   (docker/jsonfile.py)
  *   encode_joined  plain LogRecords             -> bulk entries, concatenated
- *                                                               (sinks/elasticsearch/encoder.py)
+ *                                                               (pipeline/encoder.py)
  *   redaction_candidates  messages -> which ones a redaction preset could match
  *                                                               (pipeline/redact.py)
  *   batch_facts    LogRecords -> timestamps, their range, per-stream counts, any flags
@@ -695,7 +695,7 @@ static int bytes_part(PyObject *parts, Py_ssize_t i, const char **s, Py_ssize_t 
 }
 
 /* parts: (action head, id middle stdout, id middle stderr, tail stdout, tail stderr, "stdout",
- * "stderr"), see `ContainerDocument.native_parts` in sinks/elasticsearch/encoder.py. */
+ * "stderr"), see `ContainerDocument.native_parts` in pipeline/encoder.py. */
 typedef struct {
     const char *head, *mid[2], *tail[2];
     Py_ssize_t head_n, mid_n[2], tail_n[2];

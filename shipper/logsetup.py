@@ -94,7 +94,3 @@ def configure(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("shipper").setLevel(level.upper())
-
-
-def set_level(level: str) -> None:
-    logging.getLogger("shipper").setLevel(level.upper())

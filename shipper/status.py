@@ -28,12 +28,8 @@ from typing import Any
 import orjson
 
 from shipper.buffer.inspect import inspect_buffer
+from shipper.layout import StorageLayout
 from shipper.sources.checkpoint import Checkpoint, CheckpointFileError, CheckpointStore
-
-BUFFER_SUBDIR = "buffer"
-# Where the Elasticsearch sink appends the dead letters the dead-letter data stream did not
-# take (see `shipper.sinks.elasticsearch.dead_letter`).
-DEAD_LETTER_FILE = Path("dead-letter") / "dead-letter.ndjson"
 
 
 def rfc3339(time_ns: int) -> str:
@@ -69,7 +65,7 @@ def container_rows(
 
 def dead_letter_counts(storage: Path) -> dict[str, Any]:
     """Counts the dead-letter file's records by error type (read-only, streaming)."""
-    path = storage / DEAD_LETTER_FILE
+    path = StorageLayout(storage).dead_letter_file
     by_type: Counter[str] = Counter()
     try:
         with open(path, "rb") as file:
@@ -88,7 +84,7 @@ def dead_letter_counts(storage: Path) -> dict[str, Any]:
 
 def from_storage(storage: Path) -> dict[str, Any]:
     """The report from the files alone; changes nothing, takes no lock."""
-    buffer = inspect_buffer(storage / BUFFER_SUBDIR)
+    buffer = inspect_buffer(StorageLayout(storage).buffer_dir)
     problems = list(buffer.problems)
     try:
         checkpoints = CheckpointStore(storage).load()

@@ -62,10 +62,10 @@ from shipper.buffer.segments import (
 )
 from shipper.config import StorageConfig
 from shipper.errors import ShipperError
+from shipper.layout import StorageLayout
 
 log = logging.getLogger(__name__)
 
-BUFFER_SUBDIR = "buffer"
 # Blocks a reader gets whole: at most what one bulk request should carry by default.
 DEFAULT_BLOCK_MAX_ENTRIES = 5_000
 DEFAULT_BLOCK_MAX_BYTES = 2 * 1024 * 1024
@@ -132,7 +132,7 @@ class DiskBuffer:
     ) -> DiskBuffer:
         """The buffer in `<storage.path>/buffer/`."""
         return cls.open(
-            Path(storage.path) / BUFFER_SUBDIR,
+            StorageLayout(Path(storage.path)).buffer_dir,
             max_bytes=storage.max_bytes,
             segment_max_bytes=storage.segment_max_bytes,
             fsync=storage.fsync,

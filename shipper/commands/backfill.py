@@ -33,6 +33,7 @@ from shipper.commands import preflight
 from shipper.commands.secrets import config_secrets
 from shipper.config import Config
 from shipper.errors import ConfigError
+from shipper.layout import StorageLayout
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -125,25 +126,17 @@ class BackfillFailed(Exception):
 
 
 async def backfill(config: Config, window_s: float, names: list[str], bar: Progress) -> Summary:
-    from shipper.app import BufferIntake
+    from shipper.app import buffer_intake, docker_client, elasticsearch_output, host_name_of
     from shipper.buffer import DiskBuffer
-    from shipper.docker.api import DockerClient, DockerUnavailable
+    from shipper.docker.api import DockerUnavailable
     from shipper.docker.own_container import own_container_id, own_pod_uid
     from shipper.sinks.elasticsearch.client import ElasticsearchConnection
-    from shipper.sinks.elasticsearch.dead_letter import DeadLetters
-    from shipper.sinks.elasticsearch.routing import Router
-    from shipper.sinks.elasticsearch.sink import ElasticsearchSink
     from shipper.sources.selection import should_ship
 
-    storage = Path(config.storage.path)
+    layout = StorageLayout(Path(config.storage.path))
+    private = layout.backfill(os.getpid())
     since_ns = time.time_ns() - int(window_s * 1e9)
-    workdir = storage / f"backfill-{os.getpid()}"
-    docker = DockerClient(
-        config.docker.host,
-        api_version=config.docker.api_version,
-        tls_verify=config.docker.tls_verify,
-        cert_path=config.docker.cert_path,
-    )
+    docker = docker_client(config.docker)
     connection: ElasticsearchConnection | None = None
     buffer: DiskBuffer | None = None
     summary = Summary()
@@ -151,10 +144,9 @@ async def backfill(config: Config, window_s: float, names: list[str], bar: Progr
     try:
         try:
             listed = await docker.list_containers(all_containers=True)
-            host_name = config.host_name or str((await docker.info()).get("Name") or "")
         except DockerUnavailable as exc:
             raise BackfillFailed(f"the Docker API is not reachable: {exc}") from None
-        host_name = host_name or os.uname().nodename
+        host_name = await host_name_of(config, docker)
         chosen, skipped = await _choose(docker, listed, names)
         own_id = own_container_id()
         targets = []
@@ -166,25 +158,16 @@ async def backfill(config: Config, window_s: float, names: list[str], bar: Progr
         summary.skipped = tuple(skipped)
         summary.containers = len(targets)
 
-        workdir.mkdir(parents=True, exist_ok=True)
+        private.root.mkdir(parents=True, exist_ok=True)
         buffer = DiskBuffer.open(
-            workdir / "buffer",
+            private.buffer_dir,
             max_bytes=min(config.storage.max_bytes, 256 * 1024 * 1024),
             segment_max_bytes=config.storage.segment_max_bytes,
             fsync="never",  # a crash loses nothing: Docker still has every line
         )
-        router = Router(config.elasticsearch.data_stream, config.elasticsearch.routing)
-        intake = BufferIntake(buffer, router.route, host_name, lambda: config.processing)
-        connection = ElasticsearchConnection(config.elasticsearch)
-        sink = ElasticsearchSink(
-            connection,
-            buffer,
-            config.elasticsearch,
-            DeadLetters(
-                storage / "dead-letter", connection, config.elasticsearch.dead_letter.data_stream
-            ),
-            static_targets=router.static_targets(),
-        )
+        # The agent's intake and output; dead letters go to the agent's dead-letter file.
+        intake, router = buffer_intake(config, buffer, host_name, lambda: config.processing)
+        connection, sink = elasticsearch_output(config, layout, buffer, router)
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
                 await sink.prepare()
@@ -218,7 +201,7 @@ async def backfill(config: Config, window_s: float, names: list[str], bar: Progr
         await docker.close()
         if buffer is not None:
             await buffer.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(private.root, ignore_errors=True)
     after = _item_counts()
     summary.stored_new = int(after["201"] - before["201"])
     summary.already_stored = int(after["409"] - before["409"])

@@ -30,6 +30,7 @@ from typing import Protocol
 import orjson
 
 from shipper.errors import DiskFullError
+from shipper.layout import StorageLayout
 
 FORMAT_VERSION = 1
 DEFAULT_SLACK_NS = 1_000_000_000
@@ -96,8 +97,8 @@ class CheckpointStore:
     """All containers' checkpoints in one small file, replaced atomically."""
 
     def __init__(self, directory: Path) -> None:
-        self._path = directory / "checkpoints.json"
-        self._tmp = directory / "checkpoints.json.tmp"
+        self._path = StorageLayout(directory).checkpoints_file
+        self._tmp = self._path.with_name(self._path.name + ".tmp")
         self._directory = directory
 
     def load(self) -> dict[str, Checkpoint]:

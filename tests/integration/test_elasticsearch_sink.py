@@ -19,10 +19,11 @@ import orjson
 import pytest
 
 from shipper.config import ElasticsearchConfig
+from shipper.layout import StorageLayout
 from shipper.model import ContainerMeta, LogRecord
+from shipper.pipeline.encoder import container_document, encode_records, index_of
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
-from shipper.sinks.elasticsearch.encoder import container_document, encode_records, index_of
 from shipper.sinks.elasticsearch.response import CREATED_ITEM
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from tests.es_server import bulk as es_bulk
@@ -138,7 +139,10 @@ async def start_sink(
     config = es_config(server, **overrides)
     connection = ElasticsearchConnection(config)
     dead = DeadLetters(
-        tmp_path / "dead-letter", connection, config.dead_letter.data_stream, retry_base_s=0.01
+        StorageLayout(tmp_path).dead_letter_file,
+        connection,
+        config.dead_letter.data_stream,
+        retry_base_s=0.01,
     )
     source = ListSource(list(entries), chunk=chunk)
     sink = ElasticsearchSink(connection, source, config, dead, static_targets=[STREAM])

@@ -12,7 +12,7 @@ import docker
 import orjson
 import pytest
 
-from shipper.sinks.elasticsearch.encoder import document_id
+from shipper.pipeline.encoder import document_id
 from tests.conftest import RUN_ID, TEST_IMAGE, TEST_LABEL
 from tests.integration.helpers import (
     checkpoints,

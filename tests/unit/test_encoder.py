@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shipper.model import ContainerMeta, LogRecord
-from shipper.sinks.elasticsearch.encoder import (
+from shipper.pipeline.encoder import (
     _full_entry,
     container_document,
     decode_entry,

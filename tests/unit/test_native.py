@@ -26,11 +26,10 @@ from shipper.docker import frames, jsonfile
 from shipper.docker.frames import LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.model import ContainerMeta, LogRecord
-from shipper.pipeline import redact
+from shipper.pipeline import encoder, redact
+from shipper.pipeline.encoder import container_document, encode_joined, encode_records
 from shipper.pipeline.redact import Redactor, _presets_prefilter
 from shipper.pipeline.stats import ProcessorStats
-from shipper.sinks.elasticsearch import encoder
-from shipper.sinks.elasticsearch.encoder import container_document, encode_joined, encode_records
 from shipper.sources import batch_facts as batch_facts_module
 from shipper.sources.batch_facts import batch_facts, python_batch_facts
 

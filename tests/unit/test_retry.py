@@ -10,9 +10,9 @@ import pytest
 
 from shipper.config import IlmConfig, parse_config
 from shipper.errors import ConfigError
+from shipper.pipeline.encoder import index_of
 from shipper.sinks.elasticsearch.client import read_secret
 from shipper.sinks.elasticsearch.dead_letter import dead_letter_document
-from shipper.sinks.elasticsearch.encoder import index_of
 from shipper.sinks.elasticsearch.retry import (
     ItemAction,
     ItemOutcome,

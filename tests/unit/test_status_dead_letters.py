@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from shipper.cli import main
+from shipper.layout import StorageLayout
 from shipper.sinks.elasticsearch.dead_letter import dead_letter_document
 from shipper.sinks.elasticsearch.retry import ItemAction, ItemOutcome
-from shipper.status import DEAD_LETTER_FILE
 
 OUTCOMES = [
     *[ItemOutcome(ItemAction.DEAD_LETTER, 400, "document_parsing_exception", "failed to parse")]
@@ -24,7 +24,7 @@ OUTCOMES = [
 def seed_dead_letters(storage: Path) -> Path:
     """The file as the sink writes it: one dead-letter document per line (and a torn line,
     as a crash in the middle of an append leaves one)."""
-    path = storage / DEAD_LETTER_FILE
+    path = StorageLayout(storage).dead_letter_file
     path.parent.mkdir(parents=True)
     lines = []
     for number, outcome in enumerate(OUTCOMES):
@@ -80,5 +80,5 @@ def test_no_dead_letter_file_counts_zero(
     tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["status", "--offline", "--config", str(config_file)]) == 0
-    path = tmp_path / "storage" / DEAD_LETTER_FILE
+    path = StorageLayout(tmp_path / "storage").dead_letter_file
     assert capsys.readouterr().out.splitlines()[-1] == f"dead letters in the file: 0  [{path}]"

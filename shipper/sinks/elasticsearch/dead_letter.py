@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 
 from shipper import telemetry
+from shipper.pipeline.encoder import index_of
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
-from shipper.sinks.elasticsearch.encoder import index_of
 from shipper.sinks.elasticsearch.retry import ItemOutcome
 from shipper.sinks.elasticsearch.routing import split_data_stream
 
@@ -73,14 +73,13 @@ def dead_letter_document(
 class DeadLetters:
     def __init__(
         self,
-        directory: Path,
+        path: Path,
         connection: ElasticsearchConnection | None = None,
         data_stream: str | None = None,
         *,
         retry_base_s: float = 0.2,
     ) -> None:
-        self._directory = directory
-        self._path = directory / "dead-letter.ndjson"
+        self._path = path  # StorageLayout.dead_letter_file
         # Without a connection there is nothing to send to: the file is the only destination.
         self.data_stream = data_stream if connection is not None else None
         self.retry_base_s = retry_base_s
@@ -132,7 +131,7 @@ class DeadLetters:
         self.file_count += len(documents)
 
     def _append(self, data: bytes) -> None:
-        self._directory.mkdir(parents=True, exist_ok=True)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             view = memoryview(data)

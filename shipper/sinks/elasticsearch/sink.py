@@ -44,6 +44,7 @@ from typing import Any
 from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.config import ElasticsearchConfig
+from shipper.pipeline.encoder import index_of
 from shipper.sinks.base import BatchSource
 from shipper.sinks.elasticsearch.client import (
     ElasticsearchConnection,
@@ -51,7 +52,6 @@ from shipper.sinks.elasticsearch.client import (
     UnsupportedCluster,
 )
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
-from shipper.sinks.elasticsearch.encoder import index_of
 from shipper.sinks.elasticsearch.retry import (
     AUTH_STATUSES,
     ItemAction,
@@ -65,6 +65,9 @@ from shipper.sinks.elasticsearch.templates import TemplateManager
 
 AUTH_MIN_DELAY_S = 5.0  # 401/403 need an operator: do not hammer the cluster meanwhile
 NOT_CONNECTED = "not connected to Elasticsearch yet"
+# While idle, the cluster is asked whether it answers this often, and waited for this long.
+PROBE_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 5.0
 _TOO_LARGE = ItemOutcome(
     ItemAction.DEAD_LETTER,
     413,
@@ -113,6 +116,8 @@ class ElasticsearchSink:
         self._item_auth_error: str | None = None
         self._item_auth_at = 0.0
         self.last_success_monotonic = 0.0
+        # Why the cluster seems unwell while nothing was sent for a while (see _probe_idle).
+        self._idle_problem: str | None = None
 
     @property
     def last_error(self) -> str | None:
@@ -123,7 +128,7 @@ class ElasticsearchSink:
         # a few of those intervals, the privilege was granted (or nothing needs it any more).
         if time.monotonic() - self._item_auth_at < 3 * AUTH_MIN_DELAY_S:
             return self._item_auth_error
-        return None
+        return self._idle_problem
 
     def stop(self) -> None:
         """Finish the batches in hand, take no new ones."""
@@ -140,6 +145,7 @@ class ElasticsearchSink:
             for index in range(self._config.max_concurrent_requests):
                 group.create_task(self._worker(), name=f"es-sink-{index}")
             group.create_task(self._retry_rejected(), name="es-sink-retries")
+            group.create_task(self._probe_idle(), name="es-sink-probe")
 
     async def prepare(self) -> bool:
         """Connects and installs the known templates; False if stopped before that."""
@@ -174,6 +180,25 @@ class ElasticsearchSink:
             )
             return True
         return False
+
+    async def _probe_idle(self) -> None:
+        """Keeps `last_error` true while no bulk request is in flight: when nothing was sent
+        successfully for a while, asks the cluster whether it answers at all."""
+        while not self._stopping.is_set():
+            await self._sleep(PROBE_INTERVAL_S)
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - self.last_success_monotonic < PROBE_INTERVAL_S:
+                self._idle_problem = None
+                continue
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await self._connection.request("GET", "/")
+                self._idle_problem = None
+            except TimeoutError:
+                self._idle_problem = f"Elasticsearch did not answer within {PROBE_TIMEOUT_S:.0f} s"
+            except RequestFailed as exc:
+                self._idle_problem = str(exc)
 
     # -- the main path ---------------------------------------------------------------------
 

@@ -199,9 +199,6 @@ class TemplateManager:
     def enabled(self) -> bool:
         return self._config.install_template
 
-    def is_ready(self, stream: str) -> bool:
-        return not self.enabled or stream in self._ready
-
     async def ensure(self, streams: Iterable[str]) -> None:
         """Raises RequestFailed when the cluster cannot answer now (the caller retries)."""
         if not self.enabled:

@@ -1,4 +1,5 @@
-"""Records → Elasticsearch bulk NDJSON, one `create` action and one document per record.
+"""Records → the disk buffer's entries: Elasticsearch bulk NDJSON, one `create` action and
+one document per record. The last stage before the buffer: every output reads these bytes.
 
 Hot path: a container's metadata never changes between two lines, so its part of the
 document is serialised once (`ContainerDocument`), together with everything else that is the
