@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from shipper.docker.versions import AUTO, ApiVersion
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# Where the deployment files (Compose, Helm, `docker run` in the README) mount the host's
+# containers directory into the shipper's container.
+MOUNTED_CONTAINERS_PATH = "/var/lib/docker/containers"
 
 
 class _Closed(BaseModel):
@@ -81,6 +84,14 @@ class DockerConfig(_Closed):
                 raise KeyProblem("api_version", f"{exc} (from {self.api_version_source})") from None
             object.__setattr__(self, "api_version", pinned)  # "v1.44" → "1.44"
         return self
+
+    def containers_path_here(self, *, in_container: bool) -> str | None:
+        """Docker's containers directory as this process sees it: the configured one; in a
+        container, where the deployment files mount it; on the host, None: the engine
+        says (DockerRootDir, learnt at each connection)."""
+        if self.containers_path is not None:
+            return self.containers_path
+        return MOUNTED_CONTAINERS_PATH if in_container else None
 
     @property
     def api_version_source(self) -> str:

@@ -200,7 +200,9 @@ class DockerClient:
         return self._version
 
     async def _prefix(self) -> str:
-        version = self._version
+        # A pinned version is spoken without asking, as the docker CLI does with
+        # DOCKER_API_VERSION; discovery still checks it against the engine at each connection.
+        version = self._version or self._pinned
         if version is None:
             if self._negotiating is None:
                 self._negotiating = asyncio.Lock()

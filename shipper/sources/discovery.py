@@ -121,8 +121,8 @@ class Discovery:
                 delay = backoff.next_delay_s()
                 telemetry.error(
                     "docker_api_version_refused",
-                    "The Docker Engine and the shipper have no API version in common; "
-                    "retrying (the shipper starts by itself once the engine accepts it).",
+                    "The Docker Engine answers but refuses the API version; retrying "
+                    "(shipping starts by itself once the engine accepts one).",
                     error=str(exc),
                     delay_s=round(delay, 2),
                 )
