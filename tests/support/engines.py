@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -78,11 +79,34 @@ def system_docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
+# The engines this run drove, for the summary at its end: "which engine did it run on".
+_DRIVEN: dict[str, str] = {}
+
+
+def _describe(host: str, kind: EngineKind) -> str:
+    client = docker.DockerClient(base_url=host)
+    try:
+        version = client.version()
+    finally:
+        client.close()
+    return (
+        f"Docker Engine {version.get('Version')} on {host}: API {version.get('MinAPIVersion')} "
+        f"to {version.get('ApiVersion')} [{kind.name}]"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for description in _DRIVEN.values():
+        terminalreporter.write_line(f"engine under test: {description}")
+
+
 @pytest.fixture(scope="session")
 def engine(system_docker_client: docker.DockerClient) -> Iterator[Engine]:
     kind = selected_kind()
     if kind is SYSTEM:
-        yield Engine(kind, system_host(), None)
+        host = system_host()
+        _DRIVEN[host] = _describe(host, kind)
+        yield Engine(kind, host, None)
         return
     if not Path(kind.dockerd).exists():
         pytest.fail(f"{kind.dockerd} is missing; run scripts/ensure-docker-current")
@@ -92,6 +116,7 @@ def engine(system_docker_client: docker.DockerClient) -> Iterator[Engine]:
         min_api_version=kind.min_api_version,
         cgroup_parent="/shipper-test-engine",
     ) as daemon:
+        _DRIVEN["session"] = _describe(daemon.host, kind)
         yield Engine(kind, daemon.host, daemon)
 
 
@@ -102,6 +127,7 @@ def private_dockerd(system_docker_client: docker.DockerClient) -> Iterator[Priva
     with running_private_dockerd(
         system_docker_client, dockerd=kind.dockerd, min_api_version=kind.min_api_version
     ) as daemon:
+        _DRIVEN.setdefault(f"private {kind.name}", _describe(daemon.host, kind) + " (private)")
         yield daemon
 
 
@@ -115,4 +141,5 @@ def private_current_dockerd(
         dockerd=CURRENT.dockerd,
         min_api_version=CURRENT.min_api_version,
     ) as daemon:
+        _DRIVEN.setdefault("private current", _describe(daemon.host, CURRENT) + " (private)")
         yield daemon

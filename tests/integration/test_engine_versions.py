@@ -1,0 +1,148 @@
+"""The shipper on a current Docker Engine that refuses old API versions, as Docker 29 does.
+
+Each test starts its own current engine (Debian sid's dockerd 28.x, DOCKER_MIN_API_VERSION
+=1.44: `400 client version 1.41 is too old` below that), whatever SHIPPER_TEST_ENGINE says:
+with no `docker.api_version` the shipper negotiates and ships; pinned below the engine's
+minimum it says so (log, metric, /readyz, `shipper status`), never "lost the daemon", and
+starts shipping by itself once the engine accepts the version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import docker
+import pytest
+
+from shipper.docker.versions import NEWEST
+from tests.conftest import RUN_ID, TEST_IMAGE, TEST_LABEL
+from tests.integration.helpers import assert_shipped_exactly_once
+from tests.support.dockerd import PrivateDockerd
+
+pytestmark = pytest.mark.docker
+
+WRITER = 'for i in $(seq 1 300); do echo "out $i"; echo "err $i" >&2; done'
+
+
+def run(client: docker.DockerClient, command: str) -> Any:
+    return client.containers.run(
+        TEST_IMAGE,
+        ["sh", "-c", command],
+        detach=True,
+        network_mode="none",
+        labels={TEST_LABEL: RUN_ID},
+    )
+
+
+def log_events(shipper: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in shipper.stderr().splitlines() if line.startswith("{")]
+
+
+async def wait_for_readyz(shipper: Any, wanted: Any, timeout_s: float) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = await asyncio.to_thread(shipper.http_get, "/readyz")
+        if wanted(answer):
+            return answer  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"/readyz still answers {answer}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.timeout(120)
+async def test_with_no_api_version_configured_every_line_arrives_exactly_once(
+    es_server: Any,
+    private_current_dockerd: PrivateDockerd,
+    shipper_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    daemon = private_current_dockerd
+    client = daemon.client
+    assert client is not None
+    assert daemon.version()["MinAPIVersion"] == "1.44"
+    monkeypatch.delenv("DOCKER_API_VERSION", raising=False)  # nothing pins it
+    shipper = shipper_factory(es_server.url, {"docker": {"host": daemon.host}})
+    assert "api_version" not in shipper.config["docker"]
+    before = await asyncio.to_thread(run, client, WRITER)  # found by the listing
+    shipper.start()
+    await asyncio.to_thread(shipper.wait_ready_http)
+    await wait_for_readyz(shipper, lambda a: a == (200, "ready\n"), 30)
+    after = await asyncio.to_thread(run, client, WRITER)  # found by its start event
+    for container in (before, after):
+        await asyncio.to_thread(container.wait, timeout=60)
+        await assert_shipped_exactly_once(es_server, client, container.id)
+    connected = [
+        e for e in log_events(shipper) if e["message"] == "Connected to the Docker Engine."
+    ]
+    assert len(connected) == 1
+    assert connected[0]["api_version"] == str(NEWEST) == "1.51"
+    assert connected[0]["engine_version"] == daemon.version()["Version"]
+    engine_info = {"engine_version": daemon.version()["Version"], "api_version": "1.51"}
+    assert await asyncio.to_thread(shipper.metric, "shipper_docker_engine_info", engine_info) == 1
+    assert "Lost the Docker daemon" not in shipper.stderr()
+    assert await asyncio.to_thread(shipper.stop) == 0
+
+
+@pytest.mark.timeout(180)
+async def test_pinned_too_low_is_a_clear_error_and_ships_once_the_engine_accepts(
+    es_server: Any, private_current_dockerd: PrivateDockerd, shipper_factory: Any
+) -> None:
+    daemon = private_current_dockerd
+    client = daemon.client
+    assert client is not None
+    shipper = shipper_factory(
+        es_server.url,
+        {"docker": {"host": daemon.host, "api_version": "1.41", "reconnect_max_backoff_s": 1.0}},
+    )
+    waiting = await asyncio.to_thread(run, client, WRITER)
+    shipper.start()
+    await asyncio.to_thread(shipper.wait_ready_http)
+
+    # /readyz names the refusal, with both sides' versions and what to do.
+    status, body = await wait_for_readyz(shipper, lambda a: "version refused" in a[1], 20)
+    assert status == 503
+    engine = daemon.version()["Version"]
+    reason = (
+        f"- Docker API version refused: Docker Engine {engine} (API 1.44 to 1.51) refuses API "
+        "1.41, which docker.api_version pins. Set docker.api_version to auto (this shipper "
+        "supports API 1.41 to 1.51) or to a version the engine accepts.\n"
+    )
+    assert body == "not ready\n" + reason
+    # The log says the same, as an error; it is counted, and retried (counted again).
+    refusals = [e for e in log_events(shipper) if e.get("message", "").startswith("The Docker")]
+    assert refusals and refusals[0]["log.level"] == "error"
+    assert "refuses API 1.41, which docker.api_version pins" in refusals[0]["error"]
+    deadline = time.monotonic() + 10
+    refused = {"kind": "docker_api_version_refused"}
+    while await asyncio.to_thread(shipper.metric, "shipper_errors_total", refused) < 2:
+        assert time.monotonic() < deadline, "the refusal is not retried"
+        await asyncio.sleep(0.2)
+    # `shipper status` shows it too (from the agent's /status).
+    status_cli = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "shipper", "status", "--url", shipper.metrics_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status_cli.returncode == 0, status_cli.stderr
+    assert "ready: NO: Docker API version refused: Docker Engine" in status_cli.stdout
+    # A daemon that answers is never "lost", and nothing was shipped.
+    assert "Lost the Docker daemon" not in shipper.stderr()
+    assert await asyncio.to_thread(shipper.metric, "shipper_records_shipped_total") == 0
+
+    # The engine now accepts 1.41 (what an operator does while the shipper is upgraded):
+    # the shipper starts shipping by itself, the container written meanwhile included.
+    await asyncio.to_thread(daemon.restart, min_api_version=None)
+    assert daemon.version()["MinAPIVersion"] != "1.44"
+    await wait_for_readyz(shipper, lambda a: a == (200, "ready\n"), 30)
+    after = await asyncio.to_thread(run, client, WRITER)
+    await asyncio.to_thread(after.wait, timeout=60)
+    for container in (waiting, after):
+        await assert_shipped_exactly_once(es_server, client, container.id)
+    shipper.assert_alive()
+    assert await asyncio.to_thread(shipper.stop) == 0
