@@ -285,7 +285,7 @@ class ContainerFollower:
         path = self._choose_read_mode(meta)
         if path is None:
             api_decoder = LogStreamDecoder(
-                self.container_id, tty=meta.tty, max_line_bytes=max_line_bytes
+                self.container_id, tty=meta.tty, max_line_bytes=max_line_bytes, since_ns=since_ns
             )
             chunks = self._docker.logs(self.container_id, since_ns=since_ns, follow=meta.running)
             return api_decoder, chunks
