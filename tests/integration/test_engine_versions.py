@@ -23,6 +23,7 @@ from shipper.docker.versions import NEWEST
 from tests.conftest import RUN_ID, TEST_IMAGE, TEST_LABEL
 from tests.integration.helpers import assert_shipped_exactly_once
 from tests.support.dockerd import PrivateDockerd
+from tests.support.engines import CURRENT
 
 pytestmark = pytest.mark.docker
 
@@ -84,6 +85,20 @@ async def test_with_no_api_version_configured_every_line_arrives_exactly_once(
     engine_info = {"engine_version": daemon.version()["Version"], "api_version": "1.51"}
     assert await asyncio.to_thread(shipper.metric, "shipper_docker_engine_info", engine_info) == 1
     assert "Lost the Docker daemon" not in shipper.stderr()
+    # Files mode with no docker.containers_path: the engine's data root (a private one here,
+    # not /var/lib/docker) came from /info, and each container's first read says so.
+    containers_dir = str(daemon.data_root / "containers")
+    assert connected[0]["containers_path"] == containers_dir
+    reads = {
+        e["container_id"]: e
+        for e in log_events(shipper)
+        if e["message"].startswith("Reading a container's logs")
+    }
+    for container in (before, after):
+        read = reads[container.id[:12]]
+        assert read["message"] == "Reading a container's logs from its json-file log."
+        assert read["read_mode"] == "files"
+        assert read["reason"].startswith(f"its json-file log is readable at {containers_dir}/")
     assert await asyncio.to_thread(shipper.stop) == 0
 
 
@@ -102,16 +117,15 @@ async def test_pinned_too_low_is_a_clear_error_and_ships_once_the_engine_accepts
     shipper.start()
     await asyncio.to_thread(shipper.wait_ready_http)
 
-    # /readyz names the refusal, with both sides' versions and what to do.
-    status, body = await wait_for_readyz(shipper, lambda a: "version refused" in a[1], 20)
-    assert status == 503
+    # /readyz names the refusal, with both sides' versions and what to do (and only that,
+    # once Elasticsearch is connected).
     engine = daemon.version()["Version"]
     reason = (
         f"- Docker API version refused: Docker Engine {engine} (API 1.44 to 1.51) refuses API "
         "1.41, which docker.api_version pins. Set docker.api_version to auto (this shipper "
         "supports API 1.41 to 1.51) or to a version the engine accepts.\n"
     )
-    assert body == "not ready\n" + reason
+    await wait_for_readyz(shipper, lambda a: a == (503, "not ready\n" + reason), 20)
     # The log says the same, as an error; it is counted, and retried (counted again).
     refusals = [e for e in log_events(shipper) if e.get("message", "").startswith("The Docker")]
     assert refusals and refusals[0]["log.level"] == "error"
@@ -145,4 +159,45 @@ async def test_pinned_too_low_is_a_clear_error_and_ships_once_the_engine_accepts
     for container in (waiting, after):
         await assert_shipped_exactly_once(es_server, client, container.id)
     shipper.assert_alive()
+    assert await asyncio.to_thread(shipper.stop) == 0
+
+
+@pytest.mark.timeout(240)
+async def test_a_daemon_restarted_as_a_newer_engine_is_negotiated_again(
+    es_server: Any, private_dockerd: PrivateDockerd, shipper_factory: Any
+) -> None:
+    """The upgrade users do: dockerd 20.10 stopped, dockerd 28 started on the same data root
+    (refusing below 1.44), under a running shipper that spoke 1.41 to the old one."""
+    daemon = private_dockerd
+    if daemon.dockerd == CURRENT.dockerd:
+        pytest.skip("runs in the system engine's pass: it upgrades from that engine")
+    client = daemon.client
+    assert client is not None
+    shipper = shipper_factory(
+        es_server.url, {"docker": {"host": daemon.host, "reconnect_max_backoff_s": 1.0}}
+    )
+    shipper.start()
+    await asyncio.to_thread(shipper.wait_ready_http)
+    await wait_for_readyz(shipper, lambda a: a == (200, "ready\n"), 30)
+    old = await asyncio.to_thread(run, client, WRITER)
+    await asyncio.to_thread(old.wait, timeout=60)
+    await assert_shipped_exactly_once(es_server, client, old.id)
+
+    await asyncio.to_thread(daemon.stop)
+    daemon.dockerd = CURRENT.dockerd
+    daemon.min_api_version = CURRENT.min_api_version
+    await asyncio.to_thread(daemon.start)
+    assert daemon.version()["MinAPIVersion"] == "1.44"
+    client = daemon.client  # a new one: the old one spoke 1.41 too
+    assert client is not None
+    await wait_for_readyz(shipper, lambda a: a == (200, "ready\n"), 30)
+    new = await asyncio.to_thread(run, client, WRITER)
+    await asyncio.to_thread(new.wait, timeout=60)
+    for container in (old, new):
+        await assert_shipped_exactly_once(es_server, client, container.id)
+    connected = [
+        e for e in log_events(shipper) if e["message"] == "Connected to the Docker Engine."
+    ]
+    assert [e["api_version"] for e in connected] == ["1.41", str(NEWEST)]
+    assert "refuse" not in shipper.stderr()  # no request went out in 1.41 to the new engine
     assert await asyncio.to_thread(shipper.stop) == 0

@@ -63,6 +63,7 @@ class PrivateDockerd:
         self.config_file = root / "daemon.json"
         self.process: subprocess.Popen[bytes] | None = None
         self.client: docker.DockerClient | None = None
+        self._client_for = ""  # the dockerd binary `client` negotiated with
 
     @property
     def host(self) -> str:
@@ -113,8 +114,13 @@ class PrivateDockerd:
             raise TimeoutError(
                 f"private dockerd did not answer in {timeout_s} s:\n{self.log_tail()}"
             )
+        if self.client is not None and self._client_for != self.dockerd:
+            # Another engine on the same socket (an upgrade): its client negotiates anew.
+            self.client.close()
+            self.client = None
         if self.client is None:
             self.client = docker.DockerClient(base_url=self.host)
+            self._client_for = self.dockerd
 
     def stop(self, timeout_s: float = 60) -> None:
         """SIGTERM, as `systemctl stop docker` does, to the pid in its pid file (`unshare`
