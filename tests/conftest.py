@@ -22,7 +22,11 @@ TEST_IMAGE = "shipper-test-busybox:latest"
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_LABEL = "shipper.test"
 
-pytest_plugins = ["tests.es_server.fixtures", "tests.support.engines"]
+pytest_plugins = [
+    "tests.es_server.fixtures",
+    "tests.support.containerd",
+    "tests.support.engines",
+]
 
 
 @pytest.fixture(scope="session")
