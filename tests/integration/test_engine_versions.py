@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -24,6 +27,7 @@ from tests.conftest import RUN_ID, TEST_IMAGE, TEST_LABEL
 from tests.integration.helpers import assert_shipped_exactly_once
 from tests.support.dockerd import PrivateDockerd
 from tests.support.engines import CURRENT
+from tests.support.shipper_process import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -201,3 +205,55 @@ async def test_a_daemon_restarted_as_a_newer_engine_is_negotiated_again(
     assert [e["api_version"] for e in connected] == ["1.41", str(NEWEST)]
     assert "refuse" not in shipper.stderr()  # no request went out in 1.41 to the new engine
     assert await asyncio.to_thread(shipper.stop) == 0
+
+
+@pytest.mark.timeout(120)
+def test_the_readmes_first_command_ships_from_a_current_engine(
+    private_current_dockerd: PrivateDockerd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`shipper run --output console`, no config, the engine named by DOCKER_HOST only."""
+    daemon = private_current_dockerd
+    client = daemon.client
+    assert client is not None
+    container = run(client, WRITER)
+    container.wait(timeout=60)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPPER_", "DOCKER_"))}
+    env["DOCKER_HOST"] = daemon.host
+    # Only so that parallel runs do not fight over the default port and state directory.
+    env["SHIPPER_METRICS_LISTEN"] = f"127.0.0.1:{free_port()}"
+    stdout_path = tmp_path / "stdout"
+    with open(stdout_path, "wb") as stdout, open(tmp_path / "stderr", "wb") as stderr:
+        process = subprocess.Popen(
+            [*README_COMMAND, "--storage-path", str(tmp_path / "state")],
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_console_messages(stdout_path, container.id)) < 600:
+            assert process.poll() is None, (tmp_path / "stderr").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "stderr").read_text()[-3000:]
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    messages = _console_messages(stdout_path, container.id)
+    expected = {f"out {i}" for i in range(1, 301)} | {f"err {i}" for i in range(1, 301)}
+    assert sorted(messages) == sorted(expected)  # each once
+    assert "Lost the Docker daemon" not in (tmp_path / "stderr").read_text()
+
+
+README_COMMAND = (sys.executable, "-m", "shipper", "run", "--output", "console")
+
+
+def _console_messages(path: Path, container_id: str) -> list[str]:
+    messages = []
+    for line in path.read_bytes().splitlines():
+        record = json.loads(line)
+        if record["container"]["id"] == container_id:
+            messages.append(record["message"])
+    return messages
