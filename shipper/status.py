@@ -63,6 +63,16 @@ def container_rows(
     return rows
 
 
+def saved_names(checkpoints: Mapping[str, Checkpoint]) -> dict[str, str]:
+    """The names a source kept with its positions (the CRI source's `ns/pod/container`)."""
+    names = {}
+    for container_id, checkpoint in checkpoints.items():
+        name = (checkpoint.source_state or {}).get("name")
+        if isinstance(name, str) and name:
+            names[container_id] = name
+    return names
+
+
 def dead_letter_counts(storage: Path) -> dict[str, Any]:
     """Counts the dead-letter file's records by error type (read-only, streaming)."""
     path = StorageLayout(storage).dead_letter_file
@@ -103,7 +113,7 @@ def from_storage(storage: Path) -> dict[str, Any]:
             "oldest_record_age_s": _round(buffer.oldest_record_age_s),
             "corrupt_files": buffer.corrupt_files,
         },
-        "containers": container_rows(checkpoints, {}),
+        "containers": container_rows(checkpoints, saved_names(checkpoints)),
         "dead_letters": dead_letter_counts(storage),
         "problems": problems,
     }

@@ -12,8 +12,20 @@ reach its log file in the opposite order of their timestamps. `since_ns` is ther
 and skipped by count. A line stamped more than `slack_ns` earlier than one before it in the
 stream could still be missed; the default second is orders of magnitude above the jitter.
 
+A source may keep what it needs to resume a container with its position (`source_state`,
+a JSON object only the source reads): the CRI source keeps the container's log file, whether
+it was read to its end, and the metadata its documents carry, so that lines read after the
+pod is gone (deleted while the shipper was down, say) still carry it. Its `name` is what
+`shipper status` shows without the agent.
+
 File format (`checkpoints.json` under storage.path), written tmp → fsync → rename → fsync(dir):
     {"version": 1, "containers": {"<id>": {"since_ns": 1700000000123456789, "skip": 3}}}
+A container of a source that keeps state has a `source` key beside them (older shippers,
+which read `since_ns` and `skip` only, ignore it):
+    "<id>": {"since_ns": ..., "skip": ..., "source": {"kind": "cri", "name": "ns/pod/ctr",
+             "log_path": "/var/log/pods/ns_pod_uid/ctr/0.log", "finished": false,
+             "meta": {...}}}
+(`shipper/cri/follower.py` writes and reads the CRI one; see `cri_state` there.)
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -40,13 +52,16 @@ DEFAULT_SLACK_NS = 1_000_000_000
 class Checkpoint:
     since_ns: int
     skip: int
+    # What the source keeps with the position (see the module docstring); None: nothing.
+    source_state: Mapping[str, Any] | None = None
 
 
 class StreamPosition:
     """Tracks the lines taken from one container and turns them into a checkpoint."""
 
     def __init__(self, start: Checkpoint | None = None, slack_ns: int = DEFAULT_SLACK_NS) -> None:
-        self._start = start or Checkpoint(0, 0)
+        # The position only: what a source keeps with it is the source's to add.
+        self._start = Checkpoint(start.since_ns, start.skip) if start else Checkpoint(0, 0)
         self._slack_ns = slack_ns
         self._newest = 0
         # Recently taken lines batch by batch, newest batch last: (newest, oldest, timestamps).
@@ -115,7 +130,12 @@ class CheckpointStore:
         result: dict[str, Checkpoint] = {}
         for container_id, entry in (raw.get("containers") or {}).items():
             with contextlib.suppress(KeyError, TypeError, ValueError):
-                result[str(container_id)] = Checkpoint(int(entry["since_ns"]), int(entry["skip"]))
+                state = entry.get("source")
+                result[str(container_id)] = Checkpoint(
+                    int(entry["since_ns"]),
+                    int(entry["skip"]),
+                    state if isinstance(state, dict) else None,
+                )
         return result
 
     def save(self, checkpoints: Mapping[str, Checkpoint]) -> None:
@@ -123,10 +143,7 @@ class CheckpointStore:
         body = orjson.dumps(
             {
                 "version": FORMAT_VERSION,
-                "containers": {
-                    cid: {"since_ns": cp.since_ns, "skip": cp.skip}
-                    for cid, cp in sorted(checkpoints.items())
-                },
+                "containers": {cid: _entry(cp) for cid, cp in sorted(checkpoints.items())},
             }
         )
         try:
@@ -153,6 +170,13 @@ class CheckpointStore:
 
 class CheckpointFileError(Exception):
     pass
+
+
+def _entry(checkpoint: Checkpoint) -> dict[str, Any]:
+    entry: dict[str, Any] = {"since_ns": checkpoint.since_ns, "skip": checkpoint.skip}
+    if checkpoint.source_state is not None:
+        entry["source"] = checkpoint.source_state
+    return entry
 
 
 def _fsync_directory(directory: Path) -> None:
