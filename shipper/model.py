@@ -1,4 +1,5 @@
-"""Small types shared by every stage: a container's metadata and one log record.
+"""Small types shared by every stage: a container's metadata (and its Kubernetes pod's), and
+one log record.
 
 Imports nothing of ours. `LogRecord` is a NamedTuple rather than a dataclass because one is
 created per log line on the hot path, and tuple construction is the cheapest typed option.
@@ -19,8 +20,25 @@ COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 
 
 @dataclass(frozen=True, slots=True)
+class PodMeta:
+    """The Kubernetes pod of a container whose logs are read from the CRI log files."""
+
+    namespace: str
+    name: str
+    uid: str
+    container_name: str  # the container's name in the pod spec
+    labels: Mapping[str, str] = field(default_factory=dict)  # the pod's own labels
+    # The pod's annotations that are shipped (cri.annotations selects them).
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    # Its `shipper.*` annotations: the hints a Docker container gives by its labels.
+    hints: Mapping[str, str] = field(default_factory=dict)
+    node_name: str = ""  # the node it runs on (NODE_NAME), "" if not known
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerMeta:
-    """What `GET /containers/{id}/json` tells about a container, reduced to what we use."""
+    """What the runtime tells about a container, reduced to what we use: Docker's
+    `GET /containers/{id}/json`, or the CRI API's answers with the pod's metadata."""
 
     id: str
     name: str  # without Docker's leading slash
@@ -37,6 +55,22 @@ class ContainerMeta:
     created: str = ""
     running: bool = False
     started_at: str = ""  # State.StartedAt of its current (or last) run, RFC 3339
+    runtime: str = "docker"  # the engine that runs it, ECS container.runtime: docker | podman
+    pod: PodMeta | None = None  # a Kubernetes pod's container read from the CRI log files
+
+    @property
+    def hints(self) -> Mapping[str, str]:
+        """Where the `shipper.*` hints are read: the pod's annotations on Kubernetes (a pod
+        spec cannot set a container's labels), else the container's labels."""
+        return self.pod.hints if self.pod is not None else self.labels
+
+    @property
+    def display_name(self) -> str:
+        """How people name it: `<namespace>/<pod>/<container>` on Kubernetes, else its name."""
+        pod = self.pod
+        if pod is None:
+            return self.name
+        return f"{pod.namespace}/{pod.name}/{pod.container_name}"
 
     @property
     def compose_project(self) -> str | None:

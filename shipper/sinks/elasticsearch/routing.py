@@ -55,8 +55,8 @@ class Router:
                 dataset = rule.dataset or dataset
                 namespace = rule.namespace or namespace
                 break
-        label_dataset = sanitize_part(meta.labels.get(DATASET_LABEL, ""))
-        label_namespace = sanitize_part(meta.labels.get(NAMESPACE_LABEL, ""))
+        label_dataset = sanitize_part(meta.hints.get(DATASET_LABEL, ""))
+        label_namespace = sanitize_part(meta.hints.get(NAMESPACE_LABEL, ""))
         return f"logs-{label_dataset or dataset}-{label_namespace or namespace}"
 
     def static_targets(self) -> list[str]:
