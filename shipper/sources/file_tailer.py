@@ -81,6 +81,9 @@ class _Watch:
     event: asyncio.Event = field(default_factory=asyncio.Event)
     state_changed: bool = False  # something other than the log files changed
     log_prefix: bytes = b""
+    # Names of the files a writer closed (IN_CLOSE_WRITE) since the watch began, when asked
+    # for (`track_closes`): the CRI tail learns from it that a rotated file is complete.
+    closed: set[bytes] | None = None
 
 
 class DirectoryWatcher:
@@ -89,6 +92,7 @@ class DirectoryWatcher:
     # IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE |
     # IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
     _MASK: Final = 0x002 | 0x004 | 0x008 | 0x040 | 0x080 | 0x100 | 0x200 | 0x400 | 0x800
+    _IN_CLOSE_WRITE: Final = 0x008
     _IN_IGNORED: Final = 0x8000
     _IN_Q_OVERFLOW: Final = 0x4000
     _HEADER: Final = struct.Struct("iIII")
@@ -113,8 +117,19 @@ class DirectoryWatcher:
     def available(self) -> bool:
         return self._fd >= 0
 
-    def watch(self, directory: Path, log_name: str) -> _Watch | None:
-        """Wakes the returned watch's event on any change in `directory`; None: poll."""
+    def watch(
+        self,
+        directory: Path,
+        log_name: str,
+        *,
+        track_closes: bool = False,
+        mask: int | None = None,
+        event: asyncio.Event | None = None,
+    ) -> _Watch | None:
+        """Wakes the returned watch's event on any change in `directory`; None: poll.
+
+        For the directory's first user: `mask`, only on these inotify events; `event`, the
+        event to set (one for many directories)."""
         if self._libc is None:
             return None
         key = str(directory)
@@ -122,11 +137,18 @@ class DirectoryWatcher:
         if known is not None:
             wd, users = known
             self._by_path[key] = (wd, users + 1)
-            return self._watches[wd]
-        wd = self._libc.inotify_add_watch(self._fd, os.fsencode(directory), self._MASK)
+            watch = self._watches[wd]
+            if track_closes and watch.closed is None:
+                watch.closed = set()
+            return watch
+        wd = self._libc.inotify_add_watch(
+            self._fd, os.fsencode(directory), self._MASK if mask is None else mask
+        )
         if wd < 0:
             return None  # e.g. ENOSPC: max_user_watches reached; this one polls
-        watch = _Watch(log_prefix=log_name.encode())
+        watch = _Watch(log_prefix=log_name.encode(), closed=set() if track_closes else None)
+        if event is not None:
+            watch.event = event
         self._watches[wd] = watch
         self._by_path[key] = (wd, 1)
         return watch
@@ -178,6 +200,8 @@ class DirectoryWatcher:
                 watch.state_changed = True
             elif not name.startswith(watch.log_prefix):
                 watch.state_changed = True
+            if mask & self._IN_CLOSE_WRITE and watch.closed is not None:
+                watch.closed.add(name)
             watch.event.set()
 
 
