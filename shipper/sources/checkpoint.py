@@ -212,6 +212,10 @@ class CheckpointBook:
         self._destroyed.discard(container_id)
         return self._saved.get(container_id)
 
+    def saved(self, container_id: str) -> Checkpoint | None:
+        """The position last saved for a container (or kept when its follower ended)."""
+        return self._saved.get(container_id)
+
     def follower_started(self, follower: _HasCheckpoint) -> None:
         self._live[follower.container_id] = follower
 
