@@ -4,8 +4,9 @@ Data flows one way: runtime → followers → intake (encode) → disk buffer �
 checkpointer persists each container's position only after the buffer holding its lines is
 synced. `Shipper.run` reads as the table of contents:
 
-* `startup`: open the disk buffer and the checkpoints, build the source, the intake, the
-  output and the HTTP endpoints (the builders are shared with `shipper backfill`);
+* `startup`: open the disk buffer and the checkpoints, choose and build the source (Docker's
+  API or the CRI log files, see sources/choice.py), the intake, the output and the HTTP
+  endpoints (the builders are shared with `shipper backfill`);
 * `main_loop`: run discovery, the output and the checkpointer until a signal;
 * `shutdown`: stop reading, sync the buffer, save checkpoints, give the output
   `shutdown_timeout_s` to drain (a second signal skips the drain), then `close` everything.
@@ -18,22 +19,26 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.registry import Collector
 
 from shipper import __version__, status, telemetry
 from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
-from shipper.config import Config, DockerConfig, ProcessingConfig, changed_keys
+from shipper.config import Config, CriConfig, DockerConfig, ProcessingConfig, changed_keys
+from shipper.cri.discovery import CriDiscovery
+from shipper.cri.follower import CriFollowerSettings
+from shipper.cri.runtime import CriRuntimeClient
 from shipper.docker.api import DockerClient, DockerError
 from shipper.docker.own_container import detect_own_container, own_pod_uid
 from shipper.errors import ConfigError, DiskFullError
 from shipper.http import HttpServer
 from shipper.layout import StorageLayout
+from shipper.model import ContainerMeta
 from shipper.native import ACTIVE as NATIVE_HOT_PATH
 from shipper.sinks.console.sink import ConsoleSink
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
@@ -47,12 +52,14 @@ from shipper.sources.checkpoint import (
     CheckpointFileError,
     CheckpointStore,
 )
+from shipper.sources.choice import SourceChoice, choose_source
 from shipper.sources.discovery import Discovery
 from shipper.sources.follower import FollowerSettings
 from shipper.sources.intake import BufferIntake
 from shipper.sources.selection import should_ship
 
 Output = ElasticsearchSink | ConsoleSink
+RuntimeClient = DockerClient | CriRuntimeClient
 
 # ---------------------------------------------------------------------------- builders
 # Shared with `shipper backfill`, so both build the same client, intake and output.
@@ -66,6 +73,10 @@ def docker_client(config: DockerConfig) -> DockerClient:
         tls_verify=config.tls_verify,
         cert_path=config.cert_path,
     )
+
+
+def cri_client(config: CriConfig, socket: str) -> CriRuntimeClient:
+    return CriRuntimeClient(socket, timeout_s=config.timeout_s)
 
 
 def buffer_intake(
@@ -96,15 +107,23 @@ def elasticsearch_output(
     return connection, sink
 
 
-async def host_name_of(config: Config, docker: DockerClient) -> str:
-    """`host_name` from the config, else the Docker host's name, else this machine's."""
+async def host_name_of(config: Config, client: RuntimeClient) -> str:
+    """`host_name` from the config, else the Docker host's name (Kubernetes: the node's,
+    NODE_NAME), else this machine's."""
     if config.host_name:
         return config.host_name
+    if isinstance(client, CriRuntimeClient):
+        return node_name() or os.uname().nodename
     try:
-        name = str((await docker.info()).get("Name") or "")
+        name = str((await client.info()).get("Name") or "")
     except DockerError:
         name = ""
     return name or os.uname().nodename
+
+
+def node_name() -> str:
+    """The Kubernetes node this runs on, as the chart passes it (downward API)."""
+    return os.environ.get("NODE_NAME", "")
 
 
 # ---------------------------------------------------------------------------- the agent
@@ -116,9 +135,9 @@ class _Parts:
 
     buffer: DiskBuffer
     book: CheckpointBook
-    docker: DockerClient
+    client: RuntimeClient  # the source's: Docker's API, or the CRI runtime's
     intake: BufferIntake
-    discovery: Discovery
+    discovery: Discovery | CriDiscovery
     output: Output
     connection: ElasticsearchConnection | None = None
     kibana: KibanaSetup | None = None
@@ -176,10 +195,15 @@ class Shipper:
             return None
         book = CheckpointBook(CheckpointStore(self.storage), self._saved_checkpoints())
         docker = docker_client(config.docker)
+        client: RuntimeClient = docker
         try:
-            host_name = await host_name_of(config, docker)
+            choice = await choose_source(config, docker)
+            if choice.kind == "cri":
+                await docker.close()
+                client = cri_client(config.cri, choice.socket)
+            host_name = await host_name_of(config, client)
             intake, router = buffer_intake(config, buffer, host_name, lambda: self.processing)
-            discovery = self._discovery(docker, intake, book)
+            discovery = self._discovery(client, intake, book)
             connection: ElasticsearchConnection | None = None
             output: Output
             if config.output == "elasticsearch":
@@ -189,10 +213,10 @@ class Shipper:
             # Credentials files are read now, so a bad one fails the start (exit 2).
             kibana = KibanaSetup(config.kibana) if config.kibana.url else None
         except BaseException:
-            await docker.close()
+            await client.close()
             await buffer.close()
             raise
-        parts = _Parts(buffer, book, docker, intake, discovery, output, connection, kibana)
+        parts = _Parts(buffer, book, client, intake, discovery, output, connection, kibana)
         try:
             await self._serve_telemetry(parts)
         except BaseException:
@@ -200,8 +224,10 @@ class Shipper:
             raise
         telemetry.info(
             "Shipper started.",
+            source=choice.kind,
+            source_chosen_because=choice.why,
+            **_source_fields(config, choice),
             output=config.output,
-            docker_host=config.docker.host,
             storage_path=str(self.storage),
             host_name=host_name,
             native_hot_path=NATIVE_HOT_PATH,  # False: built without a C compiler, or off
@@ -253,8 +279,9 @@ class Shipper:
             return {}
 
     def _discovery(
-        self, docker: DockerClient, intake: BufferIntake, book: CheckpointBook
-    ) -> Discovery:
+        self, client: RuntimeClient, intake: BufferIntake, book: CheckpointBook
+    ) -> Discovery | CriDiscovery:
+        """The source's discovery, which runs a follower per container to read."""
         config = self.config
         own = detect_own_container()
         own_id = own.id if own is not None else None
@@ -267,8 +294,26 @@ class Shipper:
                 "the shipper's container shipper.enable=false to be sure).",
                 container_id=own.id[:12],
             )
+
+        def select(meta: ContainerMeta) -> bool:
+            return should_ship(meta, self.processing.selection, own_id, pod_uid)
+
+        if isinstance(client, CriRuntimeClient):
+            return CriDiscovery(
+                client,
+                Path(config.cri.log_directory),
+                intake,
+                book,
+                CriFollowerSettings(
+                    max_line_bytes=config.processing.max_line_bytes,
+                    processing=lambda: self.processing,
+                ),
+                annotations=config.cri.annotations,
+                node_name=node_name(),
+                select=select,
+            )
         return Discovery(
-            docker,
+            client,
             intake,
             book,
             FollowerSettings(
@@ -278,7 +323,7 @@ class Shipper:
                 containers_path=config.docker.containers_path_here(in_container=own is not None),
                 processing=lambda: self.processing,
             ),
-            select=lambda meta: should_ship(meta, self.processing.selection, own_id, pod_uid),
+            select=select,
         )
 
     async def _serve_telemetry(self, parts: _Parts) -> None:
@@ -395,8 +440,11 @@ class Shipper:
 
     def _status_report(self, parts: _Parts) -> dict[str, Any]:
         """For /status and `shipper status` (shape: `shipper.status`)."""
-        buffer, followers = parts.buffer, parts.discovery.followers
-        names = {cid: f.meta.name for cid, f in followers.items() if f.meta}
+        buffer, followers = parts.buffer, _followers(parts.discovery)
+        checkpoints = parts.book.snapshot()
+        # Names kept with positions (a CRI container read to its end), then live ones.
+        names = status.saved_names(checkpoints)
+        names.update({cid: f.meta.display_name for cid, f in followers.items() if f.meta})
         return {
             "source": "agent",
             "storage_path": str(self.storage),
@@ -406,7 +454,7 @@ class Shipper:
                 "bytes": buffer.bytes_held,
                 "oldest_record_age_s": round(buffer.oldest_unacked_age_s, 3),
             },
-            "containers": status.container_rows(parts.book.snapshot(), names, followers.keys()),
+            "containers": status.container_rows(checkpoints, names, followers.keys()),
             "dead_letters": {
                 **status.dead_letter_counts(self.storage),
                 "since_start": int(telemetry.counter_total(telemetry.dead_lettered)),
@@ -455,7 +503,7 @@ class Shipper:
             telemetry.REGISTRY.unregister(collector)
         if parts.connection is not None:
             await parts.connection.close()
-        await parts.docker.close()
+        await parts.client.close()
         try:
             await parts.buffer.close()
         except OSError:
@@ -525,17 +573,40 @@ class Shipper:
         return True
 
 
-def _container_samples(discovery: Discovery) -> list[telemetry.ContainerSample]:
+def _source_fields(config: Config, choice: SourceChoice) -> dict[str, str]:
+    """What the start log says of where the source reads."""
+    if choice.kind == "cri":
+        return {"cri_socket": choice.socket, "log_directory": config.cri.log_directory}
+    return {"docker_host": config.docker.host}
+
+
+class _Followed(Protocol):
+    """What the status and the per-container metrics read of any source's follower."""
+
+    @property
+    def meta(self) -> ContainerMeta | None: ...
+
+    @property
+    def last_read_monotonic(self) -> float: ...
+
+    def checkpoint(self) -> Checkpoint: ...
+
+
+def _followers(discovery: Discovery | CriDiscovery) -> Mapping[str, _Followed]:
+    return discovery.followers
+
+
+def _container_samples(discovery: Discovery | CriDiscovery) -> list[telemetry.ContainerSample]:
     now_ns, now = time.time_ns(), time.monotonic()
     samples = []
-    for follower in list(discovery.followers.values()):
+    for follower in list(_followers(discovery).values()):
         if follower.meta is None:
             continue
         since = follower.checkpoint().since_ns
         last = follower.last_read_monotonic
         samples.append(
             telemetry.ContainerSample(
-                follower.meta.name,
+                follower.meta.display_name,
                 max(0.0, (now_ns - since) / 1e9) if since else 0.0,
                 now - last if last else None,
             )
