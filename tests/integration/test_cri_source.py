@@ -1,0 +1,358 @@
+"""The CRI log source end to end: real pods in a private containerd (which writes the CRI log
+files), the shipper as a process reading them (`source: cri`), the Elasticsearch test server.
+
+Every test compares the documents with an independent reading of the files containerd wrote
+(tests/support/cri_logs.py): every line exactly once, with its exact timestamp and metadata.
+Kubelet's part (rotation, restarts, deleting a pod) is played by the test bed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RUN_ID, TEST_LABEL
+from tests.integration.helpers import documents_of
+from tests.support.containerd import CRI_IMAGE, Container, Pod, PrivateContainerd
+from tests.support.cri_logs import CriLine, cri_lines, rfc3339_ns
+from tests.support.shipper_process import ShipperProcess, deep_merge
+
+pytestmark = pytest.mark.containerd
+
+NODE = "node-test-1"
+POD_LABELS = {TEST_LABEL: RUN_ID}
+
+
+def cri_shipper(
+    factory: Any, es_server: Any, cri: PrivateContainerd, extra: dict[str, Any] | None = None
+) -> ShipperProcess:
+    config = {
+        "source": "cri",
+        "cri": {
+            "socket": str(cri.socket),
+            "log_directory": str(cri.log_root),
+            "annotations": ["example.com/*"],
+        },
+        # Only this session's pods (the private containerd is the session's).
+        "processing": {"selection": {"include": [{"labels": [f"{TEST_LABEL}={RUN_ID}"]}]}},
+        "elasticsearch": {"retry_max_backoff_s": 1.0},
+    }
+    return factory(es_server.url, deep_merge(config, extra or {}))  # type: ignore[no-any-return]
+
+
+async def start(shipper: ShipperProcess) -> None:
+    shipper.start(env={"NODE_NAME": NODE})
+    await asyncio.to_thread(shipper.wait_ready_http)
+
+
+async def stop(shipper: ShipperProcess) -> None:
+    assert await asyncio.to_thread(shipper.stop) == 0, shipper.stderr()[-3000:]
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], timeout_s: float, what: str, step_s: float = 0.25
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(step_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+async def all_documents(
+    es_server: Any, container: Container, expected: int
+) -> list[dict[str, Any]]:
+    """The container's documents once `expected` are there (and a moment more, for doubles)."""
+    found: list[dict[str, Any]] = []
+
+    async def enough() -> bool:
+        nonlocal found
+        found = await documents_of(es_server, container.id)
+        return len(found) >= expected
+
+    with contextlib.suppress(AssertionError):  # the caller says what is missing
+        await wait_until(enough, 90, f"{expected} documents of {container.name}")
+    await asyncio.sleep(0.5)
+    return await documents_of(es_server, container.id)
+
+
+def document_lines(documents: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [
+        (d["_source"]["@timestamp"], d["_source"]["log"]["iostream"], d["_source"]["message"])
+        for d in documents
+    ]
+
+
+def expected_lines(lines: list[CriLine]) -> list[tuple[str, str, str]]:
+    return [(rfc3339_ns(line.timestamp_ns), line.stream, line.message) for line in lines]
+
+
+def assert_exactly(
+    documents: list[dict[str, Any]], expected: list[tuple[str, str, str]], what: str
+) -> None:
+    actual = document_lines(documents)
+    missing = Counter(expected) - Counter(actual)
+    extra = Counter(actual) - Counter(expected)
+    assert not missing and not extra, (
+        f"{what}: {len(expected)} lines expected, {len(actual)} documents; "
+        f"missing {list(missing.items())[:3]}, extra {list(extra.items())[:3]}"
+    )
+    ids = [d["_id"] for d in documents]
+    assert len(ids) == len(set(ids)), f"{what}: an _id twice"
+
+
+async def shipped_exactly_once(es_server: Any, container: Container) -> None:
+    """Every line of the container's files (all of them, rotations too) exactly once."""
+    expected = expected_lines(cri_lines(container.log_path))
+    documents = await all_documents(es_server, container, len(expected))
+    assert_exactly(documents, expected, container.name)
+
+
+def log_record(shipper: ShipperProcess, message: str) -> dict[str, Any]:
+    """The shipper's first JSON log record with this message."""
+    for raw in shipper.stderr().splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(raw)
+            if record.get("message") == message:
+                return record  # type: ignore[no-any-return]
+    raise AssertionError(f"no log record {message!r}")
+
+
+def run_pod(cri: PrivateContainerd, name: str, namespace: str = "default", **kwargs: Any) -> Pod:
+    labels = {**POD_LABELS, **kwargs.pop("labels", {})}
+    return cri.run_pod(name, namespace=namespace, labels=labels, **kwargs)
+
+
+# ------------------------------------------------------------------- 1. every kind of line
+
+LONG = 40000  # > 16384: containerd cuts it into P, P, F parts, each with its own time
+TRACE = [
+    "Exception in thread main java.lang.IllegalStateException: boom",
+    "\tat com.example.A.run(A.java:10)",
+    "\tat com.example.B.main(B.java:5)",
+    "Caused by: java.io.IOException: disk",
+    "\t... 2 more",
+]
+
+
+async def test_every_line_of_several_pods_arrives_once_with_exact_metadata(
+    es_server: Any, cri: PrivateContainerd, shipper_factory: Any
+) -> None:
+    web = run_pod(
+        cri,
+        f"web-{RUN_ID}",
+        namespace="shop",
+        labels={"app": "web", "app.kubernetes.io/name": "web"},
+        annotations={
+            "example.com/team": "a",  # shipped (cri.annotations: example.com/*)
+            "other.io/x": "y",  # not shipped
+            "shipper.multiline.preset": "java",  # a hint: the pod's stack traces are joined
+        },
+    )
+    db = run_pod(cri, f"db-{RUN_ID}", namespace="store")
+    shipper = cri_shipper(shipper_factory, es_server, cri)
+    await start(shipper)
+    main = cri.create_container(
+        web,
+        "main",
+        [
+            "sh",
+            "-c",
+            "echo 'plain 1'; echo 'plain 2' >&2; printf '{\"msg\":\"json line\",\"n\":1}\\n'; "
+            f"head -c {LONG} /dev/zero | tr '\\0' a; echo; echo; "
+            "printf 'tab\\there  '; echo; printf end",
+        ],
+    )
+    trace = cri.create_container(
+        web,
+        "trace",
+        ["sh", "-c", "printf '%s\\n' " + " ".join(f"'{t}'" for t in TRACE) + "; echo after"],
+    )
+    db_main = cri.create_container(
+        db, "db", ["sh", "-c", 'for i in $(seq 1 300); do echo "db $i"; done; echo "db err" >&2']
+    )
+    for container in (main, trace, db_main):
+        await asyncio.to_thread(cri.wait_exited, container)
+
+    # main: every line as the file has it; the JSON one decoded.
+    lines = cri_lines(main.log_path)
+    # The two streams interleave in the file in no defined order.
+    assert sorted(line.message for line in lines) == sorted(
+        ["plain 1", "plain 2", '{"msg":"json line","n":1}', "a" * LONG, "", "tab\there  ", "end"]
+    )
+    documents = await all_documents(es_server, main, len(lines))
+    expected = expected_lines(lines)
+    json_line = next(x for x in expected if x[2].startswith("{"))
+    expected = [x if x != json_line else (x[0], x[1], "json line") for x in expected]
+    assert_exactly(documents, expected, "main")
+    decoded = next(d["_source"] for d in documents if d["_source"]["message"] == "json line")
+    assert decoded["json"]["n"] == 1
+    pod_uid = web.uid
+    for document in documents:
+        source = document["_source"]
+        assert source["kubernetes"] == {
+            "namespace": "shop",
+            "pod": {"name": web.name, "uid": pod_uid},
+            "container": {"name": "main"},
+            "node": {"name": NODE},
+            "labels": {
+                "app": "web",
+                "app_kubernetes_io/name": "web",
+                TEST_LABEL.replace(".", "_"): RUN_ID,
+            },
+            "annotations": {"example_com/team": "a"},
+        }
+        assert source["container"]["id"] == main.id
+        assert source["container"]["name"] == "main"
+        assert source["container"]["runtime"] == "containerd"
+        assert source["container"]["image"]["name"] == CRI_IMAGE
+        assert source["host"]["name"] == NODE
+        assert source["container"]["labels"]["io_kubernetes_pod_uid"] == pod_uid
+
+    # trace: the multiline hint from the pod's annotation joins the stack trace.
+    trace_documents = await all_documents(es_server, trace, 2)
+    trace_lines = cri_lines(trace.log_path)
+    by_time = sorted(trace_documents, key=lambda d: d["_source"]["@timestamp"])
+    assert [d["_source"]["message"] for d in by_time] == ["\n".join(TRACE), "after"]
+    joined = next(d["_source"] for d in trace_documents if d["_source"]["message"] != "after")
+    assert joined["@timestamp"] == rfc3339_ns(trace_lines[0].timestamp_ns)
+    assert "multiline" in joined["log"]["flags"]
+
+    # db: another pod, another namespace, no annotations.
+    await shipped_exactly_once(es_server, db_main)
+    db_documents = await documents_of(es_server, db_main.id)
+    assert {d["_source"]["kubernetes"]["namespace"] for d in db_documents} == {"store"}
+    assert all("annotations" not in d["_source"]["kubernetes"] for d in db_documents)
+
+    # status names CRI containers namespace/pod/container.
+    _, body = await asyncio.to_thread(shipper.http_get, "/status")
+    names = {row["name"] for row in json.loads(body)["containers"]}
+    assert f"shop/{web.name}/main" in names
+    await stop(shipper)
+    started = log_record(shipper, "Shipper started.")
+    assert (started["source"], started["source_chosen_because"]) == ("cri", "source is cri")
+    assert started["cri_socket"] == str(cri.socket)
+
+
+# ------------------------------------------------------------------- 2. a restart: N+1.log
+
+
+async def test_a_restarted_container_is_followed_in_its_next_attempts_file(
+    es_server: Any, cri: PrivateContainerd, shipper_factory: Any
+) -> None:
+    pod = run_pod(cri, f"restart-{RUN_ID}")
+    shipper = cri_shipper(shipper_factory, es_server, cri)
+    await start(shipper)
+    first = cri.create_container(
+        pod, "app", ["sh", "-c", 'for i in 1 2 3; do echo "run $i"; done; exit 1']
+    )
+    await asyncio.to_thread(cri.wait_exited, first)
+    await shipped_exactly_once(es_server, first)
+    second = await asyncio.to_thread(cri.restart, first)  # what kubelet does: attempt 1
+    assert second.log_path.name == "1.log" and second.id != first.id
+    await asyncio.to_thread(cri.wait_exited, second)
+    await shipped_exactly_once(es_server, second)
+    await shipped_exactly_once(es_server, first)  # and nothing more of the first
+    await stop(shipper)
+
+
+# ------------------------------------------------------------- 3. kubelet's rotation, live
+
+
+def fast_writer(tag: str, batches: int, per_batch: int = 300, pause_s: float = 0.2) -> list[str]:
+    """Lines written in two pieces each (so containerd often holds a part when the log is
+    reopened), stderr now and then, in bursts with pauses: a few seconds in all."""
+    return [
+        "sh",
+        "-c",
+        f"b=0; while [ $b -lt {batches} ]; do i=0; while [ $i -lt {per_batch} ]; do "
+        f'printf "{tag} head $b.$i "; printf "tail $b.$i\\n"; i=$((i+1)); done; '
+        f'echo "{tag} err $b" >&2; sleep {pause_s}; b=$((b+1)); done',
+    ]
+
+
+def split_line_writer() -> list[str]:
+    """Writes `before` and the head of a line, waits for /signal/go, writes the tail."""
+    return [
+        "sh",
+        "-c",
+        "printf 'before\\nhead '; while [ ! -e /signal/go ]; do sleep 0.05; done; "
+        "printf 'tail\\n'; echo after",
+    ]
+
+
+async def test_rotation_under_a_fast_writer_loses_and_doubles_nothing(
+    es_server: Any, cri: PrivateContainerd, shipper_factory: Any, tmp_path: Path
+) -> None:
+    pod = run_pod(cri, f"rotate-{RUN_ID}")
+    shipper = cri_shipper(shipper_factory, es_server, cri)
+    await start(shipper)
+    writer = cri.create_container(pod, "writer", fast_writer("w", batches=25))
+    signal = tmp_path / "signal"
+    signal.mkdir()
+    splitter = cri.create_container(
+        pod, "splitter", split_line_writer(), mounts={"/signal": signal}
+    )
+    # containerd writes `before` when its newline comes and holds `head ` (one write).
+    await wait_until(
+        lambda: asyncio.sleep(0, b"before" in splitter.log_path.read_bytes()), 10, "before"
+    )
+    # The line in progress goes on in the next file: containerd writes its head, as a P,
+    # into the renamed file when the log is reopened.
+    rotated = await asyncio.to_thread(cri.rotate_like_kubelet, splitter, 100)
+    (signal / "go").touch()
+    for _ in range(3):
+        await asyncio.sleep(1.2)
+        await asyncio.to_thread(cri.rotate_like_kubelet, writer, 100)
+    for container in (writer, splitter):
+        await asyncio.to_thread(cri.wait_exited, container, 60)
+    assert rotated.read_bytes().endswith(b" stdout P head \n")
+    assert [line.message for line in cri_lines(splitter.log_path)] == [
+        "before",
+        "head tail",
+        "after",
+    ]
+    await shipped_exactly_once(es_server, splitter)
+    files = [p.name for p in sorted(writer.log_path.parent.iterdir())]
+    assert sum(name.endswith(".gz") for name in files) == 2, files
+    lines = cri_lines(writer.log_path)
+    assert len(lines) == 25 * 301
+    await shipped_exactly_once(es_server, writer)
+    await stop(shipper)
+
+
+async def test_a_rotation_compressed_while_the_shipper_was_stopped_is_read_from_the_gz(
+    es_server: Any, cri: PrivateContainerd, shipper_factory: Any
+) -> None:
+    pod = run_pod(cri, f"gz-{RUN_ID}")
+    shipper = cri_shipper(shipper_factory, es_server, cri)
+    await start(shipper)
+    writer = cri.create_container(pod, "writer", fast_writer("g", batches=20, pause_s=0.3))
+
+    async def some_shipped() -> bool:
+        return len(await documents_of(es_server, writer.id)) > 0
+
+    await wait_until(some_shipped, 20, "the first documents")
+    await stop(shipper)
+    shipped_before = len(await documents_of(es_server, writer.id))
+    # While it is stopped: two rotations, the second compressing the first (the file the
+    # shipper's position is in).
+    first = await asyncio.to_thread(cri.rotate_like_kubelet, writer, 100)
+    await asyncio.sleep(1.2)
+    await asyncio.to_thread(cri.rotate_like_kubelet, writer, 100)
+    assert not first.exists() and first.with_name(first.name + ".gz").exists()
+    await start(shipper)
+    await asyncio.to_thread(cri.wait_exited, writer, 60)
+    assert shipped_before < len(cri_lines(writer.log_path))
+    await shipped_exactly_once(es_server, writer)
+    assert await asyncio.to_thread(shipper.metric, "shipper_log_files_lost_total") == 0
+    await stop(shipper)
