@@ -23,7 +23,7 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 
 from shipper import telemetry
 from shipper.backoff import Backoff
@@ -40,9 +40,10 @@ from shipper.cri.runtime import (
     RuntimeVersion,
 )
 from shipper.model import ContainerMeta
-from shipper.sources.checkpoint import Checkpoint
+from shipper.sources.checkpoint import CheckpointKeeper
 from shipper.sources.delivery import Intake
 from shipper.sources.file_tailer import DirectoryWatcher
+from shipper.sources.supervision import run_restarting
 
 LIST_INTERVAL_S: Final = 10.0
 POLL_INTERVAL_S: Final = 1.0  # the listing's interval where inotify is not available
@@ -50,20 +51,6 @@ DEBOUNCE_S: Final = 0.05  # events come in bursts (a pod: its directory, then co
 _CATCH_UP_CONCURRENCY: Final = 16
 # IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_DELETE_SELF: a directory's entries come and go.
 _TREE_EVENTS: Final = 0x100 | 0x080 | 0x200 | 0x400
-
-
-class CheckpointKeeper(Protocol):
-    def start_of(self, container_id: str) -> Checkpoint | None: ...
-
-    def saved(self, container_id: str) -> Checkpoint | None: ...
-
-    def follower_started(self, follower: CriContainerFollower) -> None: ...
-
-    def follower_ended(self, follower: CriContainerFollower) -> None: ...
-
-    def container_destroyed(self, container_id: str) -> None: ...
-
-    def known_containers(self) -> set[str]: ...
 
 
 class CriDiscovery:
@@ -277,31 +264,13 @@ class CriDiscovery:
         )
 
     async def _run_follower(self, follower: CriContainerFollower, catch_up: bool) -> None:
-        backoff = Backoff(base_s=0.5, cap_s=max(1.0, self._settings.max_backoff_s))
         try:
-            while True:
-                try:
-                    if catch_up:
-                        async with self._catch_up:
-                            await follower.run()
-                    else:
-                        await follower.run()
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    # A bug in one follower must not stop the others, nor this container's
-                    # logs: it starts over from its checkpoint.
-                    delay = backoff.next_delay_s()
-                    telemetry.error(
-                        "follower_crashed",
-                        "A container follower failed unexpectedly; it starts again from its "
-                        "checkpoint.",
-                        container_id=follower.container_id[:12],
-                        error=repr(exc),
-                        delay_s=round(delay, 2),
-                    )
-                    await asyncio.sleep(delay)
+            await run_restarting(
+                follower.run,
+                follower.container_id,
+                max_backoff_s=self._settings.max_backoff_s,
+                gate=self._catch_up if catch_up else None,
+            )
         finally:
             self._followers.pop(follower.container_id, None)
             self._tasks.pop(follower.container_id, None)

@@ -54,7 +54,7 @@ from typing import Final, Protocol
 
 from shipper.cri import parser
 from shipper.cri.paths import Rotation, rotations
-from shipper.sources.file_tailer import DirectoryWatcher
+from shipper.sources.file_tailer import DirectoryWatcher, fd_inode, open_readonly, path_inode
 
 READ_BYTES: Final = 256 * 1024
 POLL_INTERVAL_S: Final = 0.25
@@ -159,7 +159,7 @@ class CriLogTail:
                     yield data
                 if current.stamp is None and not current.rotated:
                     # The live file, at its current end: was it rotated away?
-                    if _path_inode(self.log) != current.inode:
+                    if path_inode(self.log) != current.inode:
                         current.rotated = True
                         current.rotated_at = time.monotonic()
                         self.rotations += 1
@@ -271,14 +271,14 @@ class CriLogTail:
                 if opened is not None:
                     return opened
                 continue  # compressed or deleted between listing and opening: list again
-            fd = _open(self.log)
+            fd = open_readonly(self.log)
             if fd is None:
                 return None
-            live = _File(fd, self.log, None, inode=_inode(fd))
+            live = _File(fd, self.log, None, inode=fd_inode(fd))
             newer = [r for r in rotations(self.log) if r.stamp > done]
             if not newer:
                 return live
-            if not newer[0].compressed and _path_inode(newer[0].path) == live.inode:
+            if not newer[0].compressed and path_inode(newer[0].path) == live.inode:
                 # Rotated between our listing and the open: it is that rotation.
                 live.stamp, live.path, live.rotated = newer[0].stamp, newer[0].path, True
                 live.rotated_at = time.monotonic()
@@ -302,7 +302,7 @@ class CriLogTail:
         """The rotation stamp of the live file we held and was rotated (see module doc)."""
         newer = [r for r in rotations(self.log) if r.stamp > self.done_stamp]
         for rotation in newer:
-            if not rotation.compressed and _path_inode(rotation.path) == held.inode:
+            if not rotation.compressed and path_inode(rotation.path) == held.inode:
                 held.stamp = rotation.stamp
                 return
         size = _fd_size(held.fd)
@@ -337,7 +337,7 @@ class CriLogTail:
         if not held.rotated:
             return self.log.name
         for rotation in rotations(self.log):
-            if not rotation.compressed and _path_inode(rotation.path) == held.inode:
+            if not rotation.compressed and path_inode(rotation.path) == held.inode:
                 return rotation.path.name
         return None
 
@@ -397,10 +397,10 @@ class CriLogTail:
     def _more(self, held: _File | None) -> bool:
         """Whether the held file grew or was rotated (or the live file appeared)."""
         if held is None:
-            return _path_inode(self.log) is not None or bool(rotations(self.log))
+            return path_inode(self.log) is not None or bool(rotations(self.log))
         if _fd_size(held.fd) > _fd_position(held.fd):
             return True
-        return _path_inode(self.log) != held.inode
+        return path_inode(self.log) != held.inode
 
 
 class _WatchLike(Protocol):
@@ -410,35 +410,15 @@ class _WatchLike(Protocol):
     closed: set[bytes] | None
 
 
-def _open(path: Path) -> int | None:
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-
-
 def _open_rotation(rotation: Rotation) -> _File | None:
-    fd = _open(rotation.path)
+    fd = open_readonly(rotation.path)
     if fd is None:
         return None
-    opened = _File(fd, rotation.path, rotation.stamp, rotation.compressed, inode=_inode(fd))
+    opened = _File(fd, rotation.path, rotation.stamp, rotation.compressed, inode=fd_inode(fd))
     opened.rotated = True
     if rotation.compressed:
         opened.reader = gzip.GzipFile(fileobj=os.fdopen(os.dup(fd), "rb"), mode="rb")
     return opened
-
-
-def _inode(fd: int) -> tuple[int, int]:
-    st = os.fstat(fd)
-    return st.st_dev, st.st_ino
-
-
-def _path_inode(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _fd_size(fd: int) -> int:

@@ -187,10 +187,28 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-class _HasCheckpoint(Protocol):
+class HasCheckpoint(Protocol):
+    """A follower, as far as positions go."""
+
     container_id: str
 
     def checkpoint(self) -> Checkpoint: ...
+
+
+class CheckpointKeeper(Protocol):
+    """What a source's discovery asks of the positions (`CheckpointBook` keeps them)."""
+
+    def start_of(self, container_id: str) -> Checkpoint | None: ...
+
+    def saved(self, container_id: str) -> Checkpoint | None: ...
+
+    def follower_started(self, follower: HasCheckpoint) -> None: ...
+
+    def follower_ended(self, follower: HasCheckpoint) -> None: ...
+
+    def container_destroyed(self, container_id: str) -> None: ...
+
+    def known_containers(self) -> set[str]: ...
 
 
 class CheckpointBook:
@@ -203,7 +221,7 @@ class CheckpointBook:
     def __init__(self, store: CheckpointStore, saved: Mapping[str, Checkpoint]) -> None:
         self._store = store
         self._saved = dict(saved)
-        self._live: dict[str, _HasCheckpoint] = {}
+        self._live: dict[str, HasCheckpoint] = {}
         self._destroyed: set[str] = set()
         self._last_written: dict[str, Checkpoint] = {}
         self._dirty = True
@@ -216,10 +234,10 @@ class CheckpointBook:
         """The position last saved for a container (or kept when its follower ended)."""
         return self._saved.get(container_id)
 
-    def follower_started(self, follower: _HasCheckpoint) -> None:
+    def follower_started(self, follower: HasCheckpoint) -> None:
         self._live[follower.container_id] = follower
 
-    def follower_ended(self, follower: _HasCheckpoint) -> None:
+    def follower_ended(self, follower: HasCheckpoint) -> None:
         if self._live.get(follower.container_id) is follower:
             del self._live[follower.container_id]
         if follower.container_id in self._destroyed:

@@ -231,19 +231,22 @@ def _rotated(path: Path) -> list[Path]:
     return [p for _, p in sorted(numbered, reverse=True)]
 
 
-def _open(path: Path) -> int | None:
+def open_readonly(path: Path) -> int | None:
+    """A read-only descriptor of `path`, or None if it does not exist (any more)."""
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
 
 
-def _inode(fd: int) -> tuple[int, int]:
+def fd_inode(fd: int) -> tuple[int, int]:
+    """(device, inode) of an open file: what identifies it across renames."""
     st = os.fstat(fd)
     return st.st_dev, st.st_ino
 
 
-def _path_inode(path: Path) -> tuple[int, int] | None:
+def path_inode(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path` now, or None if there is none."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -304,8 +307,8 @@ class JsonFileTail:
                 if not self.follow:
                     return
                 # At the end of the newest file known: has it been rotated away?
-                current = _inode(fd)
-                if _path_inode(self.path) not in (None, current):
+                current = fd_inode(fd)
+                if path_inode(self.path) not in (None, current):
                     following = self._files_after(current)
                     data = os.read(fd, READ_BYTES)  # written just before the rename
                     if data:
@@ -338,22 +341,26 @@ class JsonFileTail:
             with contextlib.suppress(FileNotFoundError):
                 if os.stat(path).st_mtime_ns + MTIME_MARGIN_NS < self.since_ns:
                     continue
-            fd = _open(path)
+            fd = open_readonly(path)
             if fd is not None:
                 fds.append(fd)
-        fd = _open(self.path)
+        fd = open_readonly(self.path)
         if fd is not None:
             fds.append(fd)
         return _dedupe(fds)
 
     def _files_after(self, inode: tuple[int, int] | None) -> list[int]:
         """Open descriptors of the files newer than the one with `inode` (all if unknown)."""
-        fds = [fd for fd in (_open(p) for p in [*_rotated(self.path), self.path]) if fd is not None]
+        fds = [
+            fd
+            for fd in (open_readonly(p) for p in [*_rotated(self.path), self.path])
+            if fd is not None
+        ]
         fds = _dedupe(fds)
         if inode is None:
             return fds
         for index, fd in enumerate(fds):
-            if _inode(fd) == inode:
+            if fd_inode(fd) == inode:
                 for older in fds[: index + 1]:
                     os.close(older)
                 return fds[index + 1 :]
@@ -394,10 +401,10 @@ class JsonFileTail:
     def _more(self, fd: int | None) -> bool:
         """Whether the held file grew or was rotated (or the live file appeared)."""
         if fd is None:
-            return _path_inode(self.path) is not None
+            return path_inode(self.path) is not None
         if os.fstat(fd).st_size > os.lseek(fd, 0, os.SEEK_CUR):
             return True
-        return _path_inode(self.path) not in (None, _inode(fd))
+        return path_inode(self.path) not in (None, fd_inode(fd))
 
 
 def _mtime_ns(path: Path) -> int:
@@ -412,7 +419,7 @@ def _dedupe(fds: list[int]) -> list[int]:
     seen: set[tuple[int, int]] = set()
     out = []
     for fd in fds:
-        inode = _inode(fd)
+        inode = fd_inode(fd)
         if inode in seen:
             os.close(fd)
         else:
