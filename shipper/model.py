@@ -47,6 +47,15 @@ class ContainerMeta:
         return self.labels.get(COMPOSE_SERVICE_LABEL)
 
 
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a container's records go: the data stream, and the ingest pipeline that
+    Elasticsearch runs on them first (None: only the stream's own default pipeline)."""
+
+    index: str
+    pipeline: str | None = None
+
+
 class LogRecord(NamedTuple):
     """One log event of one container, as it leaves the Docker stage.
 

@@ -297,7 +297,9 @@ def _item_counts() -> dict[str, float]:
     for metric in telemetry.bulk_items.collect():
         for sample in metric.samples:
             status = sample.labels.get("status")
-            if sample.name.endswith("_total") and status in counts:
+            # A 201 into a failure store is not a stored record.
+            used = sample.labels.get("failure_store") == "used"
+            if sample.name.endswith("_total") and status in counts and not used:
                 counts[status] += sample.value
     counts["dead"] = telemetry.counter_total(telemetry.dead_lettered)
     return counts
