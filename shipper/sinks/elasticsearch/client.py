@@ -73,6 +73,7 @@ class ElasticsearchConnection:
             # It carries verification and the CA too: the client takes it as it is.
             tls = {"ssl_context": client_context}
         uses_tls = any(host.startswith("https://") for host in config.hosts)
+        self._uses_tls = uses_tls
         if uses_tls and not config.verify_certs and not config.ssl_assert_fingerprint:
             telemetry.error(
                 "tls_verification_disabled",
@@ -188,7 +189,19 @@ class ElasticsearchConnection:
                     f"fingerprint is {got})",
                     None,
                 ) from exc
-            raise RequestFailed(f"Elasticsearch unreachable: {exc}", None) from exc
+            hint = ""
+            if (
+                isinstance(cause, aiohttp.ServerDisconnectedError)
+                and self._uses_tls
+                and self._config.client_cert is None
+            ):
+                # A cluster that requires client certificates hangs up right after the TLS
+                # handshake (TLS 1.3 sends the refusal after it): say so, as one possible cause.
+                hint = (
+                    " (the server closed the connection; a cluster that requires client "
+                    "certificates does that: see elasticsearch.client_cert)"
+                )
+            raise RequestFailed(f"Elasticsearch unreachable: {exc}{hint}", None) from exc
         return response.body
 
 
