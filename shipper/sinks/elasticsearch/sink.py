@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -394,8 +395,12 @@ class ElasticsearchSink:
         if stream in self._failure_store_off:
             return
         self._failure_store_off.add(stream)
-        telemetry.warning(
-            "failure_store_not_enabled",
+        # Counted under one kind; logged once per stream (the kind's rate limit would hide
+        # the second stream's line).
+        telemetry.errors.labels("failure_store_not_enabled").inc()
+        telemetry.rate_limited(
+            logging.WARNING,
+            f"failure_store_not_enabled:{stream}",
             "elasticsearch.failure_store is on, but this data stream has no failure store: it "
             "was created before, and a template's data stream options apply only when a stream "
             "is created. Enable it with PUT _data_stream/<name>/_options "
