@@ -21,6 +21,14 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from shipper.docker.versions import (
+    AUTO,
+    ApiVersion,
+    EngineVersions,
+    VersionMismatch,
+    choose,
+    refused_version,
+)
 from shipper.errors import ConfigError, PermanentError, TransientError
 from shipper.model import ContainerMeta
 
@@ -38,8 +46,26 @@ COALESCE_PAUSE_S = 0.001
 COALESCE_BELOW_BYTES = 32 * 1024
 
 
-class DockerUnavailable(TransientError):
+class DockerError(TransientError):
+    """The Docker API could not do what was asked, for now: retried with backoff."""
+
+
+class DockerUnavailable(DockerError):
     """The daemon cannot be reached (socket missing, refused, restarting)."""
+
+
+class DockerRequestFailed(DockerError):
+    """The daemon answered, with an error status: it is there, but did not do it."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiVersionRefused(DockerRequestFailed):
+    """No Engine API version both sides accept, or the engine refused the one spoken: an
+    error to fix (upgrade, or docker.api_version), not a lost daemon. The message says which
+    versions and what to do."""
 
 
 class ContainerGone(PermanentError):
@@ -92,12 +118,20 @@ class DockerClient:
         self,
         host: str,
         *,
-        api_version: str = "1.41",
+        api_version: str = AUTO,
+        pinned_by: str = "docker.api_version",
         tls_verify: bool = False,
         cert_path: str | None = None,
     ) -> None:
+        """`api_version`: `auto` (negotiate, see shipper.docker.versions) or one to pin;
+        `pinned_by` names where a pinned one came from, for the error messages."""
         self._host = host
-        self._prefix = f"/v{api_version}"
+        self._pinned = None if api_version == AUTO else ApiVersion.parse(api_version)
+        self._pinned_by = pinned_by
+        # The version spoken; None until negotiated, and again after the engine refused it.
+        self._version: ApiVersion | None = None
+        self._negotiating: asyncio.Lock | None = None
+        self.engine: EngineVersions | None = None  # what the engine said at negotiation
         connector: aiohttp.BaseConnector
         if host.startswith("unix://"):
             self._base_url = "http://docker"
@@ -132,13 +166,71 @@ class DockerClient:
 
     async def ping(self) -> bool:
         try:
-            async with self._get("/_ping", timeout_s=5) as response:
+            async with self._get("/_ping", timeout_s=5, versioned=False) as response:
                 return response.status == 200
         except DockerUnavailable:
             return False
 
     async def version(self) -> dict[str, Any]:
-        return await self._get_json("/version")  # type: ignore[no-any-return]
+        return await self._get_json("/version", versioned=False)  # type: ignore[no-any-return]
+
+    @property
+    def api_version(self) -> ApiVersion | None:
+        """The version spoken, None while not (yet) negotiated."""
+        return self._version
+
+    async def negotiate(self) -> ApiVersion:
+        """Asks the engine (`GET /version`, unversioned) which API versions it serves, and
+        picks the one to speak from now on. Called at every (re)connection (a daemon
+        restart is often an upgrade), and by the first request that finds none chosen.
+
+        Raises ApiVersionRefused when no version fits (the message says what to do), and
+        DockerUnavailable / DockerRequestFailed when the engine cannot be asked."""
+        body = await self.version()
+        try:
+            engine = EngineVersions.from_version(body)
+        except ValueError as exc:
+            raise DockerRequestFailed(f"GET /version: {exc}", 200) from None
+        self.engine = engine
+        try:
+            self._version = choose(engine, self._pinned, self._pinned_by)
+        except VersionMismatch as exc:
+            self._version = None
+            raise ApiVersionRefused(str(exc), 400) from None
+        return self._version
+
+    async def _prefix(self) -> str:
+        # A pinned version is spoken without asking, as the docker CLI does with
+        # DOCKER_API_VERSION; discovery still checks it against the engine at each connection.
+        version = self._version or self._pinned
+        if version is None:
+            if self._negotiating is None:
+                self._negotiating = asyncio.Lock()
+            async with self._negotiating:  # many followers may ask at once: one asks Docker
+                version = self._version or await self.negotiate()
+        return f"/v{version}"
+
+    def _refused(self, status: int, body: bytes, what: str) -> ApiVersionRefused | None:
+        """The engine's own refusal of the version spoken (400 "client version 1.41 is too
+        old ..."), as an error that says what to do; forgets the version, so that the next
+        request negotiates again (the engine may have been upgraded under us)."""
+        if status != 400:
+            return None
+        message = body[:500].decode("utf-8", "replace")
+        refusal = refused_version(message)
+        if refusal is None:
+            return None
+        spoken = self._version
+        self._version = None
+        if self._pinned is not None:
+            advice = f"it is pinned by {self._pinned_by}; set docker.api_version to auto"
+        else:
+            advice = "the engine changed since the version was negotiated; negotiating again"
+        return ApiVersionRefused(
+            f"{what}: the Docker Engine refused API {spoken or refusal[0]} ({advice}). "
+            f"The engine said: {message.strip()}",
+            status,
+        )
 
     async def info(self) -> dict[str, Any]:
         return await self._get_json("/info")  # type: ignore[no-any-return]
@@ -160,7 +252,7 @@ class DockerClient:
         params = {"filters": orjson.dumps({"type": ["container"]}).decode()}
         if since_s is not None:
             params["since"] = f"{since_s:.9f}"
-        return EventStream(self._get("/events", params, timeout_s=None))
+        return EventStream(self, self._get("/events", params, timeout_s=None))
 
     async def logs(
         self,
@@ -196,8 +288,13 @@ class DockerClient:
                 text = (await response.read())[:500].decode("utf-8", "replace")
                 raise LogsNotReadable(f"logs of {container_id} cannot be read: {text}")
             if response.status != 200:
-                text = (await response.read())[:500].decode("utf-8", "replace")
-                raise DockerUnavailable(f"logs of {container_id}: HTTP {response.status} {text}")
+                body = await response.read()
+                what = f"logs of {container_id}"
+                refused = self._refused(response.status, body, what)
+                if refused is not None:
+                    raise refused
+                text = body[:500].decode("utf-8", "replace")
+                raise DockerRequestFailed(f"{what}: HTTP {response.status} {text}", response.status)
             content = response.content
             connection = response.connection
             transport = connection.transport if connection is not None else None
@@ -226,13 +323,20 @@ class DockerClient:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    async def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        async with self._get(path, params, timeout_s=30) as response:
+    async def _get_json(
+        self, path: str, params: Mapping[str, str] | None = None, *, versioned: bool = True
+    ) -> Any:
+        async with self._get(path, params, timeout_s=30, versioned=versioned) as response:
             body = await response.read()
             if response.status == 404:
                 raise ContainerGone(f"{path}: not found")
             if response.status != 200:
-                raise DockerUnavailable(f"GET {path}: HTTP {response.status} {body[:300]!r}")
+                refused = self._refused(response.status, body, f"GET {path}")
+                if refused is not None:
+                    raise refused
+                raise DockerRequestFailed(
+                    f"GET {path}: HTTP {response.status} {body[:300]!r}", response.status
+                )
             return orjson.loads(body)
 
     def _get(
@@ -242,19 +346,33 @@ class DockerClient:
         *,
         timeout_s: float | None,
         stream: bool = False,
+        versioned: bool = True,
     ) -> _Request:
-        return _Request(self, path, params, timeout_s, stream)
+        return _Request(self, path, params, timeout_s, stream, versioned)
 
 
 class EventStream:
-    def __init__(self, request: _Request) -> None:
+    def __init__(self, client: DockerClient, request: _Request) -> None:
+        self._client = client
         self._request = request
         self._response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> EventStream:
-        self._response = await self._request.__aenter__()
-        if self._response.status != 200:
-            raise DockerUnavailable(f"GET /events: HTTP {self._response.status}")
+        self._response = response = await self._request.__aenter__()
+        if response.status != 200:
+            try:
+                body = await response.read()
+            except (aiohttp.ClientError, OSError):
+                body = b""
+            finally:
+                await self._request.__aexit__(None, None, None)
+            refused = self._client._refused(response.status, body, "GET /events")
+            if refused is not None:
+                raise refused
+            text = body[:300].decode("utf-8", "replace")
+            raise DockerRequestFailed(
+                f"GET /events: HTTP {response.status} {text}", response.status
+            )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -289,9 +407,11 @@ class _Request:
         params: Mapping[str, str] | None,
         timeout_s: float | None,
         stream: bool = False,
+        versioned: bool = True,
     ) -> None:
         self._client = client
         self._stream = stream
+        self._versioned = versioned
         self._path = path
         self._params = params
         self._timeout_s = timeout_s
@@ -299,7 +419,8 @@ class _Request:
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         client = self._client
-        url = client._base_url + client._prefix + self._path
+        prefix = await client._prefix() if self._versioned else ""
+        url = client._base_url + prefix + self._path
         timeout = aiohttp.ClientTimeout(
             total=self._timeout_s,
             sock_connect=10,

@@ -31,7 +31,7 @@ import time
 from collections import deque
 from typing import Final
 
-from shipper.model import STDERR, STDOUT, LogRecord
+from shipper.model import STDERR, STDOUT, LogRecord, record_field
 from shipper.native import native
 
 DOCKER_PARTIAL_BYTES: Final = 16 * 1024
@@ -41,6 +41,7 @@ _HEADER_BYTES: Final = 8
 _FRAME_SIZE: Final = struct.Struct(">I")  # the payload size, at offset 4 of the header
 _STREAMS: Final = {0: STDOUT, 1: STDOUT, 2: STDERR}
 # RFC3339NanoFixed as Docker writes it: 2026-11-28T04:10:00.123456789Z (always UTC here).
+_TIMESTAMP_FIELD = record_field("timestamp_ns")
 _TTY_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d) ")
 # Inside a TTY message: the exact form the logs API prefixes messages with (RFC3339NanoFixed).
 _TTY_EMBEDDED_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
@@ -124,6 +125,14 @@ class LogStreamDecoder:
     Each record gets its `seq`: its position among the lines of its stream that carry the same
     timestamp. A decoder started at a checkpoint's `since` computes the same `seq`s as one that
     read from the start, because every line with a timestamp at or after `since` is re-read.
+
+    Lines stamped before `since_ns` are dropped. Docker 20.10 never sends them, but a current
+    engine (seen on 28.5) starts at the first line stamped at or after `since` and sends every
+    line after it in the file, including a line of the other stream stamped a little earlier
+    that its copier wrote later (stdout and stderr are stamped by separate goroutines). Those
+    lines were taken before the checkpoint and are not counted in its `skip`; dropping them
+    here gives the records the json-file decoder gives, whichever engine answers. Within one
+    stream timestamps only grow, so dropping them changes no `seq`.
     """
 
     def __init__(
@@ -132,10 +141,12 @@ class LogStreamDecoder:
         *,
         tty: bool,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        since_ns: int = 0,
     ) -> None:
         self.container_id = container_id
         self.tty = tty
         self.max_line_bytes = max_line_bytes
+        self.since_ns = since_ns
         self._pending = b""  # bytes received but not yet parsed (a split header/frame)
         # Per stream: (timestamp_ns, parts, bytes kept, bytes seen, its place in the output)
         # of a line Docker split.
@@ -162,7 +173,7 @@ class LogStreamDecoder:
             self._feed_tty(chunk, out)
         else:
             self._feed_multiplexed(chunk, out)
-        return out
+        return self._since(out) if self.since_ns and out else out
 
     def finish(self) -> list[LogRecord]:
         """The stream ended (container stopped): a last line without newline is still a record."""
@@ -173,7 +184,14 @@ class LogStreamDecoder:
         self._tty_message_ts = None
         for stream in list(self._partial):
             self._flush_partial(stream, out)
-        return out
+        return self._since(out) if self.since_ns and out else out
+
+    def _since(self, records: list[LogRecord]) -> list[LogRecord]:
+        """Without the lines stamped before `since_ns` (see the class docstring)."""
+        since = self.since_ns
+        if min(map(_TIMESTAMP_FIELD, records)) >= since:
+            return records  # the common case: one pass in C, and the very list back
+        return [r for r in records if r.timestamp_ns >= since]
 
     # -- multiplexed streams ------------------------------------------------------------------
 
