@@ -37,6 +37,9 @@ class ContainerMeta:
     created: str = ""
     running: bool = False
     started_at: str = ""  # State.StartedAt of its current (or last) run, RFC 3339
+    # The pod's annotations, for a container of a Kubernetes pod read through the CRI (the
+    # runtime passes them as kubelet gave them); empty for Docker, which has none.
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def compose_project(self) -> str | None:

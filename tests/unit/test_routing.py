@@ -77,6 +77,22 @@ def test_pipeline_by_label_rule_and_default(
     assert Router("logs-docker-default", PIPELINE_RULES, "everything").route(container) == expected
 
 
+def test_a_pod_annotation_names_the_pipeline_after_the_label() -> None:
+    router = Router("logs-docker-default", PIPELINE_RULES, "everything")
+    annotated = ContainerMeta(
+        id="c" * 64, name="payments-1", image="i", annotations={"shipper.pipeline": "from-pod"}
+    )
+    assert router.route(annotated) == Destination("logs-payments-default", "from-pod")
+    both = ContainerMeta(
+        id="c" * 64,
+        name="w",
+        image="i",
+        labels={"shipper.pipeline": "from-label"},
+        annotations={"shipper.pipeline": "from-pod"},
+    )
+    assert router.route(both).pipeline == "from-label"
+
+
 def test_no_pipeline_anywhere_is_none() -> None:
     assert Router("logs-docker-default", RULES).route(meta()).pipeline is None
     labelled = meta(**{"shipper.pipeline": "p"})

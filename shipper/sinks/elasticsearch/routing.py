@@ -2,7 +2,8 @@
 decided once per container start (pure).
 
 Precedence, highest first: the container's labels `shipper.dataset` / `shipper.namespace` /
-`shipper.pipeline` (the app team knows its container best), then the first
+`shipper.pipeline` (the app team knows its container best; the pipeline may also be a pod
+annotation `shipper.pipeline`, after the label), then the first
 `elasticsearch.routing` rule whose name/image globs match, then `elasticsearch.data_stream`
 and `elasticsearch.pipeline`. A label or rule may set only some of the three; the others come
 from the next source down.
@@ -66,10 +67,9 @@ class Router:
                 break
         label_dataset = sanitize_part(meta.labels.get(DATASET_LABEL, ""))
         label_namespace = sanitize_part(meta.labels.get(NAMESPACE_LABEL, ""))
-        label_pipeline = meta.labels.get(PIPELINE_LABEL, "").strip()
         return Destination(
             f"logs-{label_dataset or dataset}-{label_namespace or namespace}",
-            label_pipeline or pipeline,
+            _given_pipeline(meta) or pipeline,
         )
 
     def static_targets(self) -> list[str]:
@@ -81,6 +81,14 @@ class Router:
             if name not in targets:
                 targets.append(name)
         return targets
+
+
+def _given_pipeline(meta: ContainerMeta) -> str:
+    """The container's own choice: its label, else its pod's annotation ("" for none)."""
+    return (
+        meta.labels.get(PIPELINE_LABEL, "").strip()
+        or meta.annotations.get(PIPELINE_LABEL, "").strip()
+    )
 
 
 def _matches(rule: RoutingRule, meta: ContainerMeta) -> bool:
