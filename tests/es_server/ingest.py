@@ -20,7 +20,7 @@ is kept but not run. What the tests rely on:
 
 An ingest failure is handled as ES 9.1 handles it: kept in the target data stream's failure
 store when enabled, else answered as an item error (with ``failure_store: not_enabled`` for a
-data stream), see ``bulk.py``.
+data stream), see ``bulk.py``. Count-only mode (benchmarks) does not look at pipelines.
 """
 
 from __future__ import annotations
