@@ -37,6 +37,9 @@ class ContainerMeta:
     created: str = ""
     running: bool = False
     started_at: str = ""  # State.StartedAt of its current (or last) run, RFC 3339
+    # The pod's annotations, for a container of a Kubernetes pod read through the CRI (the
+    # runtime passes them as kubelet gave them); empty for Docker, which has none.
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def compose_project(self) -> str | None:
@@ -45,6 +48,15 @@ class ContainerMeta:
     @property
     def compose_service(self) -> str | None:
         return self.labels.get(COMPOSE_SERVICE_LABEL)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a container's records go: the data stream, and the ingest pipeline that
+    Elasticsearch runs on them first (None: only the stream's own default pipeline)."""
+
+    index: str
+    pipeline: str | None = None
 
 
 class LogRecord(NamedTuple):
