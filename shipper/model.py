@@ -28,10 +28,9 @@ class PodMeta:
     uid: str
     container_name: str  # the container's name in the pod spec
     labels: Mapping[str, str] = field(default_factory=dict)  # the pod's own labels
-    # The pod's annotations that are shipped (cri.annotations selects them).
+    # The pod's annotations that are shipped (cri.annotations selects them); all of them
+    # are the container's (`ContainerMeta.annotations`).
     annotations: Mapping[str, str] = field(default_factory=dict)
-    # Its `shipper.*` annotations: the hints a Docker container gives by its labels.
-    hints: Mapping[str, str] = field(default_factory=dict)
     node_name: str = ""  # the node it runs on (NODE_NAME), "" if not known
 
 
@@ -56,13 +55,18 @@ class ContainerMeta:
     running: bool = False
     started_at: str = ""  # State.StartedAt of its current (or last) run, RFC 3339
     runtime: str = "docker"  # the engine that runs it, ECS container.runtime: docker | podman
+    # The pod's annotations, for a container of a Kubernetes pod read through the CRI (the
+    # runtime passes them as kubelet gave them); empty for Docker, which has none.
+    annotations: Mapping[str, str] = field(default_factory=dict)
     pod: PodMeta | None = None  # a Kubernetes pod's container read from the CRI log files
 
     @property
     def hints(self) -> Mapping[str, str]:
-        """Where the `shipper.*` hints are read: the pod's annotations on Kubernetes (a pod
-        spec cannot set a container's labels), else the container's labels."""
-        return self.pod.hints if self.pod is not None else self.labels
+        """Where the `shipper.*` hints are read: the container's labels, and on Kubernetes
+        its pod's annotations (a pod spec cannot set a container's labels); a label wins."""
+        if not self.annotations:
+            return self.labels
+        return {**self.annotations, **self.labels}
 
     @property
     def display_name(self) -> str:
@@ -79,6 +83,15 @@ class ContainerMeta:
     @property
     def compose_service(self) -> str | None:
         return self.labels.get(COMPOSE_SERVICE_LABEL)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a container's records go: the data stream, and the ingest pipeline that
+    Elasticsearch runs on them first (None: only the stream's own default pipeline)."""
+
+    index: str
+    pipeline: str | None = None
 
 
 class LogRecord(NamedTuple):

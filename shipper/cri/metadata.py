@@ -3,11 +3,13 @@
 The log path gives namespace, pod name, pod uid and container name (the facts every document
 carries); the CRI API gives the container's id, labels and image, and its pod's labels and
 annotations. Of the annotations, those matching `cri.annotations` are shipped
-(`kubernetes.annotations.*`) and the `shipper.*` ones are the container's hints (a pod spec
+(`kubernetes.annotations.*`), and the `shipper.*` ones are the container's hints (a pod spec
 cannot label its containers; see `ContainerMeta.hints`).
 
 The same metadata is kept with the container's position in the checkpoint file
-(`meta_state` / `meta_from_state`), so that lines read after the pod is gone still carry it.
+(`meta_state` / `meta_from_state`), so that lines read after the pod is gone still carry it:
+of the annotations only those it uses (the shipped ones and the hints), since some are
+large (kubectl's last-applied-configuration) and the file is rewritten every second.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def container_meta(
         running=container.state == "running",
         started_at=_rfc3339(container.started_at_ns),
         runtime=runtime,
+        annotations=dict(pod_annotations),
         pod=PodMeta(
             namespace=log.namespace,
             name=log.pod_name,
@@ -55,7 +58,6 @@ def container_meta(
             container_name=log.container_name,
             labels=pod.pod_labels if pod is not None else {},
             annotations=selected(pod_annotations, annotations),
-            hints=hints(pod_annotations),
             node_name=node_name,
         ),
     )
@@ -73,6 +75,7 @@ def selected(annotations: Mapping[str, str], globs: Sequence[str]) -> dict[str, 
 
 
 def hints(annotations: Mapping[str, str]) -> dict[str, str]:
+    """The `shipper.*` ones."""
     return {key: value for key, value in annotations.items() if key.startswith(HINT_PREFIX)}
 
 
@@ -86,6 +89,7 @@ def meta_state(meta: ContainerMeta) -> dict[str, Any]:
         "runtime": meta.runtime,
         "created": meta.created,
         "started_at": meta.started_at,
+        "annotations": hints(meta.annotations),
     }
     pod = meta.pod
     if pod is not None:
@@ -96,7 +100,6 @@ def meta_state(meta: ContainerMeta) -> dict[str, Any]:
             "container_name": pod.container_name,
             "labels": dict(pod.labels),
             "annotations": dict(pod.annotations),
-            "hints": dict(pod.hints),
             "node_name": pod.node_name,
         }
     return state
@@ -114,7 +117,6 @@ def meta_from_state(container_id: str, log_path: str, state: Mapping[str, Any]) 
             container_name=str(pod_state["container_name"]),
             labels=_strings(pod_state.get("labels")),
             annotations=_strings(pod_state.get("annotations")),
-            hints=_strings(pod_state.get("hints")),
             node_name=str(pod_state.get("node_name") or ""),
         )
     return ContainerMeta(
@@ -129,6 +131,7 @@ def meta_from_state(container_id: str, log_path: str, state: Mapping[str, Any]) 
         running=False,
         started_at=str(state.get("started_at") or ""),
         runtime=str(state.get("runtime") or ""),
+        annotations=_strings(state.get("annotations")),
         pod=pod,
     )
 

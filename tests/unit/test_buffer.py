@@ -13,7 +13,8 @@ import pytest
 
 from shipper.buffer import BufferBatch, BufferClosedError, DiskBuffer, SegmentQueue
 from shipper.buffer import format as fmt
-from shipper.buffer.segments import DEFAULT_TAIL_CACHE_BYTES, FsyncPolicy
+from shipper.buffer.ledger import FsyncPolicy
+from shipper.buffer.tail_cache import DEFAULT_TAIL_CACHE_BYTES
 from shipper.config import StorageConfig
 from shipper.errors import DiskFullError
 
@@ -768,14 +769,14 @@ def test_a_version_1_segment_left_by_an_older_shipper_is_still_delivered(tmp_pat
 def test_pwritev_all_writes_every_part_through_short_writes_and_iov_max(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shipper.buffer import segments
+    from shipper.buffer import segment_file
 
     real = os.pwritev
     calls: list[int] = []
 
     def short_pwritev(fd: int, buffers: Any, offset: int) -> int:
         calls.append(len(buffers))
-        assert len(buffers) <= segments._IOV_MAX
+        assert len(buffers) <= segment_file._IOV_MAX
         return real(fd, [bytes(b"".join(buffers))[:7]], offset)  # at most 7 bytes a call
 
     parts = [b"%d," % n for n in range(3000)] + [b"", b"end"]
@@ -783,8 +784,8 @@ def test_pwritev_all_writes_every_part_through_short_writes_and_iov_max(
     path = tmp_path / "f"
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
     try:
-        segments._pwritev_all(fd, parts, 5)
+        segment_file._pwritev_all(fd, parts, 5)
     finally:
         os.close(fd)
     assert path.read_bytes() == bytes(5) + b"".join(parts)
-    assert max(calls) == min(len(parts) - 1, segments._IOV_MAX)
+    assert max(calls) == min(len(parts) - 1, segment_file._IOV_MAX)

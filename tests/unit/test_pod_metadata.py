@@ -4,7 +4,7 @@ annotations, and selection by namespace, pod labels and container name."""
 from __future__ import annotations
 
 from shipper.config import ProcessingConfig, SelectionConfig, SelectionRule
-from shipper.model import ContainerMeta, PodMeta
+from shipper.model import ContainerMeta, Destination, PodMeta
 from shipper.pipeline.encoder import container_document
 from shipper.pipeline.metadata import container_fields
 from shipper.pipeline.processor import build_processor
@@ -23,6 +23,7 @@ def pod_container(
     hints: dict[str, str] | None = None,
     name: str = "app",
 ) -> ContainerMeta:
+    """`annotations`: the pod's that are shipped; `hints`: its shipper.* ones."""
     pod = PodMeta(
         namespace=namespace,
         name="web-7d9",
@@ -30,7 +31,6 @@ def pod_container(
         container_name=name,
         labels=labels or {},
         annotations=annotations or {},
-        hints=hints or {},
         node_name="node-1",
     )
     return ContainerMeta(
@@ -45,6 +45,7 @@ def pod_container(
         },
         log_driver="cri",
         runtime="containerd",
+        annotations={**(annotations or {}), **(hints or {})},
         pod=pod,
     )
 
@@ -88,9 +89,11 @@ def test_hints_come_from_the_pods_annotations_not_from_labels() -> None:
     assert processor.multiline.spec.preset == "java"
     assert not processor.warnings
     router = Router("logs-docker-default")
-    assert router.route(meta) == "logs-docker-default"
-    hinted = pod_container(hints={"shipper.dataset": "Shop.Web", "shipper.namespace": "prod"})
-    assert router.route(hinted) == "logs-shop.web-prod"
+    assert router.route(meta).index == "logs-docker-default"
+    hinted = pod_container(
+        hints={"shipper.dataset": "Shop.Web", "shipper.namespace": "prod", "shipper.pipeline": "p"}
+    )
+    assert router.route(hinted) == Destination("logs-shop.web-prod", "p")
     assert container_fields(pod_container(hints={"shipper.field.team": "a"}), ProcessingConfig())[
         "team"
     ] == ("a")
