@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import random
+import shutil
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -355,4 +358,111 @@ async def test_a_rotation_compressed_while_the_shipper_was_stopped_is_read_from_
     assert shipped_before < len(cri_lines(writer.log_path))
     await shipped_exactly_once(es_server, writer)
     assert await asyncio.to_thread(shipper.metric, "shipper_log_files_lost_total") == 0
+    await stop(shipper)
+
+
+# ----------------------------------------------------------------- 4. kill -9, at any moment
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_killed_at_random_moments_while_kubelet_rotates_every_line_arrives_once(
+    es_server: Any, cri: PrivateContainerd, shipper_factory: Any
+) -> None:
+    """kill -9 anywhere: in the middle of a file, of a line split across files, of a gzip
+    of the file the position is in. Every start resumes from the last saved positions."""
+    seed = int(os.environ.get("SHIPPER_TEST_SEED", time.time_ns() % 1_000_000))
+    rng = random.Random(seed)
+    print(f"crash loop seed: {seed} (replay with SHIPPER_TEST_SEED={seed})")
+    pod = run_pod(cri, f"crash-{RUN_ID}", annotations={"shipper.multiline.preset": "java"})
+    writers = [
+        cri.create_container(pod, f"w{n}", fast_writer(f"w{n}", batches=80, pause_s=0.3))
+        for n in range(2)
+    ]
+    shipper = cri_shipper(shipper_factory, es_server, cri)
+    started_at = time.monotonic()
+    kills = 0
+    next_rotation = time.monotonic() + 2
+    while kills < 12 or time.monotonic() - started_at < 25:
+        shipper.start(env={"NODE_NAME": NODE})
+        await asyncio.sleep(rng.uniform(0.3, 3.0))
+        await asyncio.to_thread(shipper.kill)
+        kills += 1
+        if time.monotonic() >= next_rotation:
+            for writer in writers:
+                with contextlib.suppress(Exception):  # an exited one is not reopened
+                    await asyncio.to_thread(cri.rotate_like_kubelet, writer, 100)
+            next_rotation = time.monotonic() + rng.uniform(1.0, 3.0)
+        assert time.monotonic() - started_at < 120, f"crash loop too slow (seed {seed})"
+    shipped_during_loop = sum([len(await documents_of(es_server, writer.id)) for writer in writers])
+    await start(shipper)
+    for writer in writers:
+        await asyncio.to_thread(cri.wait_exited, writer, 120)
+    for writer in writers:
+        assert any(p.name.endswith(".gz") for p in writer.log_path.parent.iterdir())
+        await shipped_exactly_once(es_server, writer)
+    assert shipped_during_loop > 0, f"nothing shipped during the crash loop (seed {seed})"
+    await stop(shipper)
+
+
+# ----------------------------------------------------------- 5. a pod deleted while stopped
+
+
+async def test_a_pod_deleted_while_the_shipper_was_stopped_is_read_to_its_end(
+    es_server: Any, cri: PrivateContainerd, shipper_factory: Any, tmp_path: Path
+) -> None:
+    pod = run_pod(
+        cri,
+        f"gone-{RUN_ID}",
+        namespace="shop",
+        labels={"app": "gone"},
+        annotations={"example.com/team": "b"},
+    )
+    signal = tmp_path / "signal"
+    signal.mkdir()
+    container = cri.create_container(
+        pod,
+        "app",
+        [
+            "sh",
+            "-c",
+            'for i in $(seq 1 50); do echo "early $i"; done; '
+            "while [ ! -e /signal/go ]; do sleep 0.05; done; "
+            "for i in $(seq 1 50); do echo \"late $i\"; done; printf 'last, unterminated'",
+        ],
+        mounts={"/signal": signal},
+    )
+    shipper = cri_shipper(shipper_factory, es_server, cri)
+    await start(shipper)
+
+    async def early_shipped() -> bool:
+        return len(await documents_of(es_server, container.id)) == 50
+
+    await wait_until(early_shipped, 30, "the early lines")
+    await stop(shipper)
+    (signal / "go").touch()
+    await asyncio.to_thread(cri.wait_exited, container)
+    await asyncio.to_thread(cri.remove_pod, pod.id)  # kubelet: the pod is deleted
+    assert pod.id not in cri.pod_ids() and container.log_path.exists()
+
+    await start(shipper)
+    await shipped_exactly_once(es_server, container)
+    documents = await documents_of(es_server, container.id)
+    late = [d["_source"] for d in documents if not d["_source"]["message"].startswith("early")]
+    assert len(late) == 51
+    for source in late:  # the metadata kept with the position
+        assert source["kubernetes"]["labels"]["app"] == "gone"
+        assert source["kubernetes"]["annotations"] == {"example_com/team": "b"}
+        assert source["kubernetes"]["pod"] == {"name": pod.name, "uid": pod.uid}
+        assert source["container"]["image"]["name"] == CRI_IMAGE
+
+    # Kubelet deletes the pod's directory after its containers: the position goes with it.
+    def saved() -> dict[str, Any]:
+        path = shipper.storage / "checkpoints.json"
+        return dict(json.loads(path.read_bytes())["containers"]) if path.exists() else {}
+
+    await wait_until(lambda: asyncio.sleep(0, container.id in saved()), 10, "the position")
+    assert saved()[container.id]["source"]["finished"] is True
+    shutil.rmtree(pod.log_directory)
+    await wait_until(lambda: asyncio.sleep(0, container.id not in saved()), 15, "its removal")
     await stop(shipper)
