@@ -466,3 +466,50 @@ async def test_a_pod_deleted_while_the_shipper_was_stopped_is_read_to_its_end(
     shutil.rmtree(pod.log_directory)
     await wait_until(lambda: asyncio.sleep(0, container.id not in saved()), 15, "its removal")
     await stop(shipper)
+
+
+# ------------------------------------------------------------------ 6. source: auto chooses
+
+
+async def test_auto_chooses_by_what_answers_and_says_why(
+    private_containerd: PrivateContainerd, docker_client: Any, tmp_path: Path
+) -> None:
+    from shipper.app import docker_client as build_docker_client
+    from shipper.config import parse_config
+    from shipper.sources.choice import choose_source
+
+    docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    absent = str(tmp_path / "absent.sock")
+
+    async def choose(cri: dict[str, Any], docker: str = docker_host) -> tuple[str, str]:
+        config = parse_config({"source": "auto", "cri": cri, "docker": {"host": docker}})
+        client = build_docker_client(config.docker)
+        try:
+            choice = await choose_source(config, client)
+        finally:
+            await client.close()
+        return choice.kind, choice.why
+
+    # A Kubernetes node: the CRI runtime answers (Docker may be there too).
+    socket = str(private_containerd.socket)
+    assert await choose({"socket": socket}) == ("cri", f"a CRI runtime answers on {socket}")
+    # A Docker host: its own socket is no CRI runtime, and it is said why.
+    kind, why = await choose({"socket": docker_host.removeprefix("unix://")})
+    assert kind == "docker"
+    assert why.startswith(f"the Docker API answers at {docker_host} (")
+    assert "is not a gRPC server" in why
+    # Nothing answers: a CRI socket and kubelet's log directory say Kubernetes.
+    silent = tmp_path / "silent.sock"
+    silent.touch()
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    kind, why = await choose(
+        {"socket": str(silent), "log_directory": str(pods)}, docker=f"unix://{absent}"
+    )
+    assert (kind, why) == (
+        "cri",
+        f"nothing answers yet, but the CRI socket {silent} and the pod log directory {pods} exist",
+    )
+    # Nothing at all: Docker, as before there was a choice.
+    kind, why = await choose({"socket": absent}, docker=f"unix://{absent}")
+    assert kind == "docker" and why.startswith("nothing answers yet and no CRI socket")
