@@ -99,7 +99,8 @@ class Delivery:
             for warning in processor.warnings:
                 telemetry.warning(
                     "bad_container_label",
-                    "A shipper.* label of a container was ignored.",
+                    "A shipper.* hint of a container (its label, or its pod's annotation) "
+                    "was ignored.",
                     container_id=self.container_id[:12],
                     reason=warning,
                 )

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RUN_ID, TEST_LABEL
-from tests.integration.helpers import documents_of
+from tests.integration.helpers import documents_of, first_arrival
 from tests.support.containerd import CRI_IMAGE, Container, Pod, PrivateContainerd
 from tests.support.cri_logs import CriLine, cri_lines, rfc3339_ns
 from tests.support.shipper_process import ShipperProcess, deep_merge
@@ -262,6 +262,10 @@ async def test_a_restarted_container_is_followed_in_its_next_attempts_file(
     await shipped_exactly_once(es_server, first)
     second = await asyncio.to_thread(cri.restart, first)  # what kubelet does: attempt 1
     assert second.log_path.name == "1.log" and second.id != first.id
+    # Found within a moment (inotify sees 1.log appear), not at the next listing (10 s).
+    _, seen_at = await first_arrival(es_server, second.id)
+    latency_s = seen_at - cri_lines(second.log_path)[0].timestamp_ns / 1e9
+    assert 0 < latency_s < 2.0, latency_s
     await asyncio.to_thread(cri.wait_exited, second)
     await shipped_exactly_once(es_server, second)
     await shipped_exactly_once(es_server, first)  # and nothing more of the first
