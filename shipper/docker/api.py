@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from shipper.docker.engine import DOCKER, Engine, engine_of, logs_request
 from shipper.errors import ConfigError, PermanentError, TransientError
 from shipper.model import ContainerMeta
 
@@ -58,8 +59,8 @@ class ContainerEvent:
     attributes: Mapping[str, str]
 
 
-def parse_container(inspect: Mapping[str, Any]) -> ContainerMeta:
-    """`GET /containers/{id}/json` → ContainerMeta."""
+def parse_container(inspect: Mapping[str, Any], runtime: str = DOCKER) -> ContainerMeta:
+    """`GET /containers/{id}/json` → ContainerMeta of a container of `runtime` (docker, podman)."""
     config = inspect.get("Config") or {}
     host_config = inspect.get("HostConfig") or {}
     log_config = host_config.get("LogConfig") or {}
@@ -82,6 +83,7 @@ def parse_container(inspect: Mapping[str, Any]) -> ContainerMeta:
         created=str(inspect.get("Created") or ""),
         running=bool(state.get("Running")),
         started_at=str(state.get("StartedAt") or ""),
+        runtime=runtime,
     )
 
 
@@ -98,6 +100,8 @@ class DockerClient:
     ) -> None:
         self._host = host
         self._prefix = f"/v{api_version}"
+        # What serves the API (Docker or Podman): asked once per connection by `identify`.
+        self.engine: Engine | None = None
         connector: aiohttp.BaseConnector
         if host.startswith("unix://"):
             self._base_url = "http://docker"
@@ -140,6 +144,15 @@ class DockerClient:
     async def version(self) -> dict[str, Any]:
         return await self._get_json("/version")  # type: ignore[no-any-return]
 
+    async def identify(self) -> Engine:
+        """Asks which engine serves the API (`GET /version`); discovery calls it at every
+        (re)connection, anything else that needs it before that asks once."""
+        self.engine = engine_of(await self.version())
+        return self.engine
+
+    async def _engine(self) -> Engine:
+        return self.engine if self.engine is not None else await self.identify()
+
     async def info(self) -> dict[str, Any]:
         return await self._get_json("/info")  # type: ignore[no-any-return]
 
@@ -148,8 +161,9 @@ class DockerClient:
         return list(result)
 
     async def inspect(self, container_id: str) -> ContainerMeta:
+        engine = await self._engine()
         data = await self._get_json(f"/containers/{quote(container_id)}/json")
-        return parse_container(data)
+        return parse_container(data, engine.runtime)
 
     def event_stream(self, *, since_s: float | None = None) -> EventStream:
         """`async with client.event_stream() as events: async for event in events: ...`
@@ -174,17 +188,13 @@ class DockerClient:
         After a small chunk the socket is left unread for `COALESCE_PAUSE_S` (see there),
         counted from its arrival: the consumer's work on the chunk is part of the pause.
         """
-        params = {
-            "follow": "1" if follow else "0",
-            "stdout": "1",
-            "stderr": "1",
-            "timestamps": "1",
-        }
-        if since_ns > 0:
-            seconds, nanos = divmod(since_ns, 1_000_000_000)
-            params["since"] = f"{seconds}.{nanos:09d}"
-        path = f"/containers/{quote(container_id)}/logs"
-        async with self._get(path, params, timeout_s=None, stream=True) as response:
+        request = logs_request(
+            (await self._engine()).runtime, container_id, since_ns=since_ns, follow=follow
+        )
+        path, params = request.path, request.params
+        async with self._get(
+            path, params, timeout_s=None, stream=True, versioned=request.versioned
+        ) as response:
             if response.status == 404:
                 raise ContainerGone(f"container {container_id} no longer exists")
             if response.status == 409:
@@ -242,8 +252,9 @@ class DockerClient:
         *,
         timeout_s: float | None,
         stream: bool = False,
+        versioned: bool = True,
     ) -> _Request:
-        return _Request(self, path, params, timeout_s, stream)
+        return _Request(self, path, params, timeout_s, stream, versioned)
 
 
 class EventStream:
@@ -289,9 +300,11 @@ class _Request:
         params: Mapping[str, str] | None,
         timeout_s: float | None,
         stream: bool = False,
+        versioned: bool = True,
     ) -> None:
         self._client = client
         self._stream = stream
+        self._versioned = versioned
         self._path = path
         self._params = params
         self._timeout_s = timeout_s
@@ -299,7 +312,8 @@ class _Request:
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         client = self._client
-        url = client._base_url + client._prefix + self._path
+        prefix = client._prefix if self._versioned else ""
+        url = client._base_url + prefix + self._path
         timeout = aiohttp.ClientTimeout(
             total=self._timeout_s,
             sock_connect=10,

@@ -6,6 +6,11 @@ answers the events request before it has subscribed us, so the request also asks
 events of the last seconds (`since`): whatever happened in that gap is replayed. Losing the
 daemon (socket gone, dockerd restarting) ends the event stream; we reconnect with backoff
 and list again, and every follower resumes from its own checkpoint.
+
+Podman serves the same API (see shipper.docker.engine); which engine answers is asked at
+every connection. Its events differ in one way that matters here: a removed container's
+event is `remove` (Docker: `destroy`). Its extra actions (`init`, `cleanup`, ...) are counted
+and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Protocol
 from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.docker.api import ContainerEvent, ContainerGone, DockerClient, DockerUnavailable
+from shipper.docker.engine import Engine
 from shipper.model import ContainerMeta
 from shipper.sources.checkpoint import Checkpoint
 from shipper.sources.follower import ContainerFollower, FollowerSettings, Intake
@@ -28,6 +34,9 @@ _CATCH_UP_CONCURRENCY = 16
 # How far back the event stream replays on (re)connection: covers the gap between Docker
 # answering and subscribing, and a daemon clock a little behind ours.
 _EVENT_REPLAY_S = 5.0
+# A container removed: Docker says "destroy", Podman "remove" (its compatible events keep
+# libpod's action names, except "died", which it sends as "die").
+_DESTROYED = frozenset({"destroy", "remove"})
 
 
 class CheckpointKeeper(Protocol):
@@ -64,6 +73,7 @@ class Discovery:
         self._stopping = False
         self.connected = False
         self.listed_once = asyncio.Event()
+        self._engine: Engine | None = None  # the engine of the last connection
 
     @property
     def followers(self) -> dict[str, ContainerFollower]:
@@ -74,6 +84,7 @@ class Discovery:
         first = True
         while not self._stopping:
             try:
+                self._engine_seen(await self._docker.identify())
                 since = time.time() - _EVENT_REPLAY_S
                 async with self._docker.event_stream(since_s=since) as events:
                     self.connected = True
@@ -96,6 +107,17 @@ class Discovery:
                     delay_s=round(delay, 2),
                 )
                 await asyncio.sleep(delay)
+
+    def _engine_seen(self, engine: Engine) -> None:
+        """Says which engine answers, at the first connection and whenever it changed."""
+        if engine != self._engine:
+            self._engine = engine
+            telemetry.info(
+                f"Connected to {engine.describe()}.",
+                runtime=engine.runtime,
+                engine_version=engine.version,
+                api_version=engine.api_version,
+            )
 
     async def stop(self) -> None:
         """Stops every follower (their positions stay with the checkpoint keeper)."""
@@ -130,7 +152,7 @@ class Discovery:
             if follower is not None:
                 with contextlib.suppress(ContainerGone):
                     follower.rename(await self._docker.inspect(event.container_id))
-        elif action == "destroy":
+        elif action in _DESTROYED:
             # In a task of its own: waiting for the follower must not hold up the events of
             # other containers (a "die" that decides about another's next run, say).
             release = asyncio.create_task(

@@ -28,6 +28,7 @@ from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.config import ProcessingConfig
 from shipper.docker.api import ContainerGone, DockerClient, DockerUnavailable, LogsNotReadable
+from shipper.docker.engine import DOCKER, stream_dialect
 from shipper.docker.frames import (
     DEFAULT_MAX_LINE_BYTES,
     LogStreamDecoder,
@@ -238,6 +239,8 @@ class ContainerFollower:
                     continue
                 chunks += 1
                 records = decoder.feed(chunk)
+                if decoder.spans:
+                    self.position.note_spans(decoder.take_spans())
                 if records:
                     to_skip = await self._deliver(meta, records, to_skip, processor)
                 # Let the output's callbacks run between two chunks: a busy follower finds
@@ -258,6 +261,8 @@ class ContainerFollower:
         # A plain read returned the whole log: its last line may lack a newline, and it is
         # still a record; events still held are complete now.
         tail = decoder.finish()
+        if decoder.spans:
+            self.position.note_spans(decoder.take_spans())
         if tail:
             to_skip = await self._deliver(meta, tail, to_skip, processor)
         held = processor.flush_all()
@@ -274,7 +279,9 @@ class ContainerFollower:
         max_line_bytes = self._settings.max_line_bytes
         mode = self._settings.read_mode
         path = None
-        if mode != "api":
+        # Only Docker's json-file logs are read as files. Podman's inspect says json-file
+        # whatever its driver, and its k8s-file log is another format: its API it is.
+        if mode != "api" and meta.runtime == DOCKER:
             path = visible_log_path(meta, self._settings.containers_path)
             if path is None and mode == "files" and not self._warned_fallback:
                 self._warned_fallback = True
@@ -285,10 +292,14 @@ class ContainerFollower:
                     "are read through the Docker API.",
                     container_id=self.container_id[:12],
                     log_driver=meta.log_driver,
+                    runtime=meta.runtime,
                 )
         if path is None:
             api_decoder = LogStreamDecoder(
-                self.container_id, tty=meta.tty, max_line_bytes=max_line_bytes
+                self.container_id,
+                tty=meta.tty,
+                max_line_bytes=max_line_bytes,
+                dialect=stream_dialect(meta.runtime),
             )
             chunks = self._docker.logs(self.container_id, since_ns=since_ns, follow=meta.running)
             return api_decoder, chunks
