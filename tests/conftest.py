@@ -19,7 +19,7 @@ TEST_IMAGE = "shipper-test-busybox:latest"
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_LABEL = "shipper.test"
 
-pytest_plugins = ["tests.es_server.fixtures", "tests.support.dockerd"]
+pytest_plugins = ["tests.es_server.fixtures", "tests.support.dockerd", "tests.support.podman"]
 
 
 @pytest.fixture(scope="session")
