@@ -24,7 +24,7 @@ from tests.integration.helpers import (
     checkpoints,
 )
 from tests.integration.test_faults import writer
-from tests.support.podman import PrivatePodman, reference_lines_for
+from tests.support.podman import PrivatePodman, journal_reference_for, reference_lines_for
 from tests.support.shipper_process import ShipperProcess
 
 pytestmark = pytest.mark.podman
@@ -154,6 +154,52 @@ async def test_every_line_of_every_kind_of_podman_container_arrives_exactly_once
     log = shipper.stderr()
     assert "Connected to Podman" in log
     assert "json-file logs are not visible here" not in log  # auto: the API, quietly
+    assert await asyncio.to_thread(shipper.stop) == 0, shipper.stderr()[-3000:]
+
+
+async def test_podman_journald_logs_arrive_exactly_once(
+    es_server: Any,
+    podman_journald_service: PrivatePodman,
+    podman_journald_containers: Any,
+    shipper_factory: Any,
+) -> None:
+    """The journald log driver, with a journald of the service's own (this machine runs
+    none, see tests/support/podman.py): the same lines, through the same logs endpoint,
+    read back from the journal as the reference."""
+    run = podman_journald_containers
+    before = run('for i in $(seq 1 20); do echo "before $i"; echo "before err $i" >&2; done')
+    await wait_exit(before)
+    shipper = podman_shipper(shipper_factory, es_server, podman_journald_service)
+    shipper.start()
+    await asyncio.to_thread(shipper.wait_ready_http)
+    cases = {
+        "before": before,
+        "interleaved": run('for i in $(seq 1 100); do echo "out $i"; echo "err $i" >&2; done'),
+        "long_line": run("head -c 30000 /dev/zero | tr '\\0' a; echo; echo after"),
+        "slow_line": run('printf "begun "; sleep 1.2; echo ended; echo next'),
+        "tty": run("echo tty line; printf 'tty part '; sleep 1.1; echo rest", tty=True),
+        "no_final_newline": run("echo first; printf 'no newline at the end'"),
+    }
+    for container in cases.values():
+        await wait_exit(container)
+    results = {}
+    for name, container in cases.items():
+        results[name] = await assert_shipped_exactly_once(
+            es_server,
+            podman_journald_service.client,
+            container.id,
+            reference=journal_reference_for(podman_journald_service),
+        )
+        assert {d["_source"]["container"]["runtime"] for d in results[name][1]} == {"podman"}
+    assert len(results["before"][0]) == 40
+    assert len(results["interleaved"][0]) == 200
+    assert sorted(len(line.message) for line in results["long_line"][0]) == [5, 30000]
+    assert [line.message for line in results["slow_line"][0]] == ["begun ended", "next"]
+    assert [line.message for line in results["tty"][0]] == ["tty line", "tty part rest"]
+    assert [line.message for line in results["no_final_newline"][0]] == [
+        "first",
+        "no newline at the end",
+    ]
     assert await asyncio.to_thread(shipper.stop) == 0, shipper.stderr()[-3000:]
 
 

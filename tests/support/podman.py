@@ -29,6 +29,7 @@ shipper reads, truncates it to the second up to Podman 5.7, so that is what a do
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -53,22 +54,40 @@ REPO = Path(__file__).resolve().parents[2]
 _CONTAINERS_CONF = """\
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-log_driver = "k8s-file"
+log_driver = "{log_driver}"
 
 [engine]
 cgroup_manager = "cgroupfs"
 runtime = "runc"
-events_logger = "file"
+events_logger = "{events_logger}"
 events_logfile_path = "{root}/events.log"
 
 [network]
 network_config_dir = "{root}/networks"
 """
+# The journald variant: the service runs in a mount namespace of its own, with a private
+# /run (and /var/log/journal) on tmpfs and a systemd-journald of its own there, volatile and
+# without rate limits, since this machine runs none. Podman reads journald logs only with
+# journald events (`--follow` refuses otherwise), so both go there.
+_JOURNALD_SETUP = """\
+set -e
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs tmpfs /var/log/journal
+mkdir -p /run/systemd/journal /run/systemd/journald.conf.d /run/log/journal
+printf '[Journal]\\nStorage=volatile\\nRateLimitIntervalSec=0\\n' \
+    >/run/systemd/journald.conf.d/shipper-test.conf
+/lib/systemd/systemd-journald >"$ROOT/journald.log" 2>&1 &
+echo $! >"$ROOT/journald.pid"
+while [ ! -S /run/systemd/journal/socket ]; do sleep 0.05; done
+exec "$@"
+"""
+JOURNALD = Path("/lib/systemd/systemd-journald")
 
 
 class PrivatePodman:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, journald: bool = False) -> None:
         self.root = root
+        self.journald = journald
         self.socket = root / "podman.sock"
         self.conf = root / "containers.conf"
         self.log_path = root / "service.log"
@@ -91,9 +110,15 @@ class PrivatePodman:
             "overlay",
         ]
 
+    def in_namespace(self) -> list[str]:
+        """The prefix that runs a command where the service runs (its own journald)."""
+        if not self.journald or self.process is None:
+            return []
+        return ["nsenter", f"--mount=/proc/{self.process.pid}/ns/mnt", "--"]
+
     def podman(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
-            ["podman", *self.global_args(), *args],
+            [*self.in_namespace(), "podman", *self.global_args(), *args],
             input=stdin,
             capture_output=True,
             env={**os.environ, "CONTAINERS_CONF": str(self.conf)},
@@ -102,15 +127,26 @@ class PrivatePodman:
         )
 
     def start(self, timeout_s: float = 30) -> None:
-        self.conf.write_text(_CONTAINERS_CONF.format(root=self.root))
+        driver = "journald" if self.journald else "k8s-file"
+        self.conf.write_text(
+            _CONTAINERS_CONF.format(
+                root=self.root,
+                log_driver=driver,
+                events_logger="journald" if self.journald else "file",
+            )
+        )
         command = ["podman", *self.global_args(), "system", "service", "--time=0", self.host]
+        if self.journald:
+            # The shell execs the service: the pid held is the service's, in the namespace.
+            setup = ["sh", "-c", _JOURNALD_SETUP, "journald-setup"]
+            command = ["unshare", "--mount", "--propagation", "private", "--", *setup, *command]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command,
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "CONTAINERS_CONF": str(self.conf)},
+                env={**os.environ, "CONTAINERS_CONF": str(self.conf), "ROOT": str(self.root)},
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s
@@ -186,7 +222,16 @@ class PrivatePodman:
                 self.process.wait(timeout=20)
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             # Unmounts the image layers and deletes the store (only ours: --root is ours).
-            self.podman("system", "reset", "--force")
+            subprocess.run(
+                ["podman", *self.global_args(), "system", "reset", "--force"],
+                capture_output=True,
+                env={**os.environ, "CONTAINERS_CONF": str(self.conf)},
+                timeout=120,
+            )
+        journald_pid = self.root / "journald.pid"
+        if journald_pid.exists():
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(journald_pid.read_text()), signal.SIGTERM)
         for mount in _mounts_under(self.root):
             subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -214,10 +259,23 @@ def podman_service() -> Iterator[PrivatePodman]:
         service.teardown()
 
 
-@pytest.fixture
-def podman_containers(podman_service: PrivatePodman) -> Iterator[Callable[..., Container]]:
-    """Starts test containers in the private Podman; every one is removed at teardown."""
-    client = podman_service.client
+@pytest.fixture(scope="session")
+def podman_journald_service() -> Iterator[PrivatePodman]:
+    """Like `podman_service`, with the journald log driver (and its own journald)."""
+    if shutil.which("podman") is None or os.geteuid() != 0 or not JOURNALD.exists():
+        pytest.skip("the journald tests need podman, systemd-journald, unshare and root")
+    root = Path(tempfile.mkdtemp(prefix="shipper-podman-j-", dir="/tmp"))
+    service = PrivatePodman(root, journald=True)
+    try:
+        service.start()
+        service.import_test_image()
+        yield service
+    finally:
+        service.teardown()
+
+
+def _containers_of(service: PrivatePodman) -> Iterator[Callable[..., Container]]:
+    client = service.client
     assert client is not None
     created: list[Container] = []
 
@@ -238,6 +296,19 @@ def podman_containers(podman_service: PrivatePodman) -> Iterator[Callable[..., C
     for container in created:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             container.remove(force=True)
+
+
+@pytest.fixture
+def podman_journald_containers(
+    podman_journald_service: PrivatePodman,
+) -> Iterator[Callable[..., Container]]:
+    yield from _containers_of(podman_journald_service)
+
+
+@pytest.fixture
+def podman_containers(podman_service: PrivatePodman) -> Iterator[Callable[..., Container]]:
+    """Starts test containers in the private Podman; every one is removed at teardown."""
+    yield from _containers_of(podman_service)
 
 
 # ------------------------------------------------------------------ the reference reading
@@ -294,3 +365,42 @@ def reference_lines_for(precision_ns: int) -> Callable[[docker.DockerClient, str
         return k8s_file_lines(log, tty=bool(inspect["Config"]["Tty"]), precision_ns=precision_ns)
 
     return read
+
+
+def journal_lines(service: PrivatePodman, container_id: str, precision_ns: int) -> list[Line]:
+    """The lines conmon sent to the private journald for the container, read there with
+    journalctl: one entry per part (`CONTAINER_PARTIAL_MESSAGE` on all but a line's last),
+    stdout at priority 6 and stderr at 3, stamped when journald received them (µs)."""
+    assert service.client is not None
+    tty = bool(service.client.api.inspect_container(container_id)["Config"]["Tty"])
+    output = subprocess.run(
+        [
+            *service.in_namespace(),
+            "journalctl",
+            "--directory=/run/log/journal",
+            "--output=json",
+            "--all",
+            f"CONTAINER_ID_FULL={container_id}",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    log = []
+    for raw in output.splitlines():
+        entry = json.loads(raw)
+        message = entry["MESSAGE"]
+        text = bytes(message) if isinstance(message, list) else message.encode()
+        partial = "CONTAINER_PARTIAL_MESSAGE" in entry
+        if not partial and text.endswith(b"\n"):
+            text = text[:-1]
+        stream = {"6": b"stdout", "3": b"stderr"}[entry["PRIORITY"]]
+        stamp = rfc3339_ns(int(entry["__REALTIME_TIMESTAMP"]) * 1000).encode()
+        log.append(b" ".join([stamp, stream, b"P" if partial else b"F", text]))
+    return k8s_file_lines(b"\n".join(log), tty=tty, precision_ns=precision_ns)
+
+
+def journal_reference_for(
+    service: PrivatePodman,
+) -> Callable[[docker.DockerClient, str], list[Line]]:
+    return lambda _client, container_id: journal_lines(service, container_id, service.precision_ns)
