@@ -21,7 +21,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from shipper.docker.engine import DOCKER, Engine, engine_of, logs_request
+from shipper.docker.engine import DOCKER, Engine, engine_of, keeps_no_logs, logs_request
 from shipper.errors import ConfigError, PermanentError, TransientError
 from shipper.model import ContainerMeta
 
@@ -202,9 +202,11 @@ class DockerClient:
                 # its logs are going away with it; there is nothing more to follow.
                 text = (await response.read())[:300].decode("utf-8", "replace")
                 raise ContainerGone(f"container {container_id} is being removed: {text}")
-            if response.status == 501:
+            if response.status in (500, 501):
                 text = (await response.read())[:500].decode("utf-8", "replace")
-                raise LogsNotReadable(f"logs of {container_id} cannot be read: {text}")
+                if keeps_no_logs(response.status, text):
+                    raise LogsNotReadable(f"logs of {container_id} cannot be read: {text}")
+                raise DockerUnavailable(f"logs of {container_id}: HTTP {response.status} {text}")
             if response.status != 200:
                 text = (await response.read())[:500].decode("utf-8", "replace")
                 raise DockerUnavailable(f"logs of {container_id}: HTTP {response.status} {text}")

@@ -18,6 +18,8 @@ with the evidence):
   stamps each chunk when it reads it, so the parts of a long line, or of a line written in
   pieces, carry different timestamps; Docker stamps every part with the first part's time.
   See `shipper.docker.frames.PODMAN_STREAM`.
+* **A driver that keeps no logs** (`none`, `passthrough`) is answered `500` with the cause
+  "this container is not logging output" (Docker: `501`).
 * **Timestamps** in the logs API have one-second precision up to Podman 5.7 (Go's RFC 3339;
   the k8s-file log itself has nanoseconds), nine digits from Podman 5.8 on. Identity and
   resume are exact either way (see docs/podman.md); `@timestamp` is what the API sends.
@@ -100,3 +102,13 @@ def logs_request(runtime: str, container_id: str, *, since_ns: int, follow: bool
         seconds, nanos = divmod(since_ns, 1_000_000_000)
         params["since"] = f"{seconds}.{nanos:09d}"
     return LogsRequest(f"/containers/{quote(container_id)}/logs", params, True)
+
+
+# Podman's define.ErrNoLogs, the cause of its 500 for a container whose driver keeps no logs.
+_PODMAN_NO_LOGS = "this container is not logging output"
+
+
+def keeps_no_logs(status: int, body: str) -> bool:
+    """Whether a logs request's error says the container's driver keeps no readable logs:
+    Docker answers 501 (`none`, or a driver without dual logging), Podman 500 with its cause."""
+    return status == 501 or (status == 500 and _PODMAN_NO_LOGS in body)

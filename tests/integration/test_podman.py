@@ -22,6 +22,7 @@ from tests.integration.helpers import (
     DATA_STREAM,
     assert_shipped_exactly_once,
     checkpoints,
+    documents_of,
 )
 from tests.integration.test_faults import writer
 from tests.support.podman import PrivatePodman, journal_reference_for, reference_lines_for
@@ -100,7 +101,10 @@ async def test_every_line_of_every_kind_of_podman_container_arrives_exactly_once
         ),
         "restarted": run('echo "run $(date +%s%N)"'),
     }
-    for container in cases.values():
+    # Podman answers a logs request for it with 500 ("not logging output"; Docker: 501):
+    # said once, not retried forever.
+    no_logs = run("echo unlogged", log_config={"type": "none"})
+    for container in [*cases.values(), no_logs]:
         await wait_exit(container)
     await asyncio.to_thread(cases["restarted"].start)  # a second run, appended to its log
     await wait_exit(cases["restarted"])
@@ -153,6 +157,9 @@ async def test_every_line_of_every_kind_of_podman_container_arrives_exactly_once
 
     log = shipper.stderr()
     assert "Connected to Podman" in log
+    said = [line for line in log.splitlines() if "keeps no logs" in line]
+    assert len(said) == 1 and f'"container_id":"{no_logs.id[:12]}"' in said[0], log[-3000:]
+    assert not await documents_of(es_server, no_logs.id)
     assert "json-file logs are not visible here" not in log  # auto: the API, quietly
     assert await asyncio.to_thread(shipper.stop) == 0, shipper.stderr()[-3000:]
 

@@ -13,7 +13,14 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shipper.docker.engine import DOCKER, PODMAN, engine_of, logs_request, stream_dialect
+from shipper.docker.engine import (
+    DOCKER,
+    PODMAN,
+    engine_of,
+    keeps_no_logs,
+    logs_request,
+    stream_dialect,
+)
 from shipper.docker.frames import (
     DOCKER_STREAM,
     PODMAN_STREAM,
@@ -105,6 +112,18 @@ def test_docker_logs_request_is_unchanged() -> None:
     assert request.path == "/containers/abc/logs" and request.versioned
     assert request.params["since"] == f"{T0 // S}.000000005"
     assert stream_dialect(DOCKER) is DOCKER_STREAM and stream_dialect(PODMAN) is PODMAN_STREAM
+
+
+def test_a_driver_that_keeps_no_logs_is_told_from_a_passing_failure() -> None:
+    # Podman 4.3's answer for `--log-driver none` (and passthrough), measured.
+    podman = (
+        '{"cause":"this container is not logging output","message":"failed to obtain logs '
+        "for Container '5b8a': this container is using the 'none' log driver, cannot read "
+        'logs: this container is not logging output","response":500}'
+    )
+    assert keeps_no_logs(500, podman)
+    assert keeps_no_logs(501, '{"message":"configured logging driver does not support reading"}')
+    assert not keeps_no_logs(500, '{"message":"runtime error: something else"}')
 
 
 # ------------------------------------------------------------------------------- decoding
