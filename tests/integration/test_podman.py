@@ -14,10 +14,13 @@ import asyncio
 import os
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shipper.docker.api import DockerClient
+from shipper.docker.frames import PODMAN_STREAM, LogStreamDecoder
 from tests.integration.helpers import (
     DATA_STREAM,
     assert_shipped_exactly_once,
@@ -25,7 +28,12 @@ from tests.integration.helpers import (
     documents_of,
 )
 from tests.integration.test_faults import writer
-from tests.support.podman import PrivatePodman, journal_reference_for, reference_lines_for
+from tests.support.podman import (
+    PrivatePodman,
+    cri_time_ns,
+    journal_reference_for,
+    reference_lines_for,
+)
 from tests.support.shipper_process import ShipperProcess
 
 pytestmark = pytest.mark.podman
@@ -257,3 +265,31 @@ async def test_killed_at_random_moments_every_podman_line_arrives_exactly_once(
         assert lines[-1].message.endswith(" done")
     assert shipped_during_loop > 0, f"nothing shipped during the crash loop (seed {seed})"
     assert await asyncio.to_thread(shipper.stop) == 0, shipper.stderr()[-3000:]
+
+
+async def test_a_logs_read_from_a_lines_exact_time_includes_that_line(
+    podman_service: PrivatePodman, podman_containers: Any
+) -> None:
+    """Podman's `since` is exclusive and a Unix-time `since` is parsed as a float: asked for
+    a line's exact nanosecond (conmon's own, from the k8s-file), the client must get it."""
+
+    container = podman_containers("echo one; echo two >&2; sleep 1.1; echo three")
+    await wait_exit(container)
+    client = podman_service.client
+    assert client is not None
+    log_path = client.api.inspect_container(container.id)["LogPath"]
+    log = Path(log_path).read_text().splitlines()  # a few lines, read at once
+    stamps = [cri_time_ns(line.split(" ")[0]) for line in log]
+    docker = DockerClient(podman_service.host)
+    try:
+        for index, since_ns in enumerate(stamps):
+            decoder = LogStreamDecoder(container.id, tty=False, dialect=PODMAN_STREAM)
+            records = []
+            async for chunk in docker.logs(container.id, since_ns=since_ns, follow=False):
+                records += decoder.feed(chunk)
+            records += decoder.finish()
+            expected = ["one", "two", "three"][index:]
+            assert [r.message for r in records] == expected, (index, since_ns)
+        assert docker.engine is not None and docker.engine.runtime == "podman"
+    finally:
+        await docker.close()
