@@ -28,6 +28,7 @@ from tests.integration.helpers import (
     documents_of,
 )
 from tests.integration.test_faults import writer
+from tests.integration.test_operations import run_cli
 from tests.support.podman import (
     PrivatePodman,
     cri_time_ns,
@@ -293,3 +294,41 @@ async def test_a_logs_read_from_a_lines_exact_time_includes_that_line(
         assert docker.engine is not None and docker.engine.runtime == "podman"
     finally:
         await docker.close()
+
+
+async def test_a_podman_backfill_ships_the_ids_the_agent_ships(
+    es_server: Any, podman_service: PrivatePodman, podman_containers: Any, shipper_factory: Any
+) -> None:
+    """`shipper backfill` reads Podman the same way (engine asked, its endpoint, its split
+    lines): the agent started afterwards finds every line stored already, under its ids."""
+    container = podman_containers(
+        'for i in $(seq 1 20); do echo "history $i"; echo "history err $i" >&2; done; '
+        "head -c 20000 /dev/zero | tr '\\0' q; echo"
+    )
+    await wait_exit(container)
+    shipper = podman_shipper(shipper_factory, es_server, podman_service)
+    result = await asyncio.to_thread(
+        run_cli,
+        "backfill",
+        "--since",
+        "1h",
+        "--container",
+        container.name,
+        "--config",
+        str(shipper.config_path),
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    lines, documents = await assert_exactly_once(es_server, podman_service, container)
+    assert len(lines) == 41
+    backfilled = {d["_id"] for d in documents}
+
+    shipper.start()
+    await asyncio.to_thread(shipper.wait_ready_http)
+    deadline = time.monotonic() + 30
+    while container.id not in checkpoints(shipper):  # read to its end, and saved
+        assert time.monotonic() < deadline, shipper.stderr()[-3000:]
+        await asyncio.sleep(0.2)
+    assert await asyncio.to_thread(shipper.stop) == 0, shipper.stderr()[-3000:]
+    _, again = await assert_exactly_once(es_server, podman_service, container)
+    assert {d["_id"] for d in again} == backfilled
