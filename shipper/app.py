@@ -29,7 +29,7 @@ from shipper import __version__, status, telemetry
 from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
 from shipper.config import Config, DockerConfig, ProcessingConfig, changed_keys
-from shipper.docker.api import DockerClient, DockerUnavailable
+from shipper.docker.api import DockerClient, DockerError
 from shipper.docker.own_container import detect_own_container, own_pod_uid
 from shipper.errors import ConfigError, DiskFullError
 from shipper.http import HttpServer
@@ -62,6 +62,7 @@ def docker_client(config: DockerConfig) -> DockerClient:
     return DockerClient(
         config.host,
         api_version=config.api_version,
+        pinned_by=config.api_version_source,
         tls_verify=config.tls_verify,
         cert_path=config.cert_path,
     )
@@ -101,7 +102,7 @@ async def host_name_of(config: Config, docker: DockerClient) -> str:
         return config.host_name
     try:
         name = str((await docker.info()).get("Name") or "")
-    except DockerUnavailable:
+    except DockerError:
         name = ""
     return name or os.uname().nodename
 
@@ -274,7 +275,7 @@ class Shipper:
                 max_line_bytes=config.processing.max_line_bytes,
                 max_backoff_s=config.docker.reconnect_max_backoff_s,
                 read_mode=config.docker.read_mode,
-                containers_path=config.docker.containers_path,
+                containers_path=config.docker.containers_path_here(in_container=own is not None),
                 processing=lambda: self.processing,
             ),
             select=lambda meta: should_ship(meta, self.processing.selection, own_id, pod_uid),
@@ -385,8 +386,9 @@ class Shipper:
     def _not_ready_reasons(self, parts: _Parts) -> list[str]:
         """For /readyz: why the shipper cannot do its job right now (empty: ready)."""
         problems = []
-        if not parts.discovery.connected:
-            problems.append("Docker API not reachable")
+        docker_problem = parts.discovery.not_ready_reason
+        if docker_problem is not None:
+            problems.append(docker_problem)
         if parts.output.last_error is not None:
             problems.append(f"output not accepting writes: {parts.output.last_error}")
         return problems

@@ -90,6 +90,12 @@ containers_followed = Gauge(
 docker_reconnects = Counter(
     "shipper_docker_reconnects_total", "Reconnections to the Docker API.", registry=REGISTRY
 )
+docker_engine = Gauge(
+    "shipper_docker_engine_info",
+    "1 for the Docker Engine connected to: its version and the API version spoken.",
+    ["engine_version", "api_version"],
+    registry=REGISTRY,
+)
 docker_events = Counter(
     "shipper_docker_events_total", "Container events received.", ["action"], registry=REGISTRY
 )
@@ -301,6 +307,27 @@ def rotation_risk(
 def warning(kind: str, message: str, /, **fields: Any) -> None:
     errors.labels(kind).inc()
     rate_limited(logging.WARNING, kind, message, **fields)
+
+
+def engine_connected(
+    engine_version: str,
+    engine: str,
+    spoken: str,
+    containers_path: str | None,
+    runtime: str = "docker",
+) -> None:
+    """Connected to a Docker Engine (or Podman, `runtime`): said at the first connection and
+    whenever it changed (a restart is often an upgrade)."""
+    docker_engine.clear()
+    docker_engine.labels(engine_version, spoken).set(1)
+    info(
+        "Connected to the Docker Engine.",
+        engine_version=engine_version,
+        engine=engine,
+        runtime=runtime,
+        api_version=spoken,
+        containers_path=containers_path,
+    )
 
 
 def info(message: str, /, **fields: Any) -> None:

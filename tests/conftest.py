@@ -7,7 +7,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import pytest
@@ -15,18 +15,25 @@ from docker.models.containers import Container
 
 from tests.support.shipper_process import ShipperProcess, deep_merge
 
+if TYPE_CHECKING:
+    from tests.support.engines import Engine
+
 TEST_IMAGE = "shipper-test-busybox:latest"
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_LABEL = "shipper.test"
 
-pytest_plugins = ["tests.es_server.fixtures", "tests.support.dockerd", "tests.support.podman"]
+pytest_plugins = [
+    "tests.es_server.fixtures",
+    "tests.support.containerd",
+    "tests.support.engines",
+    "tests.support.podman",
+]
 
 
 @pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(
-        base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    )
+def docker_client(engine: Engine) -> Iterator[docker.DockerClient]:
+    """The engine under test (tests/support/engines.py: SHIPPER_TEST_ENGINE)."""
+    client = docker.DockerClient(base_url=engine.host)
     try:
         client.ping()
     except Exception as exc:  # pragma: no cover - the environment is broken, say so
@@ -70,7 +77,7 @@ def containers(docker_client: docker.DockerClient) -> Iterator[ContainerFactory]
 
 
 @pytest.fixture
-def shipper_factory(tmp_path: Path) -> Iterator[Callable[..., ShipperProcess]]:
+def shipper_factory(tmp_path: Path, engine: Engine) -> Iterator[Callable[..., ShipperProcess]]:
     """Builds ShipperProcess objects (not started); all are killed at teardown."""
     made: list[ShipperProcess] = []
 
@@ -79,7 +86,8 @@ def shipper_factory(tmp_path: Path) -> Iterator[Callable[..., ShipperProcess]]:
     ) -> ShipperProcess:
         workdir = tmp_path / name
         workdir.mkdir(exist_ok=True)
-        config = dict(config or {})
+        # The engine under test, unless the test names a daemon of its own.
+        config = deep_merge({"docker": {"host": engine.host}}, dict(config or {}))
         processing = dict(config.get("processing") or {})
         if "selection" not in processing:
             # Only this run's containers: other containers on the host (a developer's, or a

@@ -128,7 +128,7 @@ class BackfillFailed(Exception):
 async def backfill(config: Config, window_s: float, names: list[str], bar: Progress) -> Summary:
     from shipper.app import buffer_intake, docker_client, elasticsearch_output, host_name_of
     from shipper.buffer import DiskBuffer
-    from shipper.docker.api import DockerUnavailable
+    from shipper.docker.api import DockerError
     from shipper.docker.own_container import own_container_id, own_pod_uid
     from shipper.sinks.elasticsearch.client import ElasticsearchConnection
     from shipper.sources.selection import should_ship
@@ -144,8 +144,8 @@ async def backfill(config: Config, window_s: float, names: list[str], bar: Progr
     try:
         try:
             listed = await docker.list_containers(all_containers=True)
-        except DockerUnavailable as exc:
-            raise BackfillFailed(f"the Docker API is not reachable: {exc}") from None
+        except DockerError as exc:
+            raise BackfillFailed(f"the Docker API cannot list containers: {exc}") from None
         host_name = await host_name_of(config, docker)
         chosen, skipped = await _choose(docker, listed, names)
         own_id = own_container_id()

@@ -75,18 +75,14 @@ def _fill_names(config: Config, data: dict[str, Any]) -> None:
 
 
 async def _docker_names(config: Config) -> dict[str, str]:
-    from shipper.docker.api import DockerClient, DockerUnavailable
+    from shipper.app import docker_client
+    from shipper.docker.api import DockerError
 
-    docker = DockerClient(
-        config.docker.host,
-        api_version=config.docker.api_version,
-        tls_verify=config.docker.tls_verify,
-        cert_path=config.docker.cert_path,
-    )
+    docker = docker_client(config.docker)
     try:
         async with asyncio.timeout(5):
             listed = await docker.list_containers(all_containers=True)
-    except (DockerUnavailable, TimeoutError):
+    except (DockerError, TimeoutError):
         return {}
     finally:
         await docker.close()

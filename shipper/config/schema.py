@@ -15,7 +15,12 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shipper.docker.versions import AUTO, ApiVersion
+
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# Where the deployment files (Compose, Helm, `docker run` in the README) mount the host's
+# containers directory into the shipper's container.
+MOUNTED_CONTAINERS_PATH = "/var/lib/docker/containers"
 
 
 class _Closed(BaseModel):
@@ -50,7 +55,10 @@ class DockerConfig(_Closed):
         description="Directory with ca.pem, cert.pem, key.pem (DOCKER_CERT_PATH).",
     )
     api_version: str = Field(
-        default="1.41", description="Engine API version prefix used for every request."
+        default_factory=lambda: os.environ.get("DOCKER_API_VERSION") or AUTO,
+        description="Engine API version: auto (negotiated with the engine at every "
+        "connection: the highest both support) or one to pin, e.g. 1.44 "
+        "(DOCKER_API_VERSION, as the docker CLI takes it).",
     )
     reconnect_max_backoff_s: float = Field(default=10.0, gt=0)
     read_mode: Literal["api", "files", "auto"] = Field(
@@ -59,11 +67,40 @@ class DockerConfig(_Closed):
         "logs directly (fast path; containers whose files are not visible, or with another "
         "driver, still use the API, with a warning); auto: files where visible, else the API.",
     )
-    containers_path: str = Field(
-        default="/var/lib/docker/containers",
+    containers_path: str | None = Field(
+        default=None,
         description="Where this process sees Docker's containers directory (data-root + "
-        "/containers), read-only, for read_mode files/auto.",
+        "/containers), read-only, for read_mode files/auto. Default: in a container, "
+        "/var/lib/docker/containers (mount it there); on the host, the engine's "
+        "DockerRootDir + /containers.",
     )
+
+    @model_validator(mode="after")
+    def _api_version(self) -> DockerConfig:
+        if self.api_version != AUTO:
+            try:
+                pinned = str(ApiVersion.parse(self.api_version))
+            except ValueError as exc:
+                raise KeyProblem("api_version", f"{exc} (from {self.api_version_source})") from None
+            object.__setattr__(self, "api_version", pinned)  # "v1.44" → "1.44"
+        return self
+
+    def containers_path_here(self, *, in_container: bool) -> str | None:
+        """Docker's containers directory as this process sees it: the configured one; in a
+        container, where the deployment files mount it; on the host, None: the engine
+        says (DockerRootDir, learnt at each connection)."""
+        if self.containers_path is not None:
+            return self.containers_path
+        return MOUNTED_CONTAINERS_PATH if in_container else None
+
+    @property
+    def api_version_source(self) -> str:
+        """What set api_version, for messages: the key, or the docker CLI's variable."""
+        return (
+            "docker.api_version"
+            if "api_version" in self.model_fields_set
+            else ("DOCKER_API_VERSION")
+        )
 
     @field_validator("host")
     @classmethod

@@ -21,7 +21,15 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from shipper.docker.engine import DOCKER, Engine, engine_of, keeps_no_logs, logs_request
+from shipper.docker.engine import DOCKER, keeps_no_logs, logs_request
+from shipper.docker.versions import (
+    AUTO,
+    ApiVersion,
+    EngineVersions,
+    VersionMismatch,
+    choose,
+    refused_version,
+)
 from shipper.errors import ConfigError, PermanentError, TransientError
 from shipper.model import ContainerMeta
 
@@ -39,8 +47,26 @@ COALESCE_PAUSE_S = 0.001
 COALESCE_BELOW_BYTES = 32 * 1024
 
 
-class DockerUnavailable(TransientError):
+class DockerError(TransientError):
+    """The Docker API could not do what was asked, for now: retried with backoff."""
+
+
+class DockerUnavailable(DockerError):
     """The daemon cannot be reached (socket missing, refused, restarting)."""
+
+
+class DockerRequestFailed(DockerError):
+    """The daemon answered, with an error status: it is there, but did not do it."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiVersionRefused(DockerRequestFailed):
+    """No Engine API version both sides accept, or the engine refused the one spoken: an
+    error to fix (upgrade, or docker.api_version), not a lost daemon. The message says which
+    versions and what to do."""
 
 
 class ContainerGone(PermanentError):
@@ -94,14 +120,21 @@ class DockerClient:
         self,
         host: str,
         *,
-        api_version: str = "1.41",
+        api_version: str = AUTO,
+        pinned_by: str = "docker.api_version",
         tls_verify: bool = False,
         cert_path: str | None = None,
     ) -> None:
+        """`api_version`: `auto` (negotiate, see shipper.docker.versions) or one to pin;
+        `pinned_by` names where a pinned one came from, for the error messages."""
         self._host = host
-        self._prefix = f"/v{api_version}"
-        # What serves the API (Docker or Podman): asked once per connection by `identify`.
-        self.engine: Engine | None = None
+        self._pinned = None if api_version == AUTO else ApiVersion.parse(api_version)
+        self._pinned_by = pinned_by
+        # The version spoken; None until negotiated, and again after the engine refused it.
+        self._version: ApiVersion | None = None
+        self._negotiating: asyncio.Lock | None = None
+        # What the engine said at negotiation, which engine it is (Docker, Podman) included.
+        self.engine: EngineVersions | None = None
         connector: aiohttp.BaseConnector
         if host.startswith("unix://"):
             self._base_url = "http://docker"
@@ -136,22 +169,85 @@ class DockerClient:
 
     async def ping(self) -> bool:
         try:
-            async with self._get("/_ping", timeout_s=5) as response:
+            async with self._get("/_ping", timeout_s=5, versioned=False) as response:
                 return response.status == 200
         except DockerUnavailable:
             return False
 
     async def version(self) -> dict[str, Any]:
-        return await self._get_json("/version")  # type: ignore[no-any-return]
+        return await self._get_json("/version", versioned=False)  # type: ignore[no-any-return]
 
-    async def identify(self) -> Engine:
-        """Asks which engine serves the API (`GET /version`); discovery calls it at every
-        (re)connection, anything else that needs it before that asks once."""
-        self.engine = engine_of(await self.version())
-        return self.engine
+    @property
+    def api_version(self) -> ApiVersion | None:
+        """The version spoken, None while not (yet) negotiated."""
+        return self._version
 
-    async def _engine(self) -> Engine:
-        return self.engine if self.engine is not None else await self.identify()
+    async def negotiate(self) -> ApiVersion:
+        """Asks the engine (`GET /version`, unversioned) which API versions it serves, and
+        picks the one to speak from now on. Called at every (re)connection (a daemon
+        restart is often an upgrade), and by the first request that finds none chosen.
+
+        Raises ApiVersionRefused when no version fits (the message says what to do), and
+        DockerUnavailable / DockerRequestFailed when the engine cannot be asked."""
+        body = await self.version()
+        try:
+            engine = EngineVersions.from_version(body)
+        except ValueError as exc:
+            raise DockerRequestFailed(f"GET /version: {exc}", 200) from None
+        self.engine = engine
+        try:
+            self._version = choose(engine, self._pinned, self._pinned_by)
+        except VersionMismatch as exc:
+            self._version = None
+            raise ApiVersionRefused(str(exc), 400) from None
+        return self._version
+
+    async def _prefix(self) -> str:
+        # A pinned version is spoken without asking, as the docker CLI does with
+        # DOCKER_API_VERSION; discovery still checks it against the engine at each connection.
+        version = self._version or self._pinned
+        if version is None:
+            if self._negotiating is None:
+                self._negotiating = asyncio.Lock()
+            async with self._negotiating:  # many followers may ask at once: one asks Docker
+                version = self._version or await self.negotiate()
+        return f"/v{version}"
+
+    def _refused(self, status: int, body: bytes, what: str) -> ApiVersionRefused | None:
+        """The engine's own refusal of the version spoken (400 "client version 1.41 is too
+        old ..."), as an error that says what to do; forgets the version, so that the next
+        request negotiates again (the engine may have been upgraded under us)."""
+        if status != 400:
+            return None
+        message = body[:500].decode("utf-8", "replace")
+        refusal = refused_version(message)
+        if refusal is None:
+            return None
+        spoken = self._version
+        self._version = None
+        if self._pinned is not None:
+            advice = f"it is pinned by {self._pinned_by}; set docker.api_version to auto"
+        else:
+            advice = "the engine changed since the version was negotiated; negotiating again"
+        return ApiVersionRefused(
+            f"{what}: the Docker Engine refused API {spoken or refusal[0]} ({advice}). "
+            f"The engine said: {message.strip()}",
+            status,
+        )
+
+    async def _runtime(self) -> str:
+        """Which engine serves the API (docker, podman), as the last negotiation found it;
+        asked now if nothing has been asked yet (a pinned version is spoken unasked)."""
+        engine = self.engine
+        if engine is None:
+            if self._negotiating is None:
+                self._negotiating = asyncio.Lock()
+            async with self._negotiating:
+                if self.engine is None:
+                    await self.negotiate()
+            engine = self.engine
+            assert engine is not None
+        return engine.runtime
 
     async def info(self) -> dict[str, Any]:
         return await self._get_json("/info")  # type: ignore[no-any-return]
@@ -161,9 +257,9 @@ class DockerClient:
         return list(result)
 
     async def inspect(self, container_id: str) -> ContainerMeta:
-        engine = await self._engine()
+        runtime = await self._runtime()
         data = await self._get_json(f"/containers/{quote(container_id)}/json")
-        return parse_container(data, engine.runtime)
+        return parse_container(data, runtime)
 
     def event_stream(self, *, since_s: float | None = None) -> EventStream:
         """`async with client.event_stream() as events: async for event in events: ...`
@@ -174,7 +270,7 @@ class DockerClient:
         params = {"filters": orjson.dumps({"type": ["container"]}).decode()}
         if since_s is not None:
             params["since"] = f"{since_s:.9f}"
-        return EventStream(self._get("/events", params, timeout_s=None))
+        return EventStream(self, self._get("/events", params, timeout_s=None))
 
     async def logs(
         self,
@@ -189,7 +285,7 @@ class DockerClient:
         counted from its arrival: the consumer's work on the chunk is part of the pause.
         """
         request = logs_request(
-            (await self._engine()).runtime, container_id, since_ns=since_ns, follow=follow
+            await self._runtime(), container_id, since_ns=since_ns, follow=follow
         )
         path, params = request.path, request.params
         async with self._get(
@@ -202,14 +298,16 @@ class DockerClient:
                 # its logs are going away with it; there is nothing more to follow.
                 text = (await response.read())[:300].decode("utf-8", "replace")
                 raise ContainerGone(f"container {container_id} is being removed: {text}")
-            if response.status in (500, 501):
-                text = (await response.read())[:500].decode("utf-8", "replace")
-                if keeps_no_logs(response.status, text):
-                    raise LogsNotReadable(f"logs of {container_id} cannot be read: {text}")
-                raise DockerUnavailable(f"logs of {container_id}: HTTP {response.status} {text}")
             if response.status != 200:
-                text = (await response.read())[:500].decode("utf-8", "replace")
-                raise DockerUnavailable(f"logs of {container_id}: HTTP {response.status} {text}")
+                body = await response.read()
+                what = f"logs of {container_id}"
+                text = body[:500].decode("utf-8", "replace")
+                if keeps_no_logs(response.status, text):
+                    raise LogsNotReadable(f"{what} cannot be read: {text}")
+                refused = self._refused(response.status, body, what)
+                if refused is not None:
+                    raise refused
+                raise DockerRequestFailed(f"{what}: HTTP {response.status} {text}", response.status)
             content = response.content
             connection = response.connection
             transport = connection.transport if connection is not None else None
@@ -238,13 +336,20 @@ class DockerClient:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    async def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        async with self._get(path, params, timeout_s=30) as response:
+    async def _get_json(
+        self, path: str, params: Mapping[str, str] | None = None, *, versioned: bool = True
+    ) -> Any:
+        async with self._get(path, params, timeout_s=30, versioned=versioned) as response:
             body = await response.read()
             if response.status == 404:
                 raise ContainerGone(f"{path}: not found")
             if response.status != 200:
-                raise DockerUnavailable(f"GET {path}: HTTP {response.status} {body[:300]!r}")
+                refused = self._refused(response.status, body, f"GET {path}")
+                if refused is not None:
+                    raise refused
+                raise DockerRequestFailed(
+                    f"GET {path}: HTTP {response.status} {body[:300]!r}", response.status
+                )
             return orjson.loads(body)
 
     def _get(
@@ -260,14 +365,27 @@ class DockerClient:
 
 
 class EventStream:
-    def __init__(self, request: _Request) -> None:
+    def __init__(self, client: DockerClient, request: _Request) -> None:
+        self._client = client
         self._request = request
         self._response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> EventStream:
-        self._response = await self._request.__aenter__()
-        if self._response.status != 200:
-            raise DockerUnavailable(f"GET /events: HTTP {self._response.status}")
+        self._response = response = await self._request.__aenter__()
+        if response.status != 200:
+            try:
+                body = await response.read()
+            except (aiohttp.ClientError, OSError):
+                body = b""
+            finally:
+                await self._request.__aexit__(None, None, None)
+            refused = self._client._refused(response.status, body, "GET /events")
+            if refused is not None:
+                raise refused
+            text = body[:300].decode("utf-8", "replace")
+            raise DockerRequestFailed(
+                f"GET /events: HTTP {response.status} {text}", response.status
+            )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -314,7 +432,7 @@ class _Request:
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         client = self._client
-        prefix = client._prefix if self._versioned else ""
+        prefix = await client._prefix() if self._versioned else ""
         url = client._base_url + prefix + self._path
         timeout = aiohttp.ClientTimeout(
             total=self._timeout_s,

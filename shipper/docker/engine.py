@@ -24,8 +24,9 @@ with the evidence):
   the k8s-file log itself has nanoseconds), nine digits from Podman 5.8 on. Identity and
   resume are exact either way (see docs/podman.md); `@timestamp` is what the API sends.
 
-Detected from `GET /version` once per connection: Podman lists a component named
-"Podman Engine"; Docker lists "Engine".
+Detected from `GET /version`, which the client asks at every (re)connection to negotiate
+the API version (`shipper.docker.versions`): Podman lists a component named "Podman Engine";
+Docker lists "Engine".
 """
 
 from __future__ import annotations
@@ -45,32 +46,13 @@ PODMAN: Final = "podman"
 _PODMAN_LOGS_PATH = "/v4.0.0/libpod/containers/{}/logs"
 
 
-@dataclass(frozen=True, slots=True)
-class Engine:
-    """What serves the API: `runtime` is ECS `container.runtime` of its containers."""
-
-    runtime: str  # DOCKER or PODMAN
-    version: str  # the engine's own version, e.g. "20.10.24+dfsg1" or "4.3.1"
-    api_version: str  # the newest Docker Engine API version it serves, e.g. "1.41"
-
-    def describe(self) -> str:
-        name = "Podman" if self.runtime == PODMAN else "Docker Engine"
-        return f"{name} {self.version} (Docker Engine API {self.api_version})"
-
-
-def engine_of(version: Mapping[str, Any]) -> Engine:
-    """From the body of `GET /version`."""
-    runtime = DOCKER
+def runtime_of(version: Mapping[str, Any]) -> str:
+    """DOCKER or PODMAN, from the body of `GET /version` (ECS `container.runtime`)."""
     for component in version.get("Components") or ():
         name = str((component or {}).get("Name") or "")
         if "podman" in name.lower():
-            runtime = PODMAN
-            break
-    return Engine(
-        runtime=runtime,
-        version=str(version.get("Version") or "unknown"),
-        api_version=str(version.get("ApiVersion") or "unknown"),
-    )
+            return PODMAN
+    return DOCKER
 
 
 def stream_dialect(runtime: str) -> StreamDialect:

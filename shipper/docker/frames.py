@@ -38,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
-from shipper.model import STDERR, STDOUT, LogRecord
+from shipper.model import STDERR, STDOUT, LogRecord, record_field
 from shipper.native import native
 
 DOCKER_PARTIAL_BYTES: Final = 16 * 1024
@@ -48,6 +48,7 @@ _HEADER_BYTES: Final = 8
 _FRAME_SIZE: Final = struct.Struct(">I")  # the payload size, at offset 4 of the header
 _STREAMS: Final = {0: STDOUT, 1: STDOUT, 2: STDERR}
 # RFC3339NanoFixed as Docker writes it: 2026-11-28T04:10:00.123456789Z (always UTC here).
+_TIMESTAMP_FIELD = record_field("timestamp_ns")
 _TTY_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d) ")
 # Inside a TTY message: the exact form the logs API prefixes messages with (RFC3339NanoFixed).
 _TTY_EMBEDDED_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
@@ -70,10 +71,15 @@ class StreamDialect:
     # with another timestamp starts a new line; otherwise (conmon stamps each part when it
     # read it) a part continues into the next message of its stream, whatever its time.
     parts_share_timestamp: bool
+    # Sends only messages stamped at or after `since`, each judged by its own time (Podman),
+    # so none is dropped here, even where the time it reports is cut to the second.
+    filters_since_itself: bool = False
 
 
 DOCKER_STREAM: Final = StreamDialect(framed_tty=False, parts_share_timestamp=True)
-PODMAN_STREAM: Final = StreamDialect(framed_tty=True, parts_share_timestamp=False)
+PODMAN_STREAM: Final = StreamDialect(
+    framed_tty=True, parts_share_timestamp=False, filters_since_itself=True
+)
 
 
 class _Slot:
@@ -149,6 +155,16 @@ class LogStreamDecoder:
     timestamp. A decoder started at a checkpoint's `since` computes the same `seq`s as one that
     read from the start, because every line with a timestamp at or after `since` is re-read.
 
+    Lines stamped before `since_ns` are dropped. Docker 20.10 never sends them, but a current
+    engine (seen on 28.5) starts at the first line stamped at or after `since` and sends every
+    line after it in the file, including a line of the other stream stamped a little earlier
+    that its copier wrote later (stdout and stderr are stamped by separate goroutines). Those
+    lines were taken before the checkpoint and are not counted in its `skip`; dropping them
+    here gives the records the json-file decoder gives, whichever engine answers. Within one
+    stream timestamps only grow, so dropping them changes no `seq`. Podman filters every
+    message by its own time, and reports that time cut to the second (up to 5.7), which may
+    be before `since`: nothing is dropped there (`StreamDialect.filters_since_itself`).
+
     `spans` collects `(first, last)` part timestamps of the joined lines whose parts were
     stamped at different times (Podman only): a resume must not start between the two, or
     it would read the line's tail without its head (see `StreamPosition.note_spans`).
@@ -160,11 +176,13 @@ class LogStreamDecoder:
         *,
         tty: bool,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        since_ns: int = 0,
         dialect: StreamDialect = DOCKER_STREAM,
     ) -> None:
         self.container_id = container_id
         self.tty = tty
         self.max_line_bytes = max_line_bytes
+        self.since_ns = 0 if dialect.filters_since_itself else since_ns
         self._raw_tty = tty and not dialect.framed_tty
         self._parts_share_timestamp = dialect.parts_share_timestamp
         # Per stream: the newest timestamp among the later parts of a split line, when it
@@ -197,7 +215,7 @@ class LogStreamDecoder:
             self._feed_tty(chunk, out)
         else:
             self._feed_multiplexed(chunk, out)
-        return out
+        return self._since(out) if self.since_ns and out else out
 
     def finish(self) -> list[LogRecord]:
         """The stream ended (container stopped): a last line without newline is still a record."""
@@ -208,7 +226,14 @@ class LogStreamDecoder:
         self._tty_message_ts = None
         for stream in list(self._partial):
             self._flush_partial(stream, out)
-        return out
+        return self._since(out) if self.since_ns and out else out
+
+    def _since(self, records: list[LogRecord]) -> list[LogRecord]:
+        """Without the lines stamped before `since_ns` (see the class docstring)."""
+        since = self.since_ns
+        if min(map(_TIMESTAMP_FIELD, records)) >= since:
+            return records  # the common case: one pass in C, and the very list back
+        return [r for r in records if r.timestamp_ns >= since]
 
     # -- multiplexed streams ------------------------------------------------------------------
 

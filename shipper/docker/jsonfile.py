@@ -55,8 +55,7 @@ class JsonFileDecoder(LogStreamDecoder):
         since_ns: int = 0,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
-        super().__init__(container_id, tty=tty, max_line_bytes=max_line_bytes)
-        self.since_ns = since_ns
+        super().__init__(container_id, tty=tty, max_line_bytes=max_line_bytes, since_ns=since_ns)
         self.invalid_lines = 0
         self._ts_cache: tuple[str, int] = ("", 0)
         self._text_second: tuple[str, int] = ("", 0)  # "YYYY-MM-DDTHH:MM:SS" (UTC) → its ns

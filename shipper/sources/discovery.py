@@ -4,27 +4,40 @@ The event stream is opened *before* containers are listed, so a container starte
 the two is seen by one or the other (or both: starting a follower is idempotent). Docker
 answers the events request before it has subscribed us, so the request also asks for the
 events of the last seconds (`since`): whatever happened in that gap is replayed. Losing the
-daemon (socket gone, dockerd restarting) ends the event stream; we reconnect with backoff
-and list again, and every follower resumes from its own checkpoint.
+daemon (socket gone, dockerd restarting) ends the event stream; we reconnect with backoff,
+negotiate the API version again (a restart is often an upgrade) and list again, and every
+follower resumes from its own checkpoint. A daemon that answers but refuses our API version
+(or answers with errors) is not "lost": it is reported as what it is, in the log and in
+`not_ready_reason`, and retried with the same backoff.
 
-Podman serves the same API (see shipper.docker.engine); which engine answers is asked at
-every connection. Its events differ in one way that matters here: a removed container's
-event is `remove` (Docker: `destroy`). Its extra actions (`init`, `cleanup`, ...) are counted
-and otherwise ignored.
+Podman serves the same API (see shipper.docker.engine); the negotiation tells which engine
+answers. Its events differ in one way that matters here: a removed container's event is
+`remove` (Docker: `destroy`). Its extra actions (`init`, `cleanup`, ...) are counted and
+otherwise ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import os
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 from shipper import telemetry
 from shipper.backoff import Backoff
-from shipper.docker.api import ContainerEvent, ContainerGone, DockerClient, DockerUnavailable
-from shipper.docker.engine import Engine
+from shipper.docker.api import (
+    ApiVersionRefused,
+    ContainerEvent,
+    ContainerGone,
+    DockerClient,
+    DockerError,
+    DockerRequestFailed,
+    DockerUnavailable,
+)
+from shipper.docker.engine import DOCKER
 from shipper.model import ContainerMeta
 from shipper.sources.checkpoint import Checkpoint
 from shipper.sources.follower import ContainerFollower, FollowerSettings, Intake
@@ -72,22 +85,35 @@ class Discovery:
         self._catch_up = asyncio.Semaphore(_CATCH_UP_CONCURRENCY)
         self._stopping = False
         self.connected = False
+        self._problem: str | None = None  # why not connected, when the daemon told us
+        # Docker's containers directory as seen here (files mode): configured, else the
+        # engine's DockerRootDir + /containers, learnt at each connection.
+        self._containers_path = settings.containers_path
+        self._engine_seen: tuple[object, ...] | None = None
         self.listed_once = asyncio.Event()
-        self._engine: Engine | None = None  # the engine of the last connection
 
     @property
     def followers(self) -> dict[str, ContainerFollower]:
         return self._followers
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        """Why the Docker side is not ready (for /readyz and `shipper status`), or None."""
+        if self.connected:
+            return None
+        return self._problem or "Docker API not reachable"
 
     async def run(self) -> None:
         backoff = Backoff(base_s=0.2, cap_s=self._settings.max_backoff_s)
         first = True
         while not self._stopping:
             try:
-                self._engine_seen(await self._docker.identify())
+                # At every (re)connection: a daemon restart is often an upgrade.
+                await self._connect()
                 since = time.time() - _EVENT_REPLAY_S
                 async with self._docker.event_stream(since_s=since) as events:
                     self.connected = True
+                    self._problem = None
                     if not first:
                         telemetry.docker_reconnects.inc()
                         telemetry.info("Reconnected to the Docker daemon.")
@@ -97,8 +123,34 @@ class Discovery:
                     async for event in events:
                         await self._on_event(event)
                 raise DockerUnavailable("the event stream ended")
+            except ApiVersionRefused as exc:
+                # The daemon answers, but not in a version we speak: say so, and what to do.
+                self.connected = False
+                self._problem = f"Docker API version refused: {exc}"
+                delay = backoff.next_delay_s()
+                telemetry.error(
+                    "docker_api_version_refused",
+                    "The Docker Engine answers but refuses the API version; retrying "
+                    "(shipping starts by itself once the engine accepts one).",
+                    error=str(exc),
+                    delay_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+            except DockerRequestFailed as exc:
+                self.connected = False
+                self._problem = f"Docker API answers with errors: {exc}"
+                delay = backoff.next_delay_s()
+                telemetry.warning(
+                    "docker_request_failed",
+                    "The Docker daemon answered with an error; retrying.",
+                    error=str(exc),
+                    status=exc.status,
+                    delay_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
             except DockerUnavailable as exc:
                 self.connected = False
+                self._problem = None
                 delay = backoff.next_delay_s()
                 telemetry.warning(
                     "docker_unavailable",
@@ -108,15 +160,26 @@ class Discovery:
                 )
                 await asyncio.sleep(delay)
 
-    def _engine_seen(self, engine: Engine) -> None:
-        """Says which engine answers, at the first connection and whenever it changed."""
-        if engine != self._engine:
-            self._engine = engine
-            telemetry.info(
-                f"Connected to {engine.describe()}.",
-                runtime=engine.runtime,
-                engine_version=engine.version,
-                api_version=engine.api_version,
+    async def _connect(self) -> None:
+        """Negotiates the API version; on the host, learns where the engine keeps its log
+        files. Logs the engine the first time and whenever it changed."""
+        version = await self._docker.negotiate()
+        engine = self._docker.engine
+        # Podman's logs are read through its API only: no files to look for.
+        on_docker = engine is None or engine.runtime == DOCKER
+        if self._settings.containers_path is None and on_docker:
+            root = str((await self._docker.info()).get("DockerRootDir") or "")
+            if root:
+                self._containers_path = os.path.join(root, "containers")
+        seen = (engine, version, self._containers_path)
+        if seen != self._engine_seen:
+            self._engine_seen = seen
+            telemetry.engine_connected(
+                engine.engine if engine else "unknown",
+                engine.describe() if engine else "unknown",
+                str(version),
+                self._containers_path,
+                engine.runtime if engine else "unknown",
             )
 
     async def stop(self) -> None:
@@ -184,12 +247,15 @@ class Discovery:
         if existing is not None:
             existing.wake.set()  # it re-inspects before ending, so it sees the new start
             return
+        settings = self._settings
+        if self._containers_path != settings.containers_path:
+            settings = dataclasses.replace(settings, containers_path=self._containers_path)
         follower = ContainerFollower(
             container_id,
             self._docker,
             self._intake,
             self._checkpoints.start_of(container_id),
-            self._settings,
+            settings,
             select=self._select,
         )
         self._followers[container_id] = follower
@@ -246,7 +312,7 @@ class Discovery:
                 meta = await self._docker.inspect(container_id)
             except ContainerGone:
                 return False  # nothing left to read
-            except DockerUnavailable:
+            except DockerError:
                 await asyncio.sleep(backoff.next_delay_s())
                 continue
             return self._select(meta)

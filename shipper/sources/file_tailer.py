@@ -53,18 +53,27 @@ SAFETY_CHECK_S: Final = 60.0
 MTIME_MARGIN_NS: Final = 1_000_000_000
 
 
-def visible_log_path(meta: ContainerMeta, containers_path: str) -> Path | None:
+def visible_log_path(meta: ContainerMeta, containers_path: str | None) -> Path | None:
     """Where this shipper sees the container's json-file log, or None to use the API."""
+    return log_file_choice(meta, containers_path)[0]
+
+
+def log_file_choice(meta: ContainerMeta, containers_path: str | None) -> tuple[Path | None, str]:
+    """The container's json-file log as seen here, or None; and why, for the start log."""
     if meta.log_driver != "json-file" or not meta.log_path:
-        return None
+        return None, f"its log driver is {meta.log_driver or 'unknown'}, not json-file"
     if meta.log_opts.get("compress", "false").lower() in ("true", "1"):
-        return None
+        return None, "its rotated logs are compressed (compress=true)"
+    if containers_path is None:
+        return None, "Docker's containers directory is unknown (set docker.containers_path)"
     log_path = Path(meta.log_path)
     # Docker's data-root may be mounted elsewhere here: keep `<id>/<id>-json.log` only.
     candidate = Path(containers_path) / log_path.parent.name / log_path.name
-    if log_path.parent.name != meta.id or not os.access(candidate.parent, os.R_OK | os.X_OK):
-        return None
-    return candidate
+    if log_path.parent.name != meta.id:
+        return None, f"its LogPath {meta.log_path} is not in a directory named after it"
+    if not os.access(candidate.parent, os.R_OK | os.X_OK):
+        return None, f"{candidate.parent} is not readable here (docker.containers_path)"
+    return candidate, f"its json-file log is readable at {candidate}"
 
 
 @dataclass

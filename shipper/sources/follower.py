@@ -22,12 +22,20 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.config import ProcessingConfig
-from shipper.docker.api import ContainerGone, DockerClient, DockerUnavailable, LogsNotReadable
+from shipper.docker.api import (
+    ApiVersionRefused,
+    ContainerGone,
+    DockerClient,
+    DockerError,
+    DockerRequestFailed,
+    LogsNotReadable,
+)
 from shipper.docker.engine import DOCKER, stream_dialect
 from shipper.docker.frames import (
     DEFAULT_MAX_LINE_BYTES,
@@ -41,7 +49,7 @@ from shipper.model import ContainerMeta, LogRecord, record_field
 from shipper.pipeline.processor import ContainerProcessor, build_processor
 from shipper.sources.batch_facts import BatchFacts, batch_facts, python_batch_facts
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint, StreamPosition
-from shipper.sources.file_tailer import JsonFileTail, shared_watcher, visible_log_path
+from shipper.sources.file_tailer import JsonFileTail, log_file_choice, shared_watcher
 
 # LogRecord's fields by position (it is a tuple): getters that run in C.
 _FLAGS_FIELD = record_field("flags")
@@ -65,7 +73,8 @@ class FollowerSettings:
     slack_ns: int = DEFAULT_SLACK_NS
     max_backoff_s: float = 10.0
     read_mode: str = "api"  # api | files | auto: see DockerConfig.read_mode
-    containers_path: str = "/var/lib/docker/containers"
+    # Docker's containers directory as seen here; None: unknown, every log is read by API.
+    containers_path: str | None = None
     # Read at every (re)connection, so a reloaded config applies from the next one on.
     processing: Callable[[], ProcessingConfig] = field(default=ProcessingConfig)
 
@@ -96,6 +105,7 @@ class ContainerFollower:
         self._untaken: list[tuple[int, str, int]] = []
         self._warned_labels = False
         self._warned_fallback = False
+        self._read_mode = ""  # files or api, as last chosen (logged when it changes)
         self._run_started_at = ""  # StartedAt of the run being followed
         self._until_ns: int | None = None  # lines stamped at or after this are not ours
         # When the run being followed ended (its "die" event), until the next run is seen:
@@ -117,8 +127,8 @@ class ContainerFollower:
                 meta = await self._docker.inspect(self.container_id)
             except ContainerGone:
                 return
-            except DockerUnavailable as exc:
-                await self._pause(backoff, "docker_unavailable", exc)
+            except DockerError as exc:
+                await self._pause(backoff, _error_kind(exc, "docker_unavailable"), exc)
                 continue
             self._set_meta(meta)
             if self._deselected_on_restart(meta):
@@ -134,7 +144,7 @@ class ContainerFollower:
                     until = _parse_started_at(meta.started_at)
                 if until:
                     self._until_ns = until
-                    with contextlib.suppress(ContainerGone, LogsNotReadable, DockerUnavailable):
+                    with contextlib.suppress(ContainerGone, LogsNotReadable, DockerError):
                         await self._read_once(dataclasses.replace(meta, running=False))
                 self._say_deselected(meta)
                 return
@@ -153,8 +163,8 @@ class ContainerFollower:
                     error=str(exc),
                 )
                 return
-            except DockerUnavailable as exc:
-                await self._pause(backoff, "log_stream_broken", exc)
+            except DockerError as exc:
+                await self._pause(backoff, _error_kind(exc, "log_stream_broken"), exc)
                 continue
             backoff.reset()
             if finished and not self.wake.is_set():
@@ -178,7 +188,7 @@ class ContainerFollower:
             return records
         try:
             meta = await self._docker.inspect(self.container_id)
-        except (ContainerGone, DockerUnavailable):
+        except (ContainerGone, DockerError):
             return records  # cannot tell: shipping a line too many beats losing one
         self._died_at_ns = None
         self._set_meta(meta)
@@ -277,28 +287,13 @@ class ContainerFollower:
     ) -> tuple[LogStreamDecoder, AsyncGenerator[bytes, None]]:
         """The json-file logs read directly when allowed and visible, else the logs API."""
         max_line_bytes = self._settings.max_line_bytes
-        mode = self._settings.read_mode
-        path = None
-        # Only Docker's json-file logs are read as files. Podman's inspect says json-file
-        # whatever its driver, and its k8s-file log is another format: its API it is.
-        if mode != "api" and meta.runtime == DOCKER:
-            path = visible_log_path(meta, self._settings.containers_path)
-            if path is None and mode == "files" and not self._warned_fallback:
-                self._warned_fallback = True
-                telemetry.warning(
-                    "log_files_not_readable",
-                    "A container's json-file logs are not visible here (other driver, "
-                    "compressed rotation, or docker.containers_path not mounted); its logs "
-                    "are read through the Docker API.",
-                    container_id=self.container_id[:12],
-                    log_driver=meta.log_driver,
-                    runtime=meta.runtime,
-                )
+        path = self._choose_read_mode(meta)
         if path is None:
             api_decoder = LogStreamDecoder(
                 self.container_id,
                 tty=meta.tty,
                 max_line_bytes=max_line_bytes,
+                since_ns=since_ns,
                 dialect=stream_dialect(meta.runtime),
             )
             chunks = self._docker.logs(self.container_id, since_ns=since_ns, follow=meta.running)
@@ -315,12 +310,49 @@ class ContainerFollower:
         )
         return file_decoder, tail.chunks()
 
+    def _choose_read_mode(self, meta: ContainerMeta) -> Path | None:
+        """The json-file log to read, or None for the logs API; says which and why when it
+        is first chosen and whenever it changes."""
+        mode = self._settings.read_mode
+        if mode == "api":
+            path, why = None, "docker.read_mode is api"
+        elif meta.runtime != DOCKER:
+            # Podman's inspect says json-file whatever its driver, and its k8s-file log is
+            # another format: only Docker's json-file logs are read as files.
+            path, why = None, f"{meta.runtime} containers are read through its API only"
+        else:
+            path, why = log_file_choice(meta, self._settings.containers_path)
+        chosen = "files" if path is not None else "api"
+        if chosen != self._read_mode:
+            self._read_mode = chosen
+            if chosen == "api" and mode == "files" and not self._warned_fallback:
+                self._warned_fallback = True
+                telemetry.warning(
+                    "log_files_not_readable",
+                    "A container's json-file logs are not visible here (other driver, "
+                    "compressed rotation, or docker.containers_path not mounted); its logs "
+                    "are read through the Docker API.",
+                    container_id=self.container_id[:12],
+                    log_driver=meta.log_driver,
+                    reason=why,
+                )
+            telemetry.info(
+                "Reading a container's logs from its json-file log."
+                if path is not None
+                else "Reading a container's logs through the Docker API.",
+                container_id=self.container_id[:12],
+                container_name=meta.name,
+                read_mode=chosen,
+                reason=why,
+            )
+        return path
+
     async def _still_running(self) -> bool:
         try:
             meta = await self._docker.inspect(self.container_id)
         except ContainerGone:
             return False
-        except DockerUnavailable:
+        except DockerError:
             return True  # cannot tell: keep following; a later check will know
         self._set_meta(meta)
         return meta.running
@@ -491,6 +523,16 @@ class ContainerFollower:
             delay_s=round(delay, 2),
         )
         await asyncio.sleep(delay)
+
+
+def _error_kind(exc: DockerError, unavailable: str) -> str:
+    """The log kind of a Docker error: a refused version or an error answer is not a
+    daemon that went away."""
+    if isinstance(exc, ApiVersionRefused):
+        return "docker_api_version_refused"
+    if isinstance(exc, DockerRequestFailed):
+        return "docker_request_failed"
+    return unavailable
 
 
 def _parse_started_at(started_at: str) -> int:

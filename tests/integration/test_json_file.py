@@ -51,7 +51,9 @@ def _log_file_bytes(client: docker.DockerClient, container_id: str) -> bytes:
 def _decode_both(
     client: docker.DockerClient, container_id: str, tty: bool, since_ns: int = 0, chunk: int = 997
 ) -> tuple[list[LogRecord], list[LogRecord]]:
-    api = LogStreamDecoder(container_id, tty=tty)
+    # As the follower builds it: a current engine's `since` may return a line of the other
+    # stream stamped a little earlier, which the decoder drops (see LogStreamDecoder).
+    api = LogStreamDecoder(container_id, tty=tty, since_ns=since_ns)
     body = (
         raw_logs(client, container_id)
         if not since_ns

@@ -11,6 +11,7 @@ it (to the second up to Podman 5.7, see docs/podman.md).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -165,7 +166,11 @@ async def test_every_line_of_every_kind_of_podman_container_arrives_exactly_once
         await asyncio.sleep(0.2)
 
     log = shipper.stderr()
-    assert "Connected to Podman" in log
+    (connected,) = [
+        json.loads(line) for line in log.splitlines() if "Connected to the Docker Engine" in line
+    ]
+    assert connected["runtime"] == "podman" and connected["engine"].startswith("Podman 4.")
+    assert connected["api_version"] == "1.41"
     said = [line for line in log.splitlines() if "keeps no logs" in line]
     assert len(said) == 1 and f'"container_id":"{no_logs.id[:12]}"' in said[0], log[-3000:]
     assert not await documents_of(es_server, no_logs.id)

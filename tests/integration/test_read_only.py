@@ -20,6 +20,7 @@ pytestmark = pytest.mark.docker
 
 READ_PATHS = [
     r"/_ping",
+    r"/version",  # unversioned: the API version is negotiated from it
     r"/v[\d.]+/(version|info|events)",
     r"/v[\d.]+/containers/json",
     r"/v[\d.]+/containers/[0-9a-f]{64}/(json|logs)",

@@ -11,7 +11,13 @@ with `--bridge=none`, dockerd deletes the host's `docker0` link at start
 (`removeDefaultBridgeInterface`), which breaks every container start of the main daemon.
 The fixture checks that `docker0` is still there afterwards.
 The test image is copied from the main daemon (`docker save | docker load`), so no registry
-is needed. `stop()` sends SIGTERM (dockerd stops its containers and its containerd, as on a
+is needed.
+
+It runs the system's dockerd (Debian's 20.10) or another build of it: `dockerd=` names the
+binary (scripts/ensure-docker-current puts Debian sid's current Engine in
+/opt/shipper-test/docker-current), and `min_api_version=` starts it with
+DOCKER_MIN_API_VERSION, with which dockerd 28 refuses older clients exactly as Docker 29
+does by default (`400 client version 1.41 is too old`). `stop()` sends SIGTERM (dockerd stops its containers and its containerd, as on a
 host shutdown), `start()` brings it back on the same socket and data root: containers, their
 logs and their restart policies survive, exactly as across a real daemon restart.
 """
@@ -19,6 +25,7 @@ logs and their restart policies survive, exactly as across a real daemon restart
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -35,8 +42,19 @@ from tests.conftest import TEST_IMAGE
 
 
 class PrivateDockerd:
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        dockerd: str = "dockerd",
+        min_api_version: str | None = None,
+        cgroup_parent: str = "/shipper-test-dockerd",
+    ) -> None:
         self.root = root
+        self.dockerd = dockerd
+        # DOCKER_MIN_API_VERSION for the next start; change it and restart to change it.
+        self.min_api_version = min_api_version
+        self.cgroup_parent = cgroup_parent
         self.socket = root / "docker.sock"
         self.data_root = root / "data"
         self.exec_root = root / "exec"
@@ -45,6 +63,7 @@ class PrivateDockerd:
         self.config_file = root / "daemon.json"
         self.process: subprocess.Popen[bytes] | None = None
         self.client: docker.DockerClient | None = None
+        self._client_for = ""  # the dockerd binary `client` negotiated with
 
     @property
     def host(self) -> str:
@@ -58,7 +77,7 @@ class PrivateDockerd:
             "unshare",
             "--net",
             "--",
-            "dockerd",
+            self.dockerd,
             f"--config-file={self.config_file}",
             f"--data-root={self.data_root}",
             f"--exec-root={self.exec_root}",
@@ -68,13 +87,21 @@ class PrivateDockerd:
             "--iptables=false",
             "--ip-masq=false",
             "--ip-forward=false",
-            "--cgroup-parent=/shipper-test-dockerd",
+            f"--cgroup-parent={self.cgroup_parent}",
             # Containers that ignore SIGTERM must not hold a stop for the default 15 s.
             "--shutdown-timeout=2",
         ]
+        env = {k: v for k, v in os.environ.items() if k != "DOCKER_MIN_API_VERSION"}
+        if self.min_api_version is not None:
+            env["DOCKER_MIN_API_VERSION"] = self.min_api_version
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+                command,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -87,19 +114,52 @@ class PrivateDockerd:
             raise TimeoutError(
                 f"private dockerd did not answer in {timeout_s} s:\n{self.log_tail()}"
             )
+        if self.client is not None and self._client_for != self.dockerd:
+            # Another engine on the same socket (an upgrade): its client negotiates anew.
+            self.client.close()
+            self.client = None
         if self.client is None:
             self.client = docker.DockerClient(base_url=self.host)
+            self._client_for = self.dockerd
 
     def stop(self, timeout_s: float = 60) -> None:
-        """SIGTERM, as `systemctl stop docker` does; waits until the daemon is gone."""
+        """SIGTERM, as `systemctl stop docker` does, to the pid in its pid file (`unshare`
+        execs dockerd, so that is the process started); waits until the daemon is gone."""
         if self.process is None or self.process.poll() is not None:
             return
+        pid = self._pid_from_file()
+        if pid is not None and pid != self.process.pid:
+            raise RuntimeError(f"{self.pidfile} names {pid}, not the dockerd started here")
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=30)
+
+    def restart(self, *, min_api_version: str | None = None) -> None:
+        """Stops and starts again on the same socket and data root, with a new minimum."""
+        self.stop()
+        self.min_api_version = min_api_version
+        self.start()
+
+    def version(self) -> dict[str, str]:
+        """The engine's `GET /version` (unversioned): Version, ApiVersion, MinAPIVersion."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(self.socket))
+            sock.sendall(b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        body = data.split(b"\r\n\r\n", 1)[1]
+        return {k: v for k, v in json.loads(body).items() if isinstance(v, str)}
+
+    def _pid_from_file(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def import_test_image(self, main: docker.DockerClient) -> None:
         """Copies the test image from the main daemon: `docker save | docker load`."""
@@ -151,18 +211,26 @@ def _mounts_under(root: Path) -> list[str]:
     return sorted(found, key=len, reverse=True)  # deepest first
 
 
-@pytest.fixture
-def private_dockerd(docker_client: docker.DockerClient) -> Iterator[PrivateDockerd]:
+@contextlib.contextmanager
+def running_private_dockerd(
+    image_source: docker.DockerClient,
+    *,
+    dockerd: str = "dockerd",
+    min_api_version: str | None = None,
+    cgroup_parent: str = "/shipper-test-dockerd",
+) -> Iterator[PrivateDockerd]:
     """A private dockerd with the test image, torn down (containers and all) afterwards."""
-    if shutil.which("dockerd") is None or shutil.which("unshare") is None or os.geteuid() != 0:
-        pytest.skip("a private dockerd needs dockerd, unshare and root")
+    if shutil.which(dockerd) is None or shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip(f"a private dockerd needs {dockerd}, unshare and root")
     bridge_before = _has_link("docker0")
     # A short root: unix socket paths are limited to 107 bytes, pytest's tmp_path is long.
     root = Path(_short_tmpdir())
-    daemon = PrivateDockerd(root)
+    daemon = PrivateDockerd(
+        root, dockerd=dockerd, min_api_version=min_api_version, cgroup_parent=cgroup_parent
+    )
     try:
         daemon.start()
-        daemon.import_test_image(docker_client)
+        daemon.import_test_image(image_source)
         yield daemon
     finally:
         daemon.teardown()

@@ -262,3 +262,42 @@ def test_any_read_that_stops_early_is_a_prefix_of_a_longer_one(
     assert [(r.stream, r.timestamp_ns, r.seq, r.message) for r in long[: len(short)]] == [
         (r.stream, r.timestamp_ns, r.seq, r.message) for r in short
     ]
+
+
+def test_lines_stamped_before_since_are_dropped_as_the_file_decoder_drops_them() -> None:
+    """A current engine (28.5) answers `since` from the first line stamped at or after it
+    and sends every later line of the file, so a stderr line stamped before `since` but
+    written after it comes too (seen against the real engine: test_engine_shapes)."""
+    from shipper.docker.jsonfile import JsonFileDecoder
+
+    ts0, ts1, ts2 = (b"2026-11-28T04:13:43.51705372%dZ" % i for i in (4, 5, 6))
+    since = parse_timestamp(ts1)
+    body = (
+        message(ts1, b"out at since\n")
+        + message(ts0, b"err before since\n", stream=2)  # the other copier, a bit late
+        + message(ts2, b"out after\n")
+        + message(ts2, b"out after again\n")
+    )
+    for chunks in ([body], [body[:40], body[40:]]):
+        records = decode_all(chunks, since_ns=since)
+        assert [(r.message, r.seq) for r in records] == [
+            ("out at since", 0),
+            ("out after", 0),
+            ("out after again", 1),
+        ]
+        # Lines already past `since` come back as the very list (the common case is free).
+        decoder = LogStreamDecoder("c1", tty=False, since_ns=since)
+        later = message(ts2, b"x\n")
+        assert [r.message for r in decoder.feed(later)] == ["x"]
+    # The json-file of the same lines, read from `since`, gives the same records.
+    entries = b"".join(
+        b'{"log":"%s\\n","stream":"%s","time":"%s"}\n' % (text, stream, ts)
+        for ts, stream, text in (
+            (ts1, b"stdout", b"out at since"),
+            (ts0, b"stderr", b"err before since"),
+            (ts2, b"stdout", b"out after"),
+            (ts2, b"stdout", b"out after again"),
+        )
+    )
+    files = JsonFileDecoder("c1", tty=False, since_ns=since)
+    assert files.feed(entries) + files.finish() == decode_all([body], since_ns=since)

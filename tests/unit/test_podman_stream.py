@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from shipper.docker.engine import (
     DOCKER,
     PODMAN,
-    engine_of,
     keeps_no_logs,
     logs_request,
+    runtime_of,
     stream_dialect,
 )
 from shipper.docker.frames import (
@@ -28,6 +28,7 @@ from shipper.docker.frames import (
     format_timestamp,
     parse_timestamp,
 )
+from shipper.docker.versions import ApiVersion, EngineVersions
 from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline.encoder import container_document, encode_records
 from shipper.sources.checkpoint import Checkpoint, StreamPosition
@@ -87,12 +88,13 @@ def summary(records: list[LogRecord]) -> list[tuple[int, str, int, str]]:
 
 
 def test_the_engine_is_told_by_its_version_components() -> None:
-    podman = engine_of(PODMAN_VERSION)
-    assert (podman.runtime, podman.version, podman.api_version) == (PODMAN, "4.3.1", "1.41")
-    assert podman.describe() == "Podman 4.3.1 (Docker Engine API 1.41)"
-    docker = engine_of(DOCKER_VERSION)
-    assert (docker.runtime, docker.version) == (DOCKER, "20.10.24+dfsg1")
-    assert engine_of({}).runtime == DOCKER  # an engine that says nothing: Docker's API
+    podman = EngineVersions.from_version(PODMAN_VERSION)
+    assert (podman.runtime, podman.engine, podman.newest) == (PODMAN, "4.3.1", ApiVersion(1, 41))
+    assert podman.describe() == "Podman 4.3.1 (API 1.24 to 1.41)"
+    docker = EngineVersions.from_version(DOCKER_VERSION)
+    assert (docker.runtime, docker.engine) == (DOCKER, "20.10.24+dfsg1")
+    assert docker.describe() == "Docker Engine 20.10.24+dfsg1 (API 1.12 to 1.41)"
+    assert runtime_of({}) == DOCKER  # an engine that says nothing of itself: Docker's API
 
 
 def test_podman_logs_are_asked_of_its_own_endpoint_with_an_exact_inclusive_since() -> None:

@@ -1,0 +1,1 @@
+"""Kubernetes container runtimes: the read-only CRI API client (shipper/cri/runtime.py)."""
