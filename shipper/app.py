@@ -75,7 +75,8 @@ def buffer_intake(
     processing: Callable[[], ProcessingConfig],
 ) -> tuple[BufferIntake, Router]:
     """The intake, and the router that decides each container's data stream for it."""
-    router = Router(config.elasticsearch.data_stream, config.elasticsearch.routing)
+    es = config.elasticsearch
+    router = Router(es.data_stream, es.routing, es.pipeline)
     return BufferIntake(buffer, router.route, host_name, processing), router
 
 
@@ -141,6 +142,9 @@ class Shipper:
         # Set when making the buffer or checkpoints durable failed for another reason than a
         # full disk (EIO, say): see _save_checkpoints.
         self._storage_failure: OSError | None = None
+        # Set when the output finds the config wrong for the cluster it reached (a failure
+        # store it does not have): the shipper stops in order, then exits 2 naming the key.
+        self._config_error: ConfigError | None = None
 
     @property
     def storage(self) -> Path:
@@ -156,6 +160,8 @@ class Shipper:
             await self.main_loop(parts)
         finally:
             await self.close(parts)
+        if self._config_error is not None:
+            raise self._config_error  # exit 2 in `shipper run`, naming the key
         if self._storage_failure is not None:
             return 1
         telemetry.info("Shipper stopped.", buffered_records=parts.buffer.records_held)
@@ -308,7 +314,7 @@ class Shipper:
         """Runs reading, output and checkpoints until a stop is asked, then shuts down."""
         async with asyncio.TaskGroup() as group:
             # Reading starts at once; while the output is not there yet, the buffer holds.
-            output = group.create_task(parts.output.run(), name="output")
+            output = group.create_task(self._run_output(parts), name="output")
             discovery = group.create_task(parts.discovery.run(), name="discovery")
             checkpointer = group.create_task(self._checkpoint_loop(parts), name="checkpoints")
             kibana = group.create_task(parts.kibana.run(), name="kibana") if parts.kibana else None
@@ -316,6 +322,21 @@ class Shipper:
             if kibana is not None:
                 kibana.cancel()
             await self.shutdown(parts, discovery, checkpointer, output)
+
+    async def _run_output(self, parts: _Parts) -> None:
+        try:
+            await parts.output.run()
+        except ConfigError as exc:
+            # Known only once the cluster answered. Reading stops and positions are saved as
+            # on SIGTERM; what is buffered stays for the next start with a fixed config.
+            self._config_error = exc
+            telemetry.error(
+                "config_error",
+                "The configuration does not fit the Elasticsearch cluster; stopping.",
+                key=exc.key,
+                problem=exc.problem,
+            )
+            self.request_stop()
 
     async def _checkpoint_loop(self, parts: _Parts) -> None:
         interval = self.config.storage.checkpoint_interval_s
@@ -410,6 +431,12 @@ class Shipper:
             "dead_letters": {
                 **status.dead_letter_counts(self.storage),
                 "since_start": int(telemetry.counter_total(telemetry.dead_lettered)),
+            },
+            # Kept by Elasticsearch in a data stream's failure store, not as log records.
+            "failure_store": {
+                "since_start": int(
+                    telemetry.counter_total_where(telemetry.bulk_items, failure_store="used")
+                ),
             },
         }
 

@@ -42,6 +42,9 @@ class ContainerMeta:
     running: bool = False
     started_at: str = ""  # State.StartedAt of its current (or last) run, RFC 3339
     runtime: str = "docker"  # the engine that runs it, ECS container.runtime: docker | podman
+    # The pod's annotations, for a container of a Kubernetes pod read through the CRI (the
+    # runtime passes them as kubelet gave them); empty for Docker, which has none.
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def compose_project(self) -> str | None:
@@ -58,6 +61,15 @@ def _first_label(labels: Mapping[str, str], *keys: str) -> str | None:
         if value is not None:
             return value
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a container's records go: the data stream, and the ingest pipeline that
+    Elasticsearch runs on them first (None: only the stream's own default pipeline)."""
+
+    index: str
+    pipeline: str | None = None
 
 
 class LogRecord(NamedTuple):

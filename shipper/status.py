@@ -11,6 +11,8 @@ agent needed: `from_storage`). As JSON::
                      "checkpoint_time": "<RFC 3339>" | null, "lag_s": 1.5 | null}],
      "dead_letters": {"path": "...", "total": 0, "by_error_type": {"mapper_parsing_exception": 2},
                       "since_start": 0},                # since_start: the agent's own count
+     "failure_store": {"since_start": 0},             # the agent only: records Elasticsearch
+                                                      # kept in a data stream's failure store
      "ready": true, "not_ready_reasons": []}          # the last two from the agent only
 
 `lag_s` is now minus the checkpoint's time: how far behind "now" a restart would resume

@@ -57,8 +57,9 @@ bulk_duration = Histogram(
 )
 bulk_items = Counter(
     "shipper_bulk_items_total",
-    "Bulk item results, by HTTP status and error type.",
-    ["status", "error_type"],
+    "Bulk item results, by HTTP status, error type and the item's failure_store: none, used "
+    "(stored in the data stream's failure store, not as a log record), not_enabled, failed.",
+    ["status", "error_type", "failure_store"],
     registry=REGISTRY,
 )
 retries = Counter(
@@ -238,6 +239,17 @@ def enable_buffer_reads(source: Callable[[], tuple[int, int]]) -> Collector:
     collector = BufferReadsCollector(source)
     REGISTRY.register(collector)
     return collector
+
+
+def counter_total_where(counter: Counter, **labels: str) -> float:
+    """The sum of a counter over the label values that match `labels` (for reports)."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+        and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def counter_total(counter: Counter) -> float:

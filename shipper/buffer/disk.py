@@ -1,7 +1,8 @@
 """asyncio facade of the disk buffer: waits for data and space, runs fsync off the loop.
 
-The on-disk format and its reasoning are in `shipper.buffer.format`; files, recovery and the
-read cursor in `shipper.buffer.segments`. This module adds what needs the event loop.
+The on-disk format and its reasoning are in `shipper.buffer.format`; the synchronous core
+(`SegmentQueue`, and the modules it names) in `shipper.buffer.queue`. This module adds what
+needs the event loop.
 
 Contract with the rest of the shipper:
 
@@ -52,14 +53,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shipper.buffer import format as fmt
-from shipper.buffer.segments import (
-    BufferBatch,
-    BufferClosedError,
-    CorruptCallback,
-    FsyncPolicy,
-    RecoveryReport,
-    SegmentQueue,
-)
+from shipper.buffer.ledger import BufferClosedError, FsyncPolicy
+from shipper.buffer.queue import SegmentQueue
+from shipper.buffer.reader import BufferBatch
+from shipper.buffer.recovery import CorruptCallback, RecoveryReport
 from shipper.config import StorageConfig
 from shipper.errors import ShipperError
 from shipper.layout import StorageLayout
@@ -84,10 +81,14 @@ class DiskBuffer:
         block_max_bytes: int = DEFAULT_BLOCK_MAX_BYTES,
     ) -> None:
         self._core = core
+        # The parts the hot path calls (append, read, ack), without going through the core.
+        self._ledger = core.ledger
+        self._writer = core.writer
+        self._reader = core.reader
         self._max_bytes = max_bytes
         self._block_max_entries = block_max_entries
         self._block_max_bytes = block_max_bytes
-        self._fsync: FsyncPolicy = core.fsync_policy
+        self._fsync: FsyncPolicy = core.ledger.fsync_policy
         self._ack_persist_interval_s = ack_persist_interval_s
         self._append_lock = asyncio.Lock()  # FIFO: batches land in the order append was called
         self._sync_lock = asyncio.Lock()  # one SyncJob at a time (they share acks.tmp)
@@ -150,15 +151,16 @@ class DiskBuffer:
             entries, time.time_ns() // 1_000_000, self._block_max_entries, self._block_max_bytes
         )
         async with self._append_lock:
-            while self._core.bytes_held and self._core.bytes_held + encoded.size > self._max_bytes:
+            ledger = self._ledger
+            while ledger.bytes_held and ledger.bytes_held + encoded.size > self._max_bytes:
                 self._check_open()
                 self._space_freed.clear()
                 await self._space_freed.wait()
             self._check_open()
-            if self._core.prepare_append(encoded.size) and self._fsync != "never":
+            if self._writer.prepare(encoded.size) and self._fsync != "never":
                 # Seal the full segment durably before anything lands in its successor.
                 await self._run_sync(acks=False)
-            self._core.write_prepared(encoded, count)
+            self._writer.write(encoded, count)
         self._data_ready.set()
         if self._fsync == "always":
             # Data only: rewriting the acks file too would triple the fsyncs per append.
@@ -173,7 +175,7 @@ class DiskBuffer:
 
     async def _run_sync(self, *, data: bool = True, acks: bool = True) -> None:
         async with self._sync_lock:
-            job = self._core.begin_sync(data=data, acks=acks)
+            job = self._ledger.begin_sync(data=data, acks=acks)
             if job.empty:
                 return
             running = asyncio.ensure_future(asyncio.to_thread(job.run))
@@ -186,7 +188,7 @@ class DiskBuffer:
                 raise
             finally:
                 if running.done():
-                    self._core.finish_sync(job)
+                    self._ledger.finish_sync(job)
                     if job.acks_done:
                         self._last_ack_persist = time.monotonic()
 
@@ -207,7 +209,7 @@ class DiskBuffer:
         while True:
             if self._closed:
                 return None
-            batch = self._core.read(max_entries, max_bytes)
+            batch = self._reader.read(max_entries, max_bytes)
             if batch is not None:
                 return batch
             self._data_ready.clear()
@@ -222,16 +224,16 @@ class DiskBuffer:
 
     def ack(self, batch: BufferBatch) -> None:
         """The sink delivered (or dead-lettered) the batch. Any order; repeats are ignored."""
-        if self._core.ack(batch):
+        if self._reader.ack(batch):
             self._space_freed.set()
 
     def nack(self, batch: BufferBatch) -> None:
         """Hands the batch out again on the next read, before anything unread."""
-        if self._core.nack(batch):
+        if self._reader.nack(batch):
             self._data_ready.set()
 
     async def _maybe_persist_acks(self) -> None:
-        if not self._core.acks_dirty or self._sync_lock.locked():
+        if not self._ledger.acks_dirty or self._sync_lock.locked():
             return
         if time.monotonic() - self._last_ack_persist < self._ack_persist_interval_s:
             return
@@ -267,16 +269,16 @@ class DiskBuffer:
     @property
     def bytes_held(self) -> int:
         """Framed bytes appended and not yet acknowledged (the quantity `max_bytes` caps)."""
-        return self._core.bytes_held
+        return self._ledger.bytes_held
 
     @property
     def records_held(self) -> int:
-        return self._core.records_held
+        return self._ledger.records_held
 
     @property
     def blocks_read(self) -> tuple[int, int]:
         """(blocks read from the unread tail cache, blocks read from segment files)."""
-        return self._core.blocks_read_from_cache, self._core.blocks_read_from_file
+        return self._reader.blocks_read_from_cache, self._reader.blocks_read_from_file
 
     @property
     def oldest_unacked_age_s(self) -> float:
@@ -285,7 +287,7 @@ class DiskBuffer:
         Survives restarts (the time is stored in the record). Costs one small pread when
         the oldest record changed since the last call: fine for a metrics scrape.
         """
-        time_ms = self._core.oldest_unacked_time_ms()
+        time_ms = self._ledger.oldest_unacked_time_ms()
         if time_ms is None:
             return 0.0
         return max(0.0, time.time() - time_ms / 1000)
@@ -293,7 +295,7 @@ class DiskBuffer:
     @property
     def corrupt_total(self) -> int:
         """Files set aside into corrupt/ since open (including during recovery)."""
-        return self._core.corrupt_total
+        return self._core.corrupt.total
 
     @property
     def recovery(self) -> RecoveryReport:
@@ -301,7 +303,7 @@ class DiskBuffer:
 
     @property
     def directory(self) -> Path:
-        return self._core.directory
+        return self._ledger.directory
 
     @property
     def core(self) -> SegmentQueue:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipper.buffer import format as fmt
-from shipper.buffer.segments import _scan
+from shipper.buffer.recovery import scan
 
 
 @dataclass(slots=True)
@@ -75,7 +75,7 @@ def inspect_buffer(directory: Path) -> BufferSummary:
                     summary.problems.append(f"{path.name}: {exc}")
                 continue
             start = min(max(acked.get(segment_id, 0), fmt.SEGMENT_HEADER_SIZE), size)
-            end, records, problem, _at_eof = _scan(fd, start, size, version)
+            end, records, problem, _at_eof = scan(fd, start, size, version)
             if problem:
                 summary.problems.append(f"{path.name}: {problem} at offset {end}")
             summary.segments += 1

@@ -65,6 +65,7 @@ class Summary:
     stored_new: int = 0  # 201
     already_stored: int = 0  # 409: shipped before, by the agent or an earlier backfill
     dead_lettered: int = 0
+    failure_store: int = 0  # 201 "used": kept in a failure store, not as log records
     skipped: tuple[str, ...] = ()
 
 
@@ -113,7 +114,8 @@ def main(config: Config, *, since: str, names: list[str], progress: bool) -> int
         f"shipper: backfilled {summary.containers} container(s) over the last {since}: "
         f"{summary.lines_read} lines read, {summary.records_sent} records sent: "
         f"{summary.stored_new} stored, {summary.already_stored} already there, "
-        f"{summary.dead_lettered} dead-lettered.",
+        f"{summary.dead_lettered} dead-lettered"
+        + (f", {summary.failure_store} kept in a failure store." if summary.failure_store else "."),
         file=sys.stderr,
     )
     for name in summary.skipped:
@@ -206,6 +208,7 @@ async def backfill(config: Config, window_s: float, names: list[str], bar: Progr
     summary.stored_new = int(after["201"] - before["201"])
     summary.already_stored = int(after["409"] - before["409"])
     summary.dead_lettered = int(telemetry.counter_total(telemetry.dead_lettered) - before["dead"])
+    summary.failure_store = int(after["failure_store"] - before["failure_store"])
     return summary
 
 
@@ -302,7 +305,12 @@ def _item_counts() -> dict[str, float]:
     for metric in telemetry.bulk_items.collect():
         for sample in metric.samples:
             status = sample.labels.get("status")
-            if sample.name.endswith("_total") and status in counts:
+            # A 201 into a failure store is not a stored record.
+            used = sample.labels.get("failure_store") == "used"
+            if sample.name.endswith("_total") and status in counts and not used:
                 counts[status] += sample.value
     counts["dead"] = telemetry.counter_total(telemetry.dead_lettered)
+    counts["failure_store"] = telemetry.counter_total_where(
+        telemetry.bulk_items, failure_store="used"
+    )
     return counts

@@ -6,7 +6,9 @@ without connecting anywhere, what the values point at:
 * every `*_file` secret (any section) is readable UTF-8 text and not empty;
 * every CA bundle (`elasticsearch.ca_certs`, `kibana.ca_certs`) is readable and holds PEM
   certificates;
-* `docker.cert_path`'s TLS files load, where the Docker host uses TLS.
+* `docker.cert_path`'s TLS files load, where the Docker host uses TLS;
+* the client certificate (`elasticsearch.client_cert`, `client_key`, the key's password)
+  loads: PEM files, the key belongs to the certificate, an encrypted key has its password.
 
 Every section is checked whatever `output` says: a config naming a file that is not there is
 wrong even where that section is not used today. A problem is a ConfigError naming the key
@@ -23,6 +25,7 @@ from shipper.commands.secrets import check_secret_files
 from shipper.config import Config, DockerConfig
 from shipper.docker.api import tls_context
 from shipper.errors import ConfigError
+from shipper.sinks.elasticsearch.tls import client_tls_context
 
 
 def check(config: Config) -> None:
@@ -34,6 +37,7 @@ def check(config: Config) -> None:
     ):
         if path is not None:
             check_ca_bundle(key, path)
+    client_tls_context(config.elasticsearch)
     _check_docker_tls(config.docker)
 
 

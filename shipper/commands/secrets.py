@@ -21,7 +21,7 @@ def config_secrets(config: Config) -> list[str]:
 
 def check_secret_files(config: Config) -> None:
     """Raises ConfigError naming the key of a `_file` that cannot be read or is empty."""
-    from shipper.sinks.elasticsearch.client import read_secret
+    from shipper.sinks.elasticsearch.secrets import read_secret
 
     for key, path, inline in secret_files(config):
         read_secret(inline, path, key)

@@ -147,6 +147,12 @@ def render(data: dict[str, Any], url: str | None) -> str:
     )
     if "since_start" in dead:
         lines.append(f"dead letters since the agent started: {dead['since_start']}")
+    failure_store = data.get("failure_store") or {}
+    if "since_start" in failure_store:
+        lines.append(
+            "kept in a failure store (not as log records) since the agent started: "
+            f"{failure_store['since_start']}"
+        )
     return "\n".join(lines) + "\n"
 
 

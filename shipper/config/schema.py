@@ -126,22 +126,34 @@ def _data_stream_full(name: str) -> str:
     return name
 
 
+def _pipeline_name(value: str | None) -> str | None:
+    # Elasticsearch takes any id; an empty or padded one is surely a typo.
+    if value is not None and (not value or value != value.strip()):
+        raise ValueError("must be an ingest pipeline id without surrounding spaces")
+    return value
+
+
 class RoutingRule(_Closed):
-    """Sends the containers it matches to logs-<dataset>-<namespace>; first match wins."""
+    """Sends the containers it matches to logs-<dataset>-<namespace>, through an ingest
+    pipeline if it names one; first match wins."""
 
     name: str | None = Field(default=None, description="Glob on the container name.")
     image: str | None = Field(default=None, description="Glob on the image reference.")
     dataset: str | None = Field(default=None, description="Dataset; default: the default's.")
     namespace: str | None = Field(default=None, description="Namespace; default: the default's.")
+    pipeline: str | None = Field(
+        default=None, description="Ingest pipeline; default: elasticsearch.pipeline."
+    )
 
     _parts = field_validator("dataset", "namespace")(_data_stream_part)
+    _pipeline = field_validator("pipeline")(_pipeline_name)
 
     @model_validator(mode="after")
     def _complete(self) -> RoutingRule:
         if self.name is None and self.image is None:
             raise ValueError("a routing rule needs name, image or both")
-        if self.dataset is None and self.namespace is None:
-            raise ValueError("a routing rule needs dataset, namespace or both")
+        if self.dataset is None and self.namespace is None and self.pipeline is None:
+            raise ValueError("a routing rule needs dataset, namespace, pipeline or some of them")
         return self
 
 
@@ -169,6 +181,11 @@ class IlmConfig(_Closed):
 
 class ElasticsearchConfig(_Closed):
     hosts: list[str] = Field(default_factory=lambda: ["http://localhost:9200"], min_length=1)
+    cloud_id: str | None = Field(
+        default=None,
+        description="Elastic Cloud deployment ID; decoded into hosts as the official clients "
+        "do (give hosts or cloud_id, not both).",
+    )
     username: str | None = None
     password: str | None = None
     password_file: str | None = Field(default=None, description="File holding the password.")
@@ -183,6 +200,18 @@ class ElasticsearchConfig(_Closed):
         description="SHA-256 fingerprint of the server's certificate: 64 hex digits, colons "
         "allowed.",
     )
+    client_cert: str | None = Field(
+        default=None,
+        description="Client certificate (PEM) for clusters that require one (mutual TLS); "
+        "it may hold the key too.",
+    )
+    client_key: str | None = Field(default=None, description="Its private key (PEM).")
+    client_key_password: str | None = Field(
+        default=None, description="Password of an encrypted client_key."
+    )
+    client_key_password_file: str | None = Field(
+        default=None, description="File holding that password."
+    )
     data_stream: str = Field(
         default="logs-docker-default",
         description="Data stream written to: logs-<dataset>-<namespace>.",
@@ -192,7 +221,17 @@ class ElasticsearchConfig(_Closed):
         description="Per-container data streams by name/image glob; labels shipper.dataset and "
         "shipper.namespace override them.",
     )
+    pipeline: str | None = Field(
+        default=None,
+        description="Ingest pipeline every document is sent through (the bulk action's "
+        "pipeline); routing rules and the label shipper.pipeline override it.",
+    )
     dead_letter: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
+    failure_store: Literal["off", "on"] = Field(
+        default="off",
+        description="on: the shipper's templates enable the data stream failure store "
+        "(Elasticsearch 8.19, 9.1 and later), which keeps documents the cluster cannot index.",
+    )
     install_template: bool = True
     template_overwrite: bool = Field(
         default=False, description="Replace templates and ILM policies that are not ours."
@@ -208,6 +247,33 @@ class ElasticsearchConfig(_Closed):
     compression: bool = True
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry_max_backoff_s: float = Field(default=30.0, gt=0)
+
+    _pipeline = field_validator("pipeline")(_pipeline_name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hosts_from_cloud_id(cls, data: Any) -> Any:
+        """`cloud_id` becomes `hosts` here, so everything after sees one list of hosts (and
+        `check-config` shows the decoded one)."""
+        if not isinstance(data, dict) or not isinstance(data.get("cloud_id"), str):
+            return data
+        try:
+            host = cloud_id_host(data["cloud_id"])
+        except ValueError as exc:
+            raise KeyProblem("cloud_id", str(exc)) from None
+        if data.get("hosts") is not None:
+            raise KeyProblem(
+                "hosts", f"give hosts or cloud_id, not both (cloud_id decodes to {host})"
+            )
+        return {**data, "hosts": [host]}
+
+    @field_validator("failure_store", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare on/off as true/false: take both spellings.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
 
     @field_validator("hosts")
     @classmethod
@@ -255,10 +321,54 @@ class ElasticsearchConfig(_Closed):
         _check_password_has_username(self, self.username)
         if self.dead_letter.data_stream == self.data_stream:
             raise KeyProblem("dead_letter.data_stream", "must differ from data_stream")
+        self._check_client_certificate()
         return self
+
+    def _check_client_certificate(self) -> None:
+        _check_one_source(self, ("client_key_password",))
+        if self.client_key is not None and self.client_cert is None:
+            raise KeyProblem("client_key", "a client key without client_cert; set client_cert too")
+        password_key = _given_key(self, "client_key_password")
+        if password_key is not None and self.client_cert is None:
+            raise KeyProblem(password_key, "a key password without client_cert/client_key")
+        plain = [host for host in self.hosts if not host.startswith("https://")]
+        if self.client_cert is not None and plain:
+            # The client refuses TLS options on a plain http:// node (a ValueError at start).
+            raise KeyProblem("client_cert", f"needs https:// hosts; {plain[0]} is not one")
+        if self.client_cert is not None and self.ssl_assert_fingerprint is not None:
+            # The client pins a fingerprint with a TLS context of its own, which carries no
+            # client certificate: the cluster would never see it.
+            raise KeyProblem(
+                "client_cert",
+                "cannot be combined with ssl_assert_fingerprint (the Elasticsearch client "
+                "presents no client certificate when it pins a fingerprint); use ca_certs",
+            )
 
 
 _SHA256_HEX = re.compile(r"[0-9A-Fa-f]{64}")
+
+
+def cloud_id_host(cloud_id: str) -> str:
+    """The Elasticsearch URL an Elastic Cloud ID names, decoded as the official clients do.
+
+    `<name>:<base64 of "<domain>[:<port>]$<es id>$<kibana id>">` is `https://<es id>.<domain>:<port>`
+    (port 443 when none): elastic-transport-python's `parse_cloud_id`, then
+    elasticsearch-py's `cloud_id_to_node_configs`, which refuses an ID without the
+    Elasticsearch part. Raises ValueError with a sentence for the user.
+    """
+    from elastic_transport.client_utils import parse_cloud_id
+
+    try:
+        address = parse_cloud_id(cloud_id).es_address
+    except ValueError:
+        address = None
+    if address is None or not all(address):
+        raise ValueError(
+            "is not a valid Elastic Cloud ID (expected <name>:<base64 text>, as the Cloud "
+            "console shows it, naming the Elasticsearch host)"
+        )
+    host, port = address
+    return f"https://{host}:{port}"
 
 
 def _given_key(model: BaseModel, secret: str) -> str | None:

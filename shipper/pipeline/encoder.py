@@ -7,7 +7,10 @@ same for every line of a stream, into one %-format template per stream; per line
 message is serialised (by orjson) and one `%` builds the whole entry in a single allocation.
 
 Each encoded entry is the complete pair `{"create":{...}}\\n{document}\\n`, ready to be
-concatenated into a `_bulk` body; the disk buffer stores exactly these bytes.
+concatenated into a `_bulk` body; the disk buffer stores exactly these bytes. A container
+routed through an ingest pipeline has it in its action, `{"create":{"_index":..,
+"pipeline":..,"_id":..}}`, so it is buffered with the record and survives a restart; without
+one the action is exactly as before.
 
 The `_id` is derived from (container id, timestamp, stream, seq), so a line read twice (after a
 crash, a reconnect, or through another read mode) gets the same `_id` and Elasticsearch stores it
@@ -70,6 +73,7 @@ class ContainerDocument:
     # The same pieces for the C hot path: (action up to the id, id middle and tail per
     # stream, the stream names), see `encode_joined` in shipper/_native.c.
     native_parts: tuple[bytes | str, ...] = ()
+    pipeline: str | None = None  # the bulk action's ingest pipeline
 
 
 def container_document(
@@ -78,6 +82,7 @@ def container_document(
     index: str,
     host_name: str,
     extra_fields: Mapping[str, Any] | None = None,
+    pipeline: str | None = None,
 ) -> ContainerDocument:
     """Builds the static part of a container's documents (call again after a rename)."""
     container: dict[str, Any] = {
@@ -110,7 +115,7 @@ def container_document(
     # The action (with the index) and the id's container part are fixed; so is everything
     # after the message, which goes in as the last argument rather than as format text:
     # the formatter scans its format byte by byte, but copies an argument whole.
-    action = b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":"'
+    action = b'{"create":{"_index":' + orjson.dumps(index) + _pipeline_part(pipeline) + b',"_id":"'
     id_container = _id_container(meta.id).encode()
     templates = {
         stream: (
@@ -133,7 +138,13 @@ def container_document(
         STDOUT,
         STDERR,
     )
-    return ContainerDocument(meta.id, index, fragment, fields, templates, native_parts)
+    return ContainerDocument(meta.id, index, fragment, fields, templates, native_parts, pipeline)
+
+
+def _pipeline_part(pipeline: str | None) -> bytes:
+    """`,"pipeline":"<id>"` for the action, between `_index` and `_id` (the index stays
+    first, where `index_of` finds it); nothing without a pipeline."""
+    return b"" if pipeline is None else b',"pipeline":' + orjson.dumps(pipeline)
 
 
 def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
@@ -185,7 +196,11 @@ def encode_joined(records: Sequence[LogRecord], doc: ContainerDocument) -> Joine
 
 def _full_entry(record: LogRecord, doc: ContainerDocument) -> bytes:
     """The general path: flags, fields from processing stages, any stream."""
-    action = {"create": {"_index": doc.index, "_id": _full_id(record)}}
+    target: dict[str, str] = {"_index": doc.index}
+    if doc.pipeline is not None:
+        target["pipeline"] = doc.pipeline
+    target["_id"] = _full_id(record)
+    action = {"create": target}
     if record.fields is None:
         document: dict[str, Any] = {
             "@timestamp": format_timestamp(record.timestamp_ns),

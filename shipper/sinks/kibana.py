@@ -20,7 +20,7 @@ from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.config import KibanaConfig
 from shipper.errors import ConfigError
-from shipper.sinks.elasticsearch.client import read_secret
+from shipper.sinks.elasticsearch.secrets import read_secret
 
 
 class KibanaRefused(Exception):

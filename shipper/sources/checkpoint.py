@@ -25,8 +25,6 @@ File format (`checkpoints.json` under storage.path), written tmp → fsync → r
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ from typing import Protocol
 
 import orjson
 
-from shipper.errors import DiskFullError
+from shipper.durable import raise_if_disk_full, replace_atomically
 from shipper.layout import StorageLayout
 
 FORMAT_VERSION = 1
@@ -128,7 +126,6 @@ class CheckpointStore:
 
     def __init__(self, directory: Path) -> None:
         self._path = StorageLayout(directory).checkpoints_file
-        self._tmp = self._path.with_name(self._path.name + ".tmp")
         self._directory = directory
 
     def load(self) -> dict[str, Checkpoint]:
@@ -160,37 +157,14 @@ class CheckpointStore:
             }
         )
         try:
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(body)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self._tmp, self._path)
-            _fsync_directory(self._directory)
+            replace_atomically(self._path, body)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                self._tmp.unlink()
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFullError(
-                    f"no space left to save checkpoints in {self._directory}"
-                ) from exc
+            raise_if_disk_full(exc, f"saving checkpoints in {self._directory}")
             raise
 
 
 class CheckpointFileError(Exception):
     pass
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _HasCheckpoint(Protocol):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from shipper import telemetry
 from shipper.buffer import DiskBuffer
 from shipper.config import ProcessingConfig
-from shipper.model import ContainerMeta, LogRecord
+from shipper.model import ContainerMeta, Destination, LogRecord
 from shipper.pipeline.encoder import ContainerDocument, container_document, encode_joined
 from shipper.pipeline.metadata import container_fields
 from shipper.sources.rotation import RotationWatch
@@ -28,12 +28,13 @@ class BufferIntake:
     def __init__(
         self,
         buffer: DiskBuffer,
-        route: Callable[[ContainerMeta], str],
+        route: Callable[[ContainerMeta], Destination],
         host_name: str,
         processing: Callable[[], ProcessingConfig],
     ) -> None:
         self._buffer = buffer
-        self._route = route  # the container's data stream (labels, routing rules, default)
+        # The container's data stream and ingest pipeline (labels, routing rules, defaults).
+        self._route = route
         self._host_name = host_name
         self._processing = processing
         self._documents: dict[str, ContainerDocument] = {}
@@ -47,9 +48,11 @@ class BufferIntake:
 
     def container_changed(self, meta: ContainerMeta) -> None:
         self.rotation.container_changed(meta)
+        destination = self._route(meta)
         self._documents[meta.id] = container_document(
             meta,
-            index=self._route(meta),
+            index=destination.index,
+            pipeline=destination.pipeline,
             host_name=self._host_name,
             extra_fields=container_fields(meta, self._processing()),
         )

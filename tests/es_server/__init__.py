@@ -17,7 +17,11 @@ Fidelity notes: request bodies are inflated by the server itself (``encoding.py`
 to the inflated size, a corrupt body closes the connection as Elasticsearch does);
 ``filter_path`` prunes like Elasticsearch and never applies to error bodies; ``logs-*-*`` data
 streams run the effect of ``logs@default-pipeline`` (a missing ``@timestamp`` gets the ingest
-time); ``POST /<data-stream>/_rollover`` starts a new backing index.
+time); ``POST /<data-stream>/_rollover`` starts a new backing index. Ingest pipelines are stored
+and checked (a missing one fails the document as ES does), only ``fail`` processors run, and
+each stored document remembers the pipeline it named (``ingest.py``). The 9.x server has the
+data stream failure store of 9.1 (``failure_store.py``); ``tls_client_ca`` makes it require
+client certificates (mutual TLS).
 
 Tests get the server through the fixtures in ``fixtures.py``; with ``SHIPPER_TEST_ES_URL`` set
 they get a real cluster instead (see that module's docstring).

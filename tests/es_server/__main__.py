@@ -30,6 +30,7 @@ async def _serve(args: argparse.Namespace) -> None:
         api_keys=dict(args.api_key or []),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
     )
     if args.max_content_length:
         server.faults.max_content_length = args.max_content_length
@@ -57,12 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
+    parser.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
     parser.add_argument("--user", type=_pair, action="append", help="name:password (repeatable)")
     parser.add_argument("--api-key", type=_pair, action="append", help="id:key (repeatable)")
     parser.add_argument("--max-content-length", type=int, default=0, help="bytes")
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     try:
         import uvloop
 

@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from . import encoding as encoding_
-from . import media, search
+from . import ingest, media, search
 from .bulk import Raw, count_bulk, execute_bulk, filter_set
 from .errors import EsError, PlainError, index_not_found
 from .faults import Faults, Stats, rejected_request_reason
@@ -149,6 +149,13 @@ class EsApp:
             POST=self.put_component,
             GET=self.get_component,
             DELETE=self.delete_component,
+        )
+        r("/_ingest/pipeline", GET=self.get_pipeline)
+        r(
+            "/_ingest/pipeline/{id}",
+            PUT=self.put_pipeline,
+            GET=self.get_pipeline,
+            DELETE=self.delete_pipeline,
         )
         r("/_ilm/policy", GET=self.get_ilm)
         r("/_ilm/policy/{name}", PUT=self.put_ilm, GET=self.get_ilm, DELETE=self.delete_ilm)
@@ -286,7 +293,13 @@ class EsApp:
             return 200, raw
         refresh = req.params.get("refresh") in ("", "true", "wait_for")
         return 200, execute_bulk(
-            self.store, req.body, default_index, self.server.faults, stats, refresh
+            self.store,
+            req.body,
+            default_index,
+            self.server.faults,
+            stats,
+            refresh,
+            req.params.get("pipeline"),
         )
 
     async def index_doc(self, req: Request) -> Result:
@@ -303,19 +316,27 @@ class EsApp:
         body = orjson.dumps({op: meta}) + b"\n" + req.body.strip() + b"\n"
         refresh = req.params.get("refresh") in ("", "true", "wait_for")
         result = execute_bulk(
-            self.store, body, None, self.server.faults, self.server.stats, refresh
+            self.store,
+            body,
+            None,
+            self.server.faults,
+            self.server.stats,
+            refresh,
+            req.params.get("pipeline"),
         )
         item = result["items"][0][op]
         if "error" in item:
+            extra = {
+                k: v for k, v in item["error"].items() if k not in ("type", "reason", "caused_by")
+            }
+            if "failure_store" in item:
+                # The index API puts it in the error (ExceptionWithFailureStoreStatus).
+                extra["failure_store"] = item["failure_store"]
             raise EsError(
                 item["status"],
                 item["error"]["type"],
                 item["error"]["reason"],
-                extra={
-                    k: v
-                    for k, v in item["error"].items()
-                    if k not in ("type", "reason", "caused_by")
-                },
+                extra=extra,
                 caused_by=item["error"].get("caused_by"),
             )
         status = item.pop("status")
@@ -533,6 +554,19 @@ class EsApp:
             )
         return 200, {"acknowledged": True}
 
+    async def put_pipeline(self, req: Request) -> Result:
+        ingest.put_pipeline(self.store, req.args["id"], req.json())
+        return 200, {"acknowledged": True}
+
+    async def get_pipeline(self, req: Request) -> Result:
+        found = ingest.get_pipelines(self.store, req.args.get("id"))
+        # Nothing found: 404 with an empty object (GetPipelineResponse.status).
+        return (200 if found else 404), found
+
+    async def delete_pipeline(self, req: Request) -> Result:
+        ingest.delete_pipelines(self.store, req.args["id"])
+        return 200, {"acknowledged": True}
+
     async def put_ilm(self, req: Request) -> Result:
         body = req.json()
         if "policy" not in body:
@@ -624,7 +658,25 @@ class EsApp:
         }
         if self.server.major >= 9:
             entry["index_mode"] = "standard"
-            entry["failure_store"] = {"enabled": False, "rollover_on_write": True, "indices": []}
+            failure_indices = [
+                self.store.indices[n] for n in ds.failure_indices if n in self.store.indices
+            ]
+            # rollover_on_write: the failure store has no write index yet; the first failure
+            # creates one (a lazy rollover).
+            entry["failure_store"] = {
+                "enabled": ds.failure_store,
+                "rollover_on_write": not failure_indices,
+                "indices": [
+                    {
+                        "index_name": i.name,
+                        "index_uuid": i.uuid,
+                        "prefer_ilm": True,
+                        **({"ilm_policy": policy} if policy else {}),
+                        "managed_by": managed,
+                    }
+                    for i in failure_indices
+                ],
+            }
         return entry
 
     async def rollover(self, req: Request) -> Result:
@@ -716,6 +768,7 @@ class EsTestServer:
         tls_cert: str | None = None,
         tls_key: str | None = None,
         tls_ca: str | None = None,
+        tls_client_ca: str | None = None,
         compress_responses: bool | None = None,
         builtin_logs_template: bool = True,
         cluster_name: str = "docker-cluster",
@@ -733,6 +786,10 @@ class EsTestServer:
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         self.tls_ca = tls_ca  # only for shipper_config(): the CA that signed tls_cert
+        # Set: clients must present a certificate this CA signed, as Elasticsearch with
+        # xpack.security.http.ssl.client_authentication: required (the TLS handshake fails
+        # without one, before any HTTP).
+        self.tls_client_ca = tls_client_ca
         # http.compression defaults to true, but to false when TLS is on (ES's own default).
         self.compress_responses = (
             compress_responses if compress_responses is not None else tls_cert is None
@@ -782,6 +839,9 @@ class EsTestServer:
         if self.tls_cert:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(self.tls_cert, self.tls_key)
+            if self.tls_client_ca is not None:
+                ssl_context.verify_mode = ssl.CERT_REQUIRED
+                ssl_context.load_verify_locations(cafile=self.tls_client_ca)
         site = web.TCPSite(
             runner,
             host,
@@ -837,6 +897,15 @@ class EsTestServer:
         for index in self.store.resolve_read(index_or_ds):
             for doc_id, doc in index.docs.items():
                 out.append({"_index": index.name, "_id": doc_id, "_source": doc.source})
+        return out
+
+    def documents_with_pipelines(self, index_or_ds: str) -> list[dict[str, Any]]:
+        """`documents()` with `_pipeline`: the ingest pipeline each write named (or None).
+        The server runs no processors (ingest.py), so this is how tests see pipelines."""
+        out = []
+        for index in self.store.resolve_read(index_or_ds):
+            for doc_id, doc in index.docs.items():
+                out.append({"_index": index.name, "_id": doc_id, "_pipeline": doc.pipeline})
         return out
 
     def doc_count(self, index_or_ds: str) -> int:

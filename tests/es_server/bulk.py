@@ -20,8 +20,10 @@ from typing import Any
 
 import orjson
 
+from . import ingest as ingest_
 from . import mapping
 from .errors import EsError, cause, illegal_argument
+from .failure_store import failure_document
 from .faults import Faults, Stats, rejected_item_reason
 from .store import Doc, Index, Store, new_doc_id
 
@@ -49,6 +51,9 @@ _META_KEYS = {
 # The filter Beats (libbeat's esclientleg) sends with every _bulk: every item keeps its status,
 # so the filtered items stay aligned with the request's actions.
 STATUS_FILTER = frozenset({"errors", "items.*.error", "items.*.status"})
+# The same and each item's failure_store (what the shipper sends since 8.19/9.1 have one).
+FAILURE_STORE_FILTER = STATUS_FILTER | {"items.*.failure_store"}
+SHORT_FILTERS = (STATUS_FILTER, FAILURE_STORE_FILTER)
 
 
 class Raw(bytes):
@@ -109,9 +114,20 @@ def _parse_action(line: bytes, line_no: int) -> tuple[str, dict[str, Any]]:
 
 
 def _failure(
-    op: str, index: str, doc_id: str | None, status: int, error: dict[str, Any]
+    op: str,
+    index: str,
+    doc_id: str | None,
+    status: int,
+    error: dict[str, Any],
+    failure_store: str | None = None,
 ) -> dict[str, Any]:
-    return {op: {"_index": index, "_id": doc_id, "status": status, "error": error}}
+    # BulkItemResponse.toXContent: _index, _id, status, failure_store (when there is one to
+    # tell), error.
+    item: dict[str, Any] = {"_index": index, "_id": doc_id, "status": status}
+    if failure_store is not None:
+        item["failure_store"] = failure_store
+    item["error"] = error
+    return {op: item}
 
 
 def execute_bulk(
@@ -121,6 +137,7 @@ def execute_bulk(
     faults: Faults,
     stats: Stats,
     refresh: bool,
+    request_pipeline: str | None = None,
 ) -> dict[str, Any]:
     started = time.monotonic()
     lines = _split_lines(body)
@@ -161,11 +178,16 @@ def execute_bulk(
     for op, meta, source in requests:
         name = meta.get("_index") or default_index
         assert name is not None
-        item = _execute_one(store, op, meta, source, name, faults, ingest)
+        pipeline = meta.get("pipeline", request_pipeline)
+        item = _execute_one(store, op, meta, source, name, faults, ingest, pipeline)
         items.append(item)
         result = item[op]
         stats.items_by_status[result["status"]] += 1
         stats.items_by_index[result["_index"]] += 1
+        if pipeline is not None and op in ("create", "index"):
+            stats.items_by_pipeline[str(pipeline)] += 1
+        if result.get("failure_store") == "used":
+            stats.items_in_failure_store += 1
         touched.add(result["_index"])
     if refresh:
         for index_name in touched:
@@ -190,21 +212,33 @@ def _execute_one(
     name: str,
     faults: Faults,
     ingest: list[bool],
+    pipeline: str | None = None,
 ) -> dict[str, Any]:
     doc_id: str | None = meta.get("_id")
     if doc_id is not None:
         doc_id = str(doc_id)
     op_type = "create" if op == "create" or meta.get("op_type") == "create" else op
+    writes = op in ("create", "index") and source is not None
+    if writes and pipeline is not None and pipeline != ingest_.NO_PIPELINE:
+        # The ingest phase comes first, on the coordinating node: a document that fails in
+        # its pipeline never reaches the index (nor creates it).
+        assert source is not None
+        ingest[0] = True
+        failure = ingest_.run(store, str(pipeline))
+        if failure is not None:
+            return _ingest_failed(store, op, name, doc_id, source, failure)
     try:
         index = store.get_write_index(name, op_type=op_type if op != "delete" else "index")
     except EsError as exc:
         return _failure(op, name, doc_id, exc.status, exc.inner())
     if faults.take_item_rejection():
         error = cause("es_rejected_execution_exception", rejected_item_reason(len(source or b"")))
-        return _failure(op, index.name, doc_id, 429, error)
-    if op != "delete" and source is not None and index.default_pipeline is not None:
+        return _shard_failure(store, op, name, index, doc_id, source, 429, error)
+    # A pipeline named in the request replaces the index's default pipeline.
+    run = index.default_pipeline if pipeline is None else pipeline
+    if op != "delete" and source is not None and run not in (None, ingest_.NO_PIPELINE):
         ingest[0] = True
-        source = _run_default_pipeline(index.default_pipeline, source)
+        source = _run_default_pipeline(str(run), source)
     if op == "delete":
         return _delete(index, doc_id or "")
     if op == "update":
@@ -213,12 +247,96 @@ def _execute_one(
         doc_id = new_doc_id()
     existing = index.docs.get(doc_id)
     if op_type == "create" and existing is not None:
-        return _failure(op, index.name, doc_id, 409, _conflict(index, doc_id, existing.version))
+        conflict = _conflict(index, doc_id, existing.version)
+        return _shard_failure(store, op, name, index, doc_id, source, 409, conflict)
     assert source is not None
     rejection = _check_source(index, source, doc_id, faults)
     if rejection is not None:
-        return _failure(op, index.name, doc_id, 400, rejection)
-    return {op: _store(index, doc_id, orjson.loads(source), existing)}
+        return _shard_failure(store, op, name, index, doc_id, source, 400, rejection)
+    named = None if pipeline in (None, ingest_.NO_PIPELINE) else str(pipeline)
+    return {op: _store(index, doc_id, orjson.loads(source), existing, named)}
+
+
+def _ingest_failed(
+    store: Store,
+    op: str,
+    name: str,
+    doc_id: str | None,
+    source: bytes,
+    failure: ingest_.IngestFailure,
+) -> dict[str, Any]:
+    """An ingest failure: into the target stream's failure store, or an item error; the item
+    names the index the request named (BulkRequestModifier.markItemAsFailed)."""
+    enabled = store.failure_store_resolution(name)
+    if enabled:
+        if name not in store.data_streams:
+            # Created by this write, bound for its failure store: it starts with a failure
+            # index of the first generation.
+            store.create_data_stream(name, with_failure_index=True)
+        return _redirect(
+            store, op, name, doc_id, source, failure.type, failure.reason, failure.pipeline_fields
+        )
+    status = None if enabled is None else "not_enabled"
+    return _failure(op, name, doc_id, failure.status, failure.error(), status)
+
+
+def _shard_failure(
+    store: Store,
+    op: str,
+    name: str,
+    index: Index,
+    doc_id: str | None,
+    source: bytes | None,
+    status: int,
+    error: dict[str, Any],
+) -> dict[str, Any]:
+    """An item that failed on the shard (BulkOperation.processFailure in 9.1): a data stream
+    with its failure store enabled keeps every such document but a version conflict; one
+    without says `not_enabled`; any other target says nothing."""
+    ds = store.data_streams.get(name) if store.major >= 9 else None
+    if ds is None or op not in ("create", "index") or source is None:
+        return _failure(op, index.name, doc_id, status, error)
+    if not ds.failure_store:
+        return _failure(op, index.name, doc_id, status, error, "not_enabled")
+    if error.get("type") == "version_conflict_engine_exception":
+        return _failure(op, index.name, doc_id, status, error)
+    return _redirect(store, op, name, doc_id, source, error["type"], error["reason"])
+
+
+def _redirect(
+    store: Store,
+    op: str,
+    name: str,
+    doc_id: str | None,
+    source: bytes,
+    error_type: str,
+    message: str,
+    pipeline_fields: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(source)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        # The converter cannot read it back as a map: the original failure stands.
+        error = cause(error_type, message)
+        return _failure(op, name, doc_id, 400, error, "failed")
+    ds = store.data_streams[name]
+    failure_index = store.failure_write_index(ds)
+    document = failure_document(
+        index=name,
+        doc_id=doc_id,
+        source=parsed,
+        error_type=error_type,
+        message=message,
+        pipeline_fields=pipeline_fields,
+    )
+    result = _store(failure_index, new_doc_id(), document, None)
+    # IndexResponse with its failure store status: after _primary_term, before status.
+    status = result.pop("status")
+    result["failure_store"] = "used"
+    result["status"] = status
+    return {op: result}
 
 
 def _run_default_pipeline(pipeline: str, raw: bytes) -> bytes:
@@ -323,12 +441,16 @@ def _check_source(index: Index, raw: bytes, doc_id: str, faults: Faults) -> dict
 
 
 def _store(
-    index: Index, doc_id: str, source: dict[str, Any], existing: Doc | None
+    index: Index,
+    doc_id: str,
+    source: dict[str, Any],
+    existing: Doc | None,
+    pipeline: str | None = None,
 ) -> dict[str, Any]:
     version = existing.version + 1 if existing is not None else 1
     seq_no = index.seq_no
     index.seq_no += 1
-    index.put(doc_id, Doc(source=source, seq_no=seq_no, version=version))
+    index.put(doc_id, Doc(source=source, seq_no=seq_no, version=version, pipeline=pipeline))
     return {
         "_index": index.name,
         "_id": doc_id,
@@ -545,11 +667,15 @@ def count_bulk(
     any other takes the loop below: each action line parsed and checked as ``execute_bulk``
     does, a set lookup for duplicate ids and one bytes %-format per item. Only
     ``create``/``index`` items are counted.
-    With ``filter_path`` = STATUS_FILTER (what the shipper sends) the filtered response is
+    With ``filter_path`` = one of SHORT_FILTERS (what the shipper sends) the filtered response is
     rendered directly and returned as ``Raw``: no parse-filter-reserialise of a large response.
     Any other filter is applied by the HTTP layer to the full response.
     """
-    short = filter_set(filter_path) == STATUS_FILTER
+    filters = filter_set(filter_path)
+    short = filters in SHORT_FILTERS
+    # A conflict on a 9.x data stream without a failure store says not_enabled (see
+    # failure_store.py); the short form keeps it if the filter asks for it.
+    short_store = filters == FAILURE_STORE_FILTER
     _check_body(body)
     uniform = _count_uniform_creates(
         store, body, default_index, stats, detect_duplicates, count_containers, short
@@ -623,10 +749,20 @@ def count_bulk(
                 errors = True
                 conflicts += 1
                 err = orjson.dumps(_conflict(index, doc_id, 1))
+                stream = store.data_streams.get(index.data_stream or "")
+                store_field = (
+                    b',"failure_store":"not_enabled"'
+                    if store.major >= 9 and stream is not None and not stream.failure_store
+                    else b""
+                )
                 if short:
-                    append(b'%s409,"error":%s}}' % (prefix, err))
+                    kept = store_field if short_store else b""
+                    append(b'%s409%s,"error":%s}}' % (prefix, kept, err))
                 else:
-                    append(b'%s%s","status":409,"error":%s}}' % (prefix, doc_id.encode(), err))
+                    append(
+                        b'%s%s","status":409%s,"error":%s}}'
+                        % (prefix, doc_id.encode(), store_field, err)
+                    )
                 continue
             ids.add(doc_id)
         seq = index.count

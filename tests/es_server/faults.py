@@ -23,6 +23,9 @@ class Stats:
     bulk_requests: int = 0
     items_by_status: Counter[int] = field(default_factory=Counter)
     items_by_index: Counter[str] = field(default_factory=Counter)
+    # create/index items by the ingest pipeline they named, and those kept in a failure store
+    items_by_pipeline: Counter[str] = field(default_factory=Counter)
+    items_in_failure_store: int = 0
     # count-only mode with count_containers: created items per container.id (benchmarks)
     items_by_container: Counter[str] = field(default_factory=Counter)
     bytes_received: int = 0
@@ -36,6 +39,8 @@ class Stats:
             "bulk_requests": self.bulk_requests,
             "items_by_status": {str(k): v for k, v in self.items_by_status.items()},
             "items_by_index": dict(self.items_by_index),
+            "items_by_pipeline": dict(self.items_by_pipeline),
+            "items_in_failure_store": self.items_in_failure_store,
             "items_by_container": dict(self.items_by_container),
             "bytes_received": self.bytes_received,
             "gzip_requests": self.gzip_requests,

@@ -26,8 +26,9 @@ What a test may use:
 * ``es_server_8`` / ``es_server_9`` use the real cluster only when its major version matches, and
   skip otherwise; ``es_server`` takes the real cluster whatever its version.
 
-Against a real cluster the data streams, indices, index and component templates and ILM policies
-a test created are deleted after it; nothing that existed before the test is touched. The tests
+Against a real cluster the data streams (with their failure stores), indices, index and component
+templates, ILM policies and ingest pipelines a test created are deleted after it; nothing that
+existed before the test is touched. The tests
 assume a single-node cluster, like the official docker image (``_shards.successful`` is 1).
 """
 
@@ -143,6 +144,7 @@ class Inventory:
     index_templates: frozenset[str]
     component_templates: frozenset[str]
     ilm_policies: frozenset[str]
+    pipelines: frozenset[str] = frozenset()
 
 
 class RealCluster:
@@ -180,12 +182,14 @@ class RealCluster:
         _, templates = await probe.request("GET", "/_index_template")
         _, components = await probe.request("GET", "/_component_template")
         _, policies = await probe.request("GET", "/_ilm/policy")
+        _, pipelines = await probe.request("GET", "/_ingest/pipeline", ok=(200, 404))
         return Inventory(
             data_streams=frozenset(d["name"] for d in resolved["data_streams"]),
             indices=frozenset(i["name"] for i in resolved["indices"] if "data_stream" not in i),
             index_templates=frozenset(t["name"] for t in templates["index_templates"]),
             component_templates=frozenset(c["name"] for c in components["component_templates"]),
             ilm_policies=frozenset(policies),
+            pipelines=frozenset(pipelines or ()),
         )
 
     async def cleanup(self, before: Inventory) -> None:
@@ -202,6 +206,9 @@ class RealCluster:
             await probe.request("DELETE", f"/_component_template/{name}", ok=(200, 404))
         for name in sorted(after.ilm_policies - before.ilm_policies):
             await probe.request("DELETE", f"/_ilm/policy/{name}", ok=(200, 404))
+        # Last: a pipeline that an index names as its default cannot be deleted.
+        for name in sorted(after.pipelines - before.pipelines):
+            await probe.request("DELETE", f"/_ingest/pipeline/{name}", ok=(200, 404))
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for attributes RealCluster lacks: EsTestServer's in-process surface.

@@ -49,7 +49,10 @@ class Probe:
         api_key: tuple[str, str] | str | None = None,
         ca_file: str | None = None,
         verify_certs: bool = True,
+        client_cert: str | None = None,
     ) -> None:
+        """`client_cert`: a PEM file with the certificate and its key, for servers that
+        require one (mutual TLS)."""
         self.url = url.rstrip("/")
         self.headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if basic_auth is not None:
@@ -65,6 +68,10 @@ class Probe:
             self._ssl = ssl.create_default_context(cafile=ca_file)
         elif not verify_certs:
             self._ssl = False
+        if client_cert is not None:
+            if not isinstance(self._ssl, ssl.SSLContext):
+                self._ssl = ssl.create_default_context()
+            self._ssl.load_cert_chain(client_cert)
 
     async def __aenter__(self) -> Probe:
         return self

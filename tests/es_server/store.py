@@ -44,6 +44,7 @@ class Doc:
     source: dict[str, Any]
     seq_no: int
     version: int = 1
+    pipeline: str | None = None  # the ingest pipeline the write named (not run: ingest.py)
 
 
 @dataclass
@@ -215,6 +216,54 @@ class DataStream:
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     generation: int = 1
     hidden: bool = False
+    # data_stream_options.failure_store.enabled, taken from the template once, when the
+    # stream is created (failure store reference: "Set up for new data streams").
+    failure_store: bool = False
+    # Failure indices, created lazily by the first failure they keep.
+    failure_indices: list[str] = field(default_factory=list)
+
+
+# The failure store's fixed mapping (DataStreamFailureStoreDefinition): the template's
+# mappings never apply to failure indices, and `document.source` is unmapped.
+FAILURE_STORE_MAPPING: dict[str, Any] = {
+    "dynamic": False,
+    "_routing": {"required": False},
+    "properties": {
+        "@timestamp": {"type": "date", "ignore_malformed": False},
+        "document": {
+            "properties": {
+                "id": {"type": "keyword"},
+                "routing": {"type": "keyword"},
+                "index": {"type": "keyword"},
+            }
+        },
+        "error": {
+            "properties": {
+                "message": {"type": "match_only_text"},
+                "stack_trace": {"type": "text"},
+                "type": {"type": "keyword"},
+                "pipeline": {"type": "keyword"},
+                "pipeline_trace": {"type": "keyword"},
+                "processor_tag": {"type": "keyword"},
+                "processor_type": {"type": "keyword"},
+            }
+        },
+    },
+}
+# Template settings a failure index never takes (DataStreamFailureStoreDefinition.
+# UNSUPPORTED_SETTINGS): pipelines and time series settings are for backing indices only.
+FAILURE_STORE_UNSUPPORTED_SETTINGS = frozenset(
+    {
+        "index.default_pipeline",
+        "index.final_pipeline",
+        "index.time_series.start_time",
+        "index.time_series.end_time",
+        "index.routing_path",
+        "index.mode",
+    }
+)
+FAILURES_SELECTOR = "::failures"
+DATA_SELECTOR = "::data"
 
 
 def flatten_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -358,11 +407,15 @@ class Store:
         self.templates: dict[str, dict[str, Any]] = {}
         self.components: dict[str, dict[str, Any]] = {}
         self.ilm_policies: dict[str, dict[str, Any]] = {}
+        self.pipelines: dict[str, dict[str, Any]] = {}  # ingest pipelines by id
         self.pits: dict[str, list[tuple[str, list[tuple[str, Doc]]]]] = {}
         if builtin_logs_template:
             templates, components = builtin_templates(major)
             self.templates.update(templates)
             self.components.update(components)
+            from .ingest import BUILTIN_PIPELINES
+
+            self.pipelines.update(BUILTIN_PIPELINES)
             self.ilm_policies["logs"] = {
                 "version": 1,
                 "modified_date": "2024-01-01T00:00:00.000Z",
@@ -430,6 +483,26 @@ class Store:
                 best = (name, tpl)
         return best
 
+    def failure_store_enabled(self, tpl: dict[str, Any]) -> bool:
+        """data_stream_options.failure_store.enabled of a composable template: its component
+        templates in order, then its own `template`, the last one that sets it wins (9.x only:
+        8.17 has no failure store)."""
+        if self.major < 9:
+            return False
+        enabled = False
+        parts = [
+            self.components[c]["template"]
+            for c in tpl.get("composed_of", [])
+            if c in self.components
+        ]
+        parts.append(tpl.get("template", {}))
+        for part in parts:
+            options = part.get("data_stream_options") or {}
+            failure_store = options.get("failure_store") or {}
+            if "enabled" in failure_store:
+                enabled = bool(failure_store["enabled"])
+        return enabled
+
     def resolve_template(self, tpl: dict[str, Any]) -> tuple[Mappings, dict[str, Any]]:
         mappings = Mappings()
         settings: dict[str, Any] = {}
@@ -485,8 +558,16 @@ class Store:
         return index
 
     def create_data_stream(
-        self, name: str, match: tuple[str, dict[str, Any]] | None = None
+        self,
+        name: str,
+        match: tuple[str, dict[str, Any]] | None = None,
+        *,
+        with_failure_index: bool = False,
     ) -> DataStream:
+        """`with_failure_index`: created by a write bound for its failure store (a failure
+        before the stream existed), which then starts with a failure index of generation 1
+        beside the backing index (190_failure_store_redirection.yml, "Redirect ingest
+        failure")."""
         if match is None:
             match = self.matching_template(name)
         if match is None or "data_stream" not in match[1]:
@@ -498,9 +579,57 @@ class Store:
             template=tpl_name,
             indices=[backing.name],
             hidden=bool(tpl["data_stream"].get("hidden", False)),
+            failure_store=self.failure_store_enabled(tpl),
         )
         self.data_streams[name] = ds
+        if with_failure_index:
+            ds.failure_indices.append(self._failure_index(name, 1, tpl).name)
         return ds
+
+    def failure_store_resolution(self, name: str) -> bool | None:
+        """Whether a failure of a write to `name` goes to a failure store: True/False for a
+        data stream (existing, or that a template would create), None for anything else
+        (TransportBulkAction.resolveFailureStore). 8.x: always None (no failure store)."""
+        if self.major < 9:
+            return None
+        ds = self.data_streams.get(name)
+        if ds is not None:
+            return ds.failure_store
+        if name in self.indices:
+            return None
+        match = self.matching_template(name)
+        if match is None or "data_stream" not in match[1]:
+            return None
+        return self.failure_store_enabled(match[1])
+
+    def failure_write_index(self, ds: DataStream) -> Index:
+        """The failure store's write index, created at the first failure: a lazy rollover of
+        the failure store, so it takes the data stream's next generation (`.fs-<name>-
+        <date>-000002` after the first backing index)."""
+        if ds.failure_indices:
+            return self.indices[ds.failure_indices[-1]]
+        tpl = self.templates.get(ds.template, {})
+        ds.generation += 1
+        index = self._failure_index(ds.name, ds.generation, tpl)
+        ds.failure_indices.append(index.name)
+        return index
+
+    def _failure_index(self, name: str, generation: int, tpl: dict[str, Any]) -> Index:
+        _, settings = self.resolve_template(tpl) if tpl else (None, {})
+        kept = {k: v for k, v in settings.items() if k not in FAILURE_STORE_UNSUPPORTED_SETTINGS}
+        kept.update({"index.hidden": "true", "index.failure_store.version": "1"})
+        mappings = Mappings()
+        mappings.merge(FAILURE_STORE_MAPPING)
+        day = time.strftime("%Y.%m.%d", time.gmtime())
+        index = Index(
+            name=f".fs-{name}-{day}-{generation:06d}",
+            uuid=new_uuid(),
+            mappings=mappings,
+            settings=kept,
+        )
+        index.data_stream = name
+        self.indices[index.name] = index
+        return index
 
     def _backing_index(self, name: str, generation: int, tpl: dict[str, Any]) -> Index:
         # DataStream.getDefaultBackingIndexName: the date is the day the index is created.
@@ -543,23 +672,39 @@ class Store:
             part = part.strip()
             if part in ("", "_all", "*"):
                 part = "*"
+            # Index component selectors (8.19/9.1): `<stream>::failures` is the failure
+            # store's indices, `<stream>::data` (the default) the backing indices.
+            selector = DATA_SELECTOR
+            for candidate in (FAILURES_SELECTOR, DATA_SELECTOR):
+                if part.endswith(candidate):
+                    part, selector = part[: -len(candidate)], candidate
             if "*" in part:
                 for ds_name, ds in self.data_streams.items():
                     if fnmatch.fnmatchcase(ds_name, part) and not ds.hidden:
-                        for n in ds.indices:
+                        for n in self._component(ds, selector):
                             out[n] = self.indices[n]
+                if selector == FAILURES_SELECTOR:
+                    continue
                 for name, index in self.indices.items():
-                    if fnmatch.fnmatchcase(name, part) and not name.startswith("."):
+                    # Hidden and dot indices (backing, failure) only by a pattern that starts
+                    # with a dot, as IndexNameExpressionResolver matches them.
+                    if fnmatch.fnmatchcase(name, part) and (
+                        not name.startswith(".") or part.startswith(".")
+                    ):
                         out[name] = index
                 continue
             if part in self.data_streams:
-                for n in self.data_streams[part].indices:
+                for n in self._component(self.data_streams[part], selector):
                     out[n] = self.indices[n]
             elif part in self.indices:
                 out[part] = self.indices[part]
             elif not ignore_unavailable:
                 raise index_not_found(part)
         return list(out.values())
+
+    @staticmethod
+    def _component(ds: DataStream, selector: str) -> list[str]:
+        return ds.failure_indices if selector == FAILURES_SELECTOR else ds.indices
 
     def delete_index(self, expression: str) -> None:
         targets = []
@@ -596,7 +741,7 @@ class Store:
                 raise index_not_found(part)
         for name in names:
             ds = self.data_streams.pop(name)
-            for index_name in ds.indices:
+            for index_name in ds.indices + ds.failure_indices:
                 self.indices.pop(index_name, None)
 
 

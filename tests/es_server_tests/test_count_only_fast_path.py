@@ -19,12 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.es_server import bulk as bulk_module
-from tests.es_server.bulk import STATUS_FILTER, count_bulk
+from tests.es_server.bulk import FAILURE_STORE_FILTER, STATUS_FILTER, count_bulk
 from tests.es_server.errors import EsError
 from tests.es_server.faults import Stats
 from tests.es_server.store import Store
 
 SHORT = ",".join(sorted(STATUS_FILTER))
+WITH_FAILURE_STORE = ",".join(sorted(FAILURE_STORE_FILTER))  # what the shipper sends
 INDEX = "logs-docker-default"
 
 
@@ -87,7 +88,7 @@ def compare(bodies: list[bytes], filter_path: str | None, monkeypatch: pytest.Mo
     return taken
 
 
-@pytest.mark.parametrize("filter_path", [SHORT, None])
+@pytest.mark.parametrize("filter_path", [SHORT, WITH_FAILURE_STORE, None])
 def test_the_shippers_bulk_takes_the_whole_list_path(
     filter_path: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,7 +192,7 @@ def test_one_containers_block_is_counted_without_a_search_per_document(
     assert stats.items_by_container == {"c1": 6}
 
 
-@pytest.mark.parametrize("filter_path", [SHORT, None])
+@pytest.mark.parametrize("filter_path", [SHORT, WITH_FAILURE_STORE, None])
 @pytest.mark.parametrize("case", sorted(PERTURBATIONS))
 def test_other_bulks_give_the_same_answer_either_way(
     case: str, filter_path: str | None, monkeypatch: pytest.MonkeyPatch
@@ -231,3 +232,21 @@ def test_random_bulks_give_the_same_answer_either_way(
     ]
     with pytest.MonkeyPatch.context() as monkeypatch:
         compare(bodies, SHORT if short else None, monkeypatch)
+
+
+@pytest.mark.parametrize("filter_path", [SHORT, WITH_FAILURE_STORE, None])
+def test_a_conflict_on_a_9x_data_stream_says_the_failure_store_is_not_enabled(
+    filter_path: str | None,
+) -> None:
+    """As the full server answers it (failure_store.py): the short form keeps the field only
+    when the filter asks for it, and the response is the filtered full one."""
+    store, stats = Store(9), Stats()
+    body = bulk_body((action("a"), document("c")))
+    count_bulk(store, body, None, stats, True, True, filter_path)
+    again = orjson.loads(bytes(count_bulk(store, body, None, stats, True, True, filter_path)))
+    item = again["items"][0]["create"]
+    assert item["status"] == 409
+    assert ("failure_store" in item) is (filter_path != SHORT)
+    if "failure_store" in item:
+        assert item["failure_store"] == "not_enabled"
+        assert list(item)[-2:] == ["failure_store", "error"]

@@ -1,5 +1,6 @@
 """SHIPPER_TEST_ES_URL mode: parsing the environment, the shipper's config, and the whole
-test_es_server.py suite run against a secured (https + password) "real" cluster.
+test_es_server.py and test_ingest_and_failure_store.py suites run against a secured (https +
+password) "real" cluster.
 
 No real Elasticsearch runs here, so the "real" cluster is the test server in its own process,
 reached only through what a real cluster offers: plain HTTP with credentials and a CA.
@@ -159,8 +160,10 @@ async def test_secured_cluster_from_the_environment(
     )
     await probe.request("PUT", "/_data_stream/t1-a")
     await probe.request("PUT", "/plain-index")
+    await probe.request("PUT", "/_ingest/pipeline/pl1", {"processors": []})
     grown = await cluster.inventory()
     assert grown.data_streams == {"t1-a"} and grown.indices == {"plain-index"}
+    assert grown.pipelines - before.pipelines == {"pl1"}
     await cluster.cleanup(before)
     assert await cluster.inventory() == before
     assert secured.store.indices == {}
@@ -227,7 +230,13 @@ ONLY_8 = {
     "test_client_9_is_rejected_by_8x_server",
     "test_8x_accepts_compat_8_and_mismatch_is_rejected",
 }
-ONLY_9 = {"test_root_and_product_header_with_official_client"}
+ONLY_9 = {
+    "test_root_and_product_header_with_official_client",
+    # test_ingest_and_failure_store.py: the failure store is 9.1's (8.19's, not 8.17's)
+    "test_a_mapping_failure_goes_to_the_failure_store",
+    "test_pipeline_failures_go_to_the_failure_store_as_sent",
+    "test_without_the_failure_store_errors_say_not_enabled",
+}
 
 
 @pytest.mark.parametrize("secured_process", [8, 9], indirect=True)
@@ -248,6 +257,7 @@ async def test_the_server_suite_runs_against_a_real_cluster(
         "-q",
         f"--junitxml={junit}",
         "tests/es_server_tests/test_es_server.py",
+        "tests/es_server_tests/test_ingest_and_failure_store.py",
     ]
     run = await asyncio.to_thread(
         subprocess.run, command, cwd=REPO, env=env, capture_output=True, timeout=240

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
+from shipper import telemetry
 from shipper.config import ElasticsearchConfig
 from shipper.layout import StorageLayout
 from shipper.model import ContainerMeta, LogRecord
@@ -525,3 +526,45 @@ async def test_a_whole_request_refused_with_403_is_retried_slowly_and_reported(
     waited = time.monotonic() - added
     assert waited >= 5.0  # an operator is needed: not hammered (AUTH_MIN_DELAY_S)
     assert running.sink.last_error is None and len(stored(server, STREAM)) == 3
+
+
+@pytest.mark.es_in_process  # the stream is made before the shipper's template, in process
+async def test_failure_store_on_a_stream_created_without_it_dead_letters_and_says_so(
+    es_server_9: EsTestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`failure_store: on` reaches only streams created after it: one that existed keeps
+    answering `not_enabled`, its refused documents are dead-lettered as before and the operator
+    is told once how to enable it; a new stream gets it, and keeps its refused documents."""
+    server = es_server_9
+    server.store.create_data_stream(STREAM)  # by the built-in logs template: no failure store
+    server.faults.mapping_error = lambda source: source.get("message", "").startswith("poison")
+    fresh = "logs-fresh-default"
+    entries = [
+        *entries_of("c-old", 5, message="poison {i}"),
+        *entries_of("c-old-ok", 5),
+        *entries_of("c-new", 3, index=fresh, message="poison {i}"),
+    ]
+    used_before = telemetry.counter_total_where(telemetry.bulk_items, failure_store="used")
+    running = await start_sink(server, tmp_path, entries, failure_store="on")
+    await finish(running, len(entries))
+
+    assert server.store.data_streams[STREAM].failure_store is False
+    assert server.store.data_streams[fresh].failure_store is True
+    assert sorted(d["_source"]["message"] for d in stored(server, STREAM)) == [
+        f"line {i}" for i in range(5)
+    ]
+    dead = stored(server, DLQ)
+    assert sorted(orjson.loads(d["_source"]["event"]["original"])["message"] for d in dead) == [
+        f"poison {i}" for i in range(5)
+    ]
+    assert stored(server, fresh) == []
+    kept = stored(server, f"{fresh}::failures")
+    assert sorted(d["_source"]["document"]["source"]["message"] for d in kept) == [
+        f"poison {i}" for i in range(3)
+    ]
+    assert (
+        telemetry.counter_total_where(telemetry.bulk_items, failure_store="used") - used_before == 3
+    )
+    told = [r for r in caplog.records if "has no failure store" in r.getMessage()]
+    assert len(told) == 1
+    assert told[0].fields["data_stream"] == STREAM  # type: ignore[attr-defined]

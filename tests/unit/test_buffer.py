@@ -13,7 +13,8 @@ import pytest
 
 from shipper.buffer import BufferBatch, BufferClosedError, DiskBuffer, SegmentQueue
 from shipper.buffer import format as fmt
-from shipper.buffer.segments import DEFAULT_TAIL_CACHE_BYTES, FsyncPolicy
+from shipper.buffer.ledger import FsyncPolicy
+from shipper.buffer.tail_cache import DEFAULT_TAIL_CACHE_BYTES
 from shipper.config import StorageConfig
 from shipper.errors import DiskFullError
 
@@ -546,10 +547,12 @@ async def test_close_wakes_an_append_waiting_for_space(tmp_path: Path) -> None:
 
 
 class FailingWrites:
-    """os.pwrite and os.pwritev that write `partial` bytes of the next call, then raise."""
+    """os.write, os.pwrite and os.pwritev that write `partial` bytes of the next call, then
+    raise: a disk that fills up, whichever call the buffer writes a file with."""
 
     def __init__(self, error: int = errno.ENOSPC, partial: int = 0, times: int = 1) -> None:
         self.real = os.pwrite
+        self.real_write = os.write
         self.error = error
         self.partial = partial
         self.times = times
@@ -567,9 +570,17 @@ class FailingWrites:
     def pwritev(self, fd: int, buffers: Any, offset: int) -> int:
         return self.pwrite(fd, b"".join(buffers), offset)
 
+    def write(self, fd: int, data: Any) -> int:
+        if self.times <= 0:
+            return self.real_write(fd, data)
+        written = self.pwrite(fd, data, os.lseek(fd, 0, os.SEEK_CUR))
+        os.lseek(fd, written, os.SEEK_CUR)
+        return written
+
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(os, "pwrite", self.pwrite)
         monkeypatch.setattr(os, "pwritev", self.pwritev)
+        monkeypatch.setattr(os, "write", self.write)
 
 
 async def test_enospc_leaves_no_half_record_and_the_next_append_works(
@@ -768,14 +779,14 @@ def test_a_version_1_segment_left_by_an_older_shipper_is_still_delivered(tmp_pat
 def test_pwritev_all_writes_every_part_through_short_writes_and_iov_max(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shipper.buffer import segments
+    from shipper.buffer import segment_file
 
     real = os.pwritev
     calls: list[int] = []
 
     def short_pwritev(fd: int, buffers: Any, offset: int) -> int:
         calls.append(len(buffers))
-        assert len(buffers) <= segments._IOV_MAX
+        assert len(buffers) <= segment_file._IOV_MAX
         return real(fd, [bytes(b"".join(buffers))[:7]], offset)  # at most 7 bytes a call
 
     parts = [b"%d," % n for n in range(3000)] + [b"", b"end"]
@@ -783,8 +794,8 @@ def test_pwritev_all_writes_every_part_through_short_writes_and_iov_max(
     path = tmp_path / "f"
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
     try:
-        segments._pwritev_all(fd, parts, 5)
+        segment_file._pwritev_all(fd, parts, 5)
     finally:
         os.close(fd)
     assert path.read_bytes() == bytes(5) + b"".join(parts)
-    assert max(calls) == min(len(parts) - 1, segments._IOV_MAX)
+    assert max(calls) == min(len(parts) - 1, segment_file._IOV_MAX)

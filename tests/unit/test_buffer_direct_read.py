@@ -34,7 +34,7 @@ def segment_of(appends: list[tuple[list[int], int, int]]) -> tuple[bytes, list[i
 def one_read(
     file: bytes, start: int, want: int, available: int, max_entries: int, max_bytes: int
 ) -> fmt.Decoded:
-    """What SegmentQueue._read_from decodes: one pread, and a second for a first block larger
+    """What Segment.read decodes: one pread, and a second for a first block larger
     than the first."""
     buf = file[start : start + want]
     decoded = fmt.decode_records(buf, max_entries, max_bytes)

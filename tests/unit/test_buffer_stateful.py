@@ -35,7 +35,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from shipper.buffer import BufferBatch, SegmentQueue
 from shipper.buffer import format as fmt
-from shipper.buffer.segments import FsyncPolicy
+from shipper.buffer.ledger import FsyncPolicy
 
 
 def payload(number: int, size: int) -> bytes:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipper.buffer import BufferBatch, SegmentQueue
-from shipper.buffer.segments import DEFAULT_TAIL_CACHE_BYTES
+from shipper.buffer.tail_cache import DEFAULT_TAIL_CACHE_BYTES
 
 appends = st.tuples(
     st.just("append"),
@@ -94,8 +94,10 @@ def test_cached_reads_are_the_file_reads(
             held = {(q.bytes_held, q.records_held) for q in queues.values()}
             assert len(held) == 1
             for name, queue in queues.items():
-                assert queue._tail_bytes <= sizes[name]
-                assert queue._tail_bytes == sum(c.end - c.start for c in queue._tail)
+                assert queue.tail_cache.size <= sizes[name]
+                assert queue.tail_cache.size == sum(
+                    c.end - c.start for c in queue.tail_cache.blocks
+                )
         assert queues["file"].blocks_read_from_cache == 0
         # Nothing restarted, so the default cache served every block it handed out.
         assert queues["default"].blocks_read_from_file == 0
@@ -122,7 +124,7 @@ def test_a_reader_behind_the_cache_reads_the_rest_from_the_file(tmp_path: Path) 
     entries = [b"%03d" % n + b"x" * (entry_bytes - 3) for n in range(8)]
     for entry in entries[:5]:
         queue.append([entry], 1)
-    assert queue._tail_bytes == 3 * frame_bytes  # the first three; four and five did not fit
+    assert queue.tail_cache.size == 3 * frame_bytes  # the first three; four and five did not fit
     got = []
     while (batch := queue.read(1, 1 << 20)) is not None:
         got.extend(batch.entries)
@@ -134,7 +136,7 @@ def test_a_reader_behind_the_cache_reads_the_rest_from_the_file(tmp_path: Path) 
     batch = queue.read(10, 1 << 20)
     assert batch is not None and batch.entries == entries[5:]
     assert (queue.blocks_read_from_cache, queue.blocks_read_from_file) == (6, 2)
-    assert queue._tail_bytes == 0
+    assert queue.tail_cache.size == 0
     queue.close()
 
 

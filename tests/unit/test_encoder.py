@@ -60,20 +60,28 @@ def test_document_id_starts_with_the_time_and_has_fixed_fields() -> None:
     message=st.text(),
     flags=st.sampled_from([(), ("truncated",), ("invalid_utf8", "redacted")]),
     label=st.text(),
+    pipeline=st.sampled_from([None, "parse", 'odd "%s" \\ pipeline']),
 )
 def test_the_fast_template_and_the_general_path_build_the_same_entry(
-    ts: int, seq: int, stream: str, message: str, flags: tuple[str, ...], label: str
+    ts: int,
+    seq: int,
+    stream: str,
+    message: str,
+    flags: tuple[str, ...],
+    label: str,
+    pipeline: str | None,
 ) -> None:
     meta = ContainerMeta(
         id="ab%" + "c" * 61, name="w%s", image="i", labels={"x%d": label, "p": "100%"}
     )
-    doc = container_document(meta, index="logs-docker-default", host_name="h%")
+    doc = container_document(meta, index="logs-docker-default", host_name="h%", pipeline=pipeline)
     record = LogRecord(meta.id, ts, stream, seq, message, flags)
     (fast,) = encode_records([record], doc)
     general = _full_entry(record, doc)
     assert decode_entry(fast) == decode_entry(general)
     action, source = decode_entry(fast)
     assert action["create"]["_id"] == document_id(meta.id, ts, stream, seq)
+    assert action["create"].get("pipeline") == pipeline
     assert source["message"] == message and source["container"]["labels"]["x%d"] == label
     assert source["@timestamp"] == format_timestamp(ts)
     if not flags:
@@ -146,3 +154,28 @@ def test_timestamps_before_and_after_a_second_boundary_are_exact() -> None:
         "1970-01-01T00:00:01.000000000Z",
         "1970-01-01T00:00:00.000000007Z",
     ]
+
+
+def test_the_action_names_the_pipeline_and_is_unchanged_without_one() -> None:
+    record = LogRecord(META.id, 5, "stdout", 0, "m")
+    doc_id = document_id(META.id, 5, "stdout", 0).encode()
+    plain = container_document(META, index="logs-docker-default", host_name="n")
+    piped = container_document(META, index="logs-docker-default", host_name="n", pipeline="p1")
+    # Byte for byte: what the buffer held before pipelines existed, so ids and records of a
+    # shipper without a pipeline stay exactly as they were.
+    assert encode_records([record], plain)[0].split(b"\n")[0] == (
+        b'{"create":{"_index":"logs-docker-default","_id":"' + doc_id + b'"}}'
+    )
+    assert encode_records([record], piped)[0].split(b"\n")[0] == (
+        b'{"create":{"_index":"logs-docker-default","pipeline":"p1","_id":"' + doc_id + b'"}}'
+    )
+    # The general path (a record with fields) writes the same action.
+    rich = record._replace(fields={"log.level": "info"})
+    assert decode_entry(_full_entry(rich, piped))[0] == {
+        "create": {"_index": "logs-docker-default", "pipeline": "p1", "_id": doc_id.decode()}
+    }
+    # The rest of the entry is the same with or without a pipeline.
+    assert (
+        encode_records([record], plain)[0].split(b"\n")[1:]
+        == (encode_records([record], piped)[0].split(b"\n")[1:])
+    )

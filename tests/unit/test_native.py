@@ -278,11 +278,15 @@ _records = st.builds(
 )
 
 
-def _encode(records: list[LogRecord], encode: Callable[..., Any] = encode_records) -> Any:
+def _encode(
+    records: list[LogRecord],
+    encode: Callable[..., Any] = encode_records,
+    pipeline: str | None = None,
+) -> Any:
     meta = ContainerMeta(
         id=CID, name="web%1", image="nginx:1.27", labels={"com.docker.compose.project": "p%s"}
     )
-    doc = container_document(meta, index="logs-docker-default", host_name="h")
+    doc = container_document(meta, index="logs-docker-default", host_name="h", pipeline=pipeline)
     try:
         return encode(records, doc)
     except Exception as exc:
@@ -290,11 +294,11 @@ def _encode(records: list[LogRecord], encode: Callable[..., Any] = encode_record
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_records, max_size=20))
-def test_encoder_native_matches_python(records: list[LogRecord]) -> None:
-    native_entries = _encode(records)
+@given(st.lists(_records, max_size=20), st.sampled_from([None, None, "parse-%s"]))
+def test_encoder_native_matches_python(records: list[LogRecord], pipeline: str | None) -> None:
+    native_entries = _encode(records, pipeline=pipeline)
     with pure_python():
-        python_entries = _encode(records)
+        python_entries = _encode(records, pipeline=pipeline)
     assert native_entries == python_entries
     if isinstance(python_entries, list) and records:
         assert all(json.loads(entry.split(b"\n")[1]) for entry in python_entries)

@@ -11,7 +11,6 @@ import pytest
 from shipper.config import IlmConfig, parse_config
 from shipper.errors import ConfigError
 from shipper.pipeline.encoder import index_of
-from shipper.sinks.elasticsearch.client import read_secret
 from shipper.sinks.elasticsearch.dead_letter import dead_letter_document
 from shipper.sinks.elasticsearch.retry import (
     ItemAction,
@@ -22,10 +21,13 @@ from shipper.sinks.elasticsearch.retry import (
     classify_request_failure,
 )
 from shipper.sinks.elasticsearch.retry_queue import RetryQueue, Ticket
+from shipper.sinks.elasticsearch.secrets import read_secret
 from shipper.sinks.elasticsearch.templates import (
     TEMPLATE_VERSION,
     ilm_policy,
+    index_template,
     should_write,
+    supports_failure_store,
     with_meta,
 )
 
@@ -44,11 +46,49 @@ from shipper.sinks.elasticsearch.templates import (
         (400, "illegal_argument_exception", ItemAction.DEAD_LETTER),
         (404, "index_not_found_exception", ItemAction.DEAD_LETTER),
         (409, "some_other_conflict", ItemAction.DEAD_LETTER),
+        # A pipeline's fail processor: 500, but the same on every attempt.
+        (500, "fail_processor_exception", ItemAction.DEAD_LETTER),
     ],
 )
 def test_classify_item(status: int, error_type: str, action: ItemAction) -> None:
     error = {"type": error_type, "reason": "why"} if error_type else None
     assert classify_item(status, error).action is action
+
+
+def test_failure_store_status_is_read_from_each_item() -> None:
+    """As Elasticsearch 9.1 answers (the failure store reference, "Failure redirection"):
+    `used` on a 201 of a document kept in the failure store; `not_enabled` beside the error
+    of one that could have been; absent on a plain success."""
+    body = {
+        "errors": True,
+        "items": [
+            {"create": {"status": 201}},
+            {"create": {"failure_store": "used", "status": 201}},
+            {
+                "create": {
+                    "status": 400,
+                    "failure_store": "not_enabled",
+                    "error": {"type": "document_parsing_exception", "reason": "bad"},
+                }
+            },
+            {
+                "create": {
+                    "status": 400,
+                    "failure_store": "failed",
+                    "error": {"type": "document_parsing_exception", "reason": "bad"},
+                }
+            },
+            {"create": {"status": 201, "failure_store": "something_new"}},
+        ],
+    }
+    outcomes = classify_bulk_response(body, 5).outcomes
+    assert [(o.action, o.failure_store, o.in_failure_store) for o in outcomes] == [
+        (ItemAction.DONE, "", False),
+        (ItemAction.DONE, "used", True),
+        (ItemAction.DEAD_LETTER, "not_enabled", False),
+        (ItemAction.DEAD_LETTER, "failed", False),
+        (ItemAction.DONE, "", False),  # an unknown value is not taken for "used"
+    ]
 
 
 def test_missing_items_are_retried_never_lost() -> None:
@@ -204,3 +244,33 @@ def test_auth_config_errors(es: dict[str, object], problem: str) -> None:
         parse_config({"elasticsearch": es})
     assert problem in str(caught.value)
     assert caught.value.key.startswith("elasticsearch")
+
+
+def test_the_failure_store_option_is_the_9_1_template_syntax() -> None:
+    plain = index_template("logs-a-b", ["c"])
+    assert "template" not in plain
+    enabled = index_template("logs-a-b", ["c"], failure_store=True)
+    assert enabled["template"] == {"data_stream_options": {"failure_store": {"enabled": True}}}
+    # Switching it changes the digest: the installed template is updated at the next start.
+    assert with_meta(plain)["_meta"]["digest"] != with_meta(enabled)["_meta"]["digest"]
+
+
+@pytest.mark.parametrize(
+    ("version", "supported"),
+    [
+        ("8.17.0", False),
+        ("8.18.2", False),
+        ("8.19.0", True),
+        ("8.19.4", True),
+        ("9.0.3", False),
+        ("9.1.0", True),
+        ("9.1.2", True),
+        ("9.2.0-SNAPSHOT", True),
+        ("10.0.0", True),
+        ("7.17.0", False),
+        ("", False),
+        ("x.y", False),
+    ],
+)
+def test_failure_store_support_by_version(version: str, supported: bool) -> None:
+    assert supports_failure_store(version) is supported

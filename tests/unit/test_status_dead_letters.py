@@ -82,3 +82,20 @@ def test_no_dead_letter_file_counts_zero(
     assert main(["status", "--offline", "--config", str(config_file)]) == 0
     path = StorageLayout(tmp_path / "storage").dead_letter_file
     assert capsys.readouterr().out.splitlines()[-1] == f"dead letters in the file: 0  [{path}]"
+
+
+def test_the_agents_failure_store_count_is_shown() -> None:
+    from shipper.commands.status import render
+
+    report = {
+        "source": "agent",
+        "storage_path": "/s",
+        "dead_letters": {"path": "/s/dl", "total": 0, "since_start": 1},
+        "failure_store": {"since_start": 4},
+    }
+    assert render(report, "http://a").splitlines()[-2:] == [
+        "dead letters since the agent started: 1",
+        "kept in a failure store (not as log records) since the agent started: 4",
+    ]
+    del report["failure_store"]  # from the files alone: nothing to say
+    assert "failure store" not in render(report, None)

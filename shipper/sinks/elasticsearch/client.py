@@ -24,12 +24,16 @@ from shipper.config import ElasticsearchConfig
 from shipper.errors import ConfigError, PermanentError, TransientError
 from shipper.fastzlib import gzip_parts
 from shipper.sinks.elasticsearch.response import ResponseSerializer
+from shipper.sinks.elasticsearch.secrets import read_secret
+from shipper.sinks.elasticsearch.tls import client_tls_context
 
 SUPPORTED_MAJORS = (8, 9)
 # A bulk response names every item's index, id, version, shards, seq_no...: ten times what we
 # use. Keep only `errors` and each item's status and error (what Beats asks for too); every
-# item keeps its place in `items` because every item has a status.
-BULK_PARAMS = {"filter_path": "errors,items.*.error,items.*.status"}
+# item keeps its place in `items` because every item has a status. And `failure_store`
+# (Elasticsearch 8.19/9.1 and later): "used" on a 201 says the document went to the data
+# stream's failure store, not to its indices; it is absent on a plain success.
+BULK_PARAMS = {"filter_path": "errors,items.*.error,items.*.status,items.*.failure_store"}
 
 
 class RequestFailed(TransientError):
@@ -48,26 +52,6 @@ def _media_type(kind: str, major: int) -> str:
     return f"application/vnd.elasticsearch+{kind}; compatible-with={major}"
 
 
-def read_secret(value: str | None, path: str | None, key: str) -> str | None:
-    """A secret given inline or as a file (read once, at start; trailing newline dropped).
-
-    An unreadable file is a configuration error naming the key, so the shipper exits 2 at
-    start instead of retrying with a wrong credential for ever.
-    """
-    if path is None:
-        return value
-    try:
-        with open(path, encoding="utf-8") as file:
-            secret = file.read().rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigError(key, f"cannot read {path!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(key, f"{path!r} is not UTF-8 text") from None
-    if not secret:
-        raise ConfigError(key, f"{path!r} is empty")
-    return secret
-
-
 class ElasticsearchConnection:
     def __init__(self, config: ElasticsearchConfig) -> None:
         self._config = config
@@ -84,7 +68,12 @@ class ElasticsearchConnection:
             tls["ssl_assert_fingerprint"] = config.ssl_assert_fingerprint
         if config.ca_certs and not os.access(config.ca_certs, os.R_OK):
             raise ConfigError("elasticsearch.ca_certs", f"cannot read {config.ca_certs!r}")
+        client_context = client_tls_context(config)  # ConfigError on a bad file
+        if client_context is not None:
+            # It carries verification and the CA too: the client takes it as it is.
+            tls = {"ssl_context": client_context}
         uses_tls = any(host.startswith("https://") for host in config.hosts)
+        self._uses_tls = uses_tls
         if uses_tls and not config.verify_certs and not config.ssl_assert_fingerprint:
             telemetry.error(
                 "tls_verification_disabled",
@@ -200,7 +189,19 @@ class ElasticsearchConnection:
                     f"fingerprint is {got})",
                     None,
                 ) from exc
-            raise RequestFailed(f"Elasticsearch unreachable: {exc}", None) from exc
+            hint = ""
+            if (
+                isinstance(cause, aiohttp.ServerDisconnectedError)
+                and self._uses_tls
+                and self._config.client_cert is None
+            ):
+                # A cluster that requires client certificates hangs up right after the TLS
+                # handshake (TLS 1.3 sends the refusal after it): say so, as one possible cause.
+                hint = (
+                    " (the server closed the connection; a cluster that requires client "
+                    "certificates does that: see elasticsearch.client_cert)"
+                )
+            raise RequestFailed(f"Elasticsearch unreachable: {exc}{hint}", None) from exc
         return response.body
 
 

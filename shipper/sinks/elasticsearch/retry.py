@@ -24,6 +24,15 @@ class ItemOutcome:
     status: int
     error_type: str = ""
     reason: str = ""
+    # The item's `failure_store` (Elasticsearch 8.19/9.1+), "" when absent: "used" (a 201
+    # whose document went to the data stream's failure store), "not_enabled" (an error the
+    # failure store could have kept), "failed" (it could not).
+    failure_store: str = ""
+
+    @property
+    def in_failure_store(self) -> bool:
+        """Stored, but in the failure store: not as a log record."""
+        return self.failure_store == FAILURE_STORE_USED
 
 
 @dataclass(slots=True)
@@ -34,26 +43,46 @@ class BulkOutcome:
         return [i for i, outcome in enumerate(self.outcomes) if outcome.action is action]
 
 
+FAILURE_STORE_USED = "used"
+FAILURE_STORE_VALUES = frozenset({FAILURE_STORE_USED, "not_enabled", "failed"})
+
 # Statuses of items that a later attempt can fix without changing the document.
 _RETRYABLE_ITEM_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 AUTH_STATUSES = frozenset({401, 403})
+# Errors that come with a 5xx status yet fail the same way on every attempt. A pipeline's
+# `fail` processor throws a plain RuntimeException (FailProcessorException), which
+# Elasticsearch reports as 500 (elastic/elasticsearch#48803, #48810 fixed this only for
+# client errors); retrying it would hold the document, and the retry queue, for ever
+# (elastic/beats#14361).
+_PERMANENT_ERROR_TYPES = frozenset({"fail_processor_exception"})
 
 
-def classify_item(status: int, error: Mapping[str, Any] | None) -> ItemOutcome:
+def classify_item(
+    status: int, error: Mapping[str, Any] | None, failure_store: str = ""
+) -> ItemOutcome:
+    store = failure_store if failure_store in FAILURE_STORE_VALUES else ""
     if 200 <= status < 300:
-        return ItemOutcome(ItemAction.DONE, status)
+        return ItemOutcome(ItemAction.DONE, status, failure_store=store)
     error_type = str((error or {}).get("type", "")) if isinstance(error, Mapping) else ""
     reason = str((error or {}).get("reason", "")) if isinstance(error, Mapping) else str(error)
     if status == 409 and error_type in ("version_conflict_engine_exception", ""):
         # `create` of an _id that exists: this very line was stored by an earlier attempt.
-        return ItemOutcome(ItemAction.DONE, status, error_type, reason)
+        return ItemOutcome(ItemAction.DONE, status, error_type, reason, store)
+    if error_type in _PERMANENT_ERROR_TYPES:
+        return ItemOutcome(ItemAction.DEAD_LETTER, status, error_type, reason, store)
     if status in _RETRYABLE_ITEM_STATUSES or status >= 500:
-        return ItemOutcome(ItemAction.RETRY, status, error_type, reason)
+        return ItemOutcome(ItemAction.RETRY, status, error_type, reason, store)
     if status in AUTH_STATUSES:
         # The user lacks a privilege on this index (security_exception): an operator can grant
         # it, and then the very same document is accepted. Retried slowly, never dropped.
-        return ItemOutcome(ItemAction.RETRY, status, error_type, reason)
-    return ItemOutcome(ItemAction.DEAD_LETTER, status, error_type, reason)
+        return ItemOutcome(ItemAction.RETRY, status, error_type, reason, store)
+    return ItemOutcome(ItemAction.DEAD_LETTER, status, error_type, reason, store)
+
+
+def item_result(item: Any) -> Mapping[str, Any]:
+    """The result inside a bulk item (`{"create": {...}}` → `{...}`); {} if malformed."""
+    result = next(iter(item.values())) if isinstance(item, Mapping) and item else {}
+    return result if isinstance(result, Mapping) else {}
 
 
 def classify_bulk_response(body: Mapping[str, Any], sent: int) -> BulkOutcome:
@@ -61,10 +90,10 @@ def classify_bulk_response(body: Mapping[str, Any], sent: int) -> BulkOutcome:
     items: Sequence[Any] = body.get("items") or ()
     outcome = BulkOutcome()
     for item in items[:sent]:
-        result = next(iter(item.values())) if isinstance(item, Mapping) and item else {}
-        status = int(result.get("status", 0)) if isinstance(result, Mapping) else 0
-        error = result.get("error") if isinstance(result, Mapping) else None
-        outcome.outcomes.append(classify_item(status, error))
+        result = item_result(item)
+        status = int(result.get("status", 0))
+        failure_store = str(result.get("failure_store") or "")
+        outcome.outcomes.append(classify_item(status, result.get("error"), failure_store))
     # A response with fewer items than actions sent must not lose the missing ones.
     for _ in range(sent - len(outcome.outcomes)):
         outcome.outcomes.append(ItemOutcome(ItemAction.RETRY, 0, "missing_item", "no item result"))

@@ -2,6 +2,8 @@
 
 Start: connect (learn the server's major), install the templates of the streams known from the
 config, retrying without limit while the buffer holds the data; `last_error` says why not yet.
+`failure_store: on` against a cluster without failure stores is a configuration error
+(raised, so the shipper stops with exit code 2 naming the key and the cluster's version).
 
 Then N workers each gather buffer batches (up to `batch_max_docs` / `batch_max_bytes`, waiting
 at most `flush_interval_s` after the first for more), make sure every target stream has its
@@ -11,12 +13,17 @@ template, and send the blocks' entries, as they lie in the buffer, as one `_bulk
   once, with no per-item work.
 * Otherwise every item is decided on its own (see `retry.py`):
   - stored, or already stored (409 on `create`): settled;
+  - stored in the data stream's failure store (201 with `failure_store: used`, Elasticsearch
+    8.19/9.1+, `elasticsearch.failure_store`): settled, but counted apart from the records
+    shipped (`shipper_bulk_items_total{failure_store="used"}`, `status`) and logged: it is
+    kept, not as a log record;
   - rejected for now (429/5xx, or 401/403 for want of a privilege): parked in the retry queue
     (`retry_queue.py`), and the worker goes on with the next batch at once; a separate task
     sends parked items again after their own backoff;
-  - can never be indexed (mapping conflict, parse error...): its dead letter
-    (`dead_letter.py`) is parked the same way, bound for the dead-letter stream; if that
-    stream can never take it either, it goes to the dead-letter file.
+  - can never be indexed (mapping conflict, parse error, a missing or failing ingest
+    pipeline... that no failure store kept): its dead letter (`dead_letter.py`) is parked
+    the same way, bound for the dead-letter stream; if that stream can never take it either,
+    it goes to the dead-letter file.
   A batch is acknowledged (and its disk space freed) when all its entries are settled.
 
 A whole-request failure (unreachable, timeout, 429/502/503/504) is retried without limit with
@@ -35,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -44,6 +52,7 @@ from typing import Any
 from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.config import ElasticsearchConfig
+from shipper.errors import ConfigError
 from shipper.pipeline.encoder import index_of
 from shipper.sinks.base import BatchSource
 from shipper.sinks.elasticsearch.client import (
@@ -52,6 +61,7 @@ from shipper.sinks.elasticsearch.client import (
     UnsupportedCluster,
 )
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
+from shipper.sinks.elasticsearch.response import CREATED_ITEM
 from shipper.sinks.elasticsearch.retry import (
     AUTH_STATUSES,
     ItemAction,
@@ -59,9 +69,10 @@ from shipper.sinks.elasticsearch.retry import (
     RequestAction,
     classify_bulk_response,
     classify_request_failure,
+    item_result,
 )
 from shipper.sinks.elasticsearch.retry_queue import RetryQueue, Ticket
-from shipper.sinks.elasticsearch.templates import TemplateManager
+from shipper.sinks.elasticsearch.templates import TemplateManager, supports_failure_store
 
 AUTH_MIN_DELAY_S = 5.0  # 401/403 need an operator: do not hammer the cluster meanwhile
 NOT_CONNECTED = "not connected to Elasticsearch yet"
@@ -118,6 +129,8 @@ class ElasticsearchSink:
         self.last_success_monotonic = 0.0
         # Why the cluster seems unwell while nothing was sent for a while (see _probe_idle).
         self._idle_problem: str | None = None
+        # Streams that answered failure_store "not_enabled" while it is on (said once each).
+        self._failure_store_off: set[str] = set()
 
     @property
     def last_error(self) -> str | None:
@@ -156,6 +169,7 @@ class ElasticsearchSink:
         while not self._stopping.is_set():
             try:
                 major = await self._connection.connect()
+                self._check_failure_store()
                 await self._templates.ensure(targets)
             except RequestFailed as exc:
                 delay = self._request_failed(exc, backoff, "connect")
@@ -180,6 +194,15 @@ class ElasticsearchSink:
             )
             return True
         return False
+
+    def _check_failure_store(self) -> None:
+        version = self._connection.version
+        if self._config.failure_store == "on" and not supports_failure_store(version):
+            raise ConfigError(
+                "elasticsearch.failure_store",
+                f"is on, but the cluster is Elasticsearch {version}, which has no data stream "
+                "failure store (8.19, 9.1 and later have one); set it to off or upgrade",
+            )
 
     async def _probe_idle(self) -> None:
         """Keeps `last_error` true while no bulk request is in flight: when nothing was sent
@@ -248,9 +271,14 @@ class ElasticsearchSink:
             await self._deliver(self._items_of(batches))
             return
         items = response.get("items")
-        if response.get("errors") is False and isinstance(items, list) and len(items) == count:
+        if (
+            response.get("errors") is False
+            and isinstance(items, list)
+            and len(items) == count
+            and _all_plain_successes(items)
+        ):
             # Every item succeeded, and a successful `create` is 201 Created.
-            telemetry.bulk_items.labels("201", "none").inc(count)
+            telemetry.bulk_items.labels("201", "none", "none").inc(count)
             telemetry.records_shipped.inc(count)
             for batch in batches:
                 self._source.ack(batch)
@@ -284,14 +312,21 @@ class ElasticsearchSink:
         await self._settle(items, classify_bulk_response(response, len(items)).outcomes)
 
     async def _settle(self, items: list[_Item], outcomes: list[ItemOutcome]) -> None:
-        counts: Counter[tuple[int, str]] = Counter()
+        counts: Counter[tuple[int, str, str]] = Counter()
         stored = parked = 0
         to_file: list[tuple[_Item, ItemOutcome]] = []
         auth_problem: ItemOutcome | None = None
+        failure_stored: Counter[str] = Counter()  # by target stream
         for item, outcome in zip(items, outcomes, strict=True):
-            counts[(outcome.status, outcome.error_type or "none")] += 1
+            counts[
+                (outcome.status, outcome.error_type or "none", outcome.failure_store or "none")
+            ] += 1
+            if outcome.failure_store == "not_enabled" and self._config.failure_store == "on":
+                self._failure_store_not_enabled(index_of(item.entry))
             if outcome.action is ItemAction.DONE:
-                if item.fallback is None:
+                if outcome.in_failure_store:
+                    failure_stored[index_of(item.entry)] += 1
+                elif item.fallback is None:
                     stored += 1
                 item.ticket.settle()
             elif outcome.action is ItemAction.RETRY:
@@ -316,9 +351,17 @@ class ElasticsearchSink:
                 else:
                     # Sent with the next retry batch: this worker moves on.
                     self._retry_queue.park(dead_entry, item.ticket, 0, fallback=document)
-        for (status, error_type), number in counts.items():
-            telemetry.bulk_items.labels(str(status), error_type).inc(number)
+        for (status, error_type, failure_store), number in counts.items():
+            telemetry.bulk_items.labels(str(status), error_type, failure_store).inc(number)
         telemetry.records_shipped.inc(stored)
+        for stream, number in failure_stored.items():
+            telemetry.warning(
+                "failure_store_used",
+                "Elasticsearch could not index some records and kept them in the data stream's "
+                "failure store (search <stream>::failures); they are not stored as log records.",
+                records=number,
+                data_stream=stream,
+            )
         if parked:
             telemetry.retries.labels("item_rejected").inc(parked)
             telemetry.warning(
@@ -347,6 +390,23 @@ class ElasticsearchSink:
             assert item.fallback is not None
             await self._dead_letters.to_file([item.fallback], outcome)
             item.ticket.settle()
+
+    def _failure_store_not_enabled(self, stream: str) -> None:
+        if stream in self._failure_store_off:
+            return
+        self._failure_store_off.add(stream)
+        # Counted under one kind; logged once per stream (the kind's rate limit would hide
+        # the second stream's line).
+        telemetry.errors.labels("failure_store_not_enabled").inc()
+        telemetry.rate_limited(
+            logging.WARNING,
+            f"failure_store_not_enabled:{stream}",
+            "elasticsearch.failure_store is on, but this data stream has no failure store: it "
+            "was created before, and a template's data stream options apply only when a stream "
+            "is created. Enable it with PUT _data_stream/<name>/_options "
+            '{"failure_store":{"enabled":true}}; meanwhile its failures are dead-lettered.',
+            data_stream=stream,
+        )
 
     async def _retry_rejected(self) -> None:
         config = self._config
@@ -430,3 +490,12 @@ class ElasticsearchSink:
     async def _sleep(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+
+def _all_plain_successes(items: list[Any]) -> bool:
+    """No item of an `errors: false` answer went to a failure store. The usual all-created
+    answer is recognised without parsing (every item is `CREATED_ITEM`, see `response.py`);
+    any other is looked at item by item."""
+    if not items or items[0] is CREATED_ITEM:
+        return True
+    return not any("failure_store" in item_result(item) for item in items)

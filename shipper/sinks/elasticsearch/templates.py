@@ -12,6 +12,15 @@ created, so a late template would only apply after the next rollover). Exact-nam
 never overlap, so many shippers (a DaemonSet) install the same templates without fighting over
 a shared pattern list. The mappings and settings live in component templates shared by all.
 
+Failure store (`elasticsearch.failure_store: on`, Elasticsearch 8.19 / 9.1 and later): each
+index template of a log stream carries `template.data_stream_options.failure_store.enabled:
+true` (the syntax of the 9.1 reference, "Set up a data stream failure store"), which a data
+stream takes once, when it is created. The dead-letter stream keeps it off: what its own
+mapping refuses goes to the dead-letter file, the last resort, not to a failure store. `off`
+writes no data stream options, leaving the cluster's `data_streams.failure_store.enabled`
+setting in charge. The index template's digest covers the option, so switching it updates
+the templates at the next start.
+
 Ownership: everything we write carries `_meta: {managed_by: shipper, version, digest}`.
 Something without our marker (a user's), or with a higher version (a newer shipper), is left
 alone unless `elasticsearch.template_overwrite` is true; ours with a different digest is
@@ -138,13 +147,35 @@ def ilm_policy(ilm: IlmConfig) -> dict[str, Any]:
     return {"phases": phases}
 
 
-def index_template(stream: str, composed_of: list[str]) -> dict[str, Any]:
-    return {
+def index_template(
+    stream: str, composed_of: list[str], failure_store: bool = False
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "index_patterns": [stream],
         "data_stream": {},
         "priority": TEMPLATE_PRIORITY,
         "composed_of": composed_of,
     }
+    if failure_store:
+        body["template"] = {"data_stream_options": {"failure_store": {"enabled": True}}}
+    return body
+
+
+# The first release of each major whose data streams have a failure store (generally
+# available in 8.19 and 9.1; 9.0 had it only behind a feature flag).
+FAILURE_STORE_SINCE = {8: (8, 19), 9: (9, 1)}
+
+
+def supports_failure_store(version: str) -> bool:
+    """Whether a cluster of this version (`8.19.3`, `9.1.2`, `10.0.0-SNAPSHOT`...) has one."""
+    try:
+        major, minor = (int(part) for part in version.split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    since = FAILURE_STORE_SINCE.get(major)
+    if since is None:
+        return major > max(FAILURE_STORE_SINCE)
+    return (major, minor) >= since
 
 
 def template_name(data_stream: str) -> str:
@@ -214,11 +245,12 @@ class TemplateManager:
                     DEAD_LETTER_COMPONENT if stream == self._dead_letter else MAPPINGS_COMPONENT,
                     SETTINGS_COMPONENT,
                 ]
+                failure_store = self._config.failure_store == "on" and stream != self._dead_letter
                 await self._put_if_needed(
                     "index template",
                     template_name(stream),
                     f"/_index_template/{template_name(stream)}",
-                    with_meta(index_template(stream, components)),
+                    with_meta(index_template(stream, components, failure_store)),
                     self._get_index_template,
                 )
             except TemplateRefused as exc:
