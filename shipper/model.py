@@ -16,6 +16,10 @@ STDERR = "stderr"
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+# podman-compose writes both these and Docker's (1.0.3 the project only, later ones both);
+# read when Docker's are absent, so the project and service land in the same fields.
+PODMAN_COMPOSE_PROJECT_LABEL = "io.podman.compose.project"
+PODMAN_COMPOSE_SERVICE_LABEL = "io.podman.compose.service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +41,26 @@ class ContainerMeta:
     created: str = ""
     running: bool = False
     started_at: str = ""  # State.StartedAt of its current (or last) run, RFC 3339
+    runtime: str = "docker"  # the engine that runs it, ECS container.runtime: docker | podman
     # The pod's annotations, for a container of a Kubernetes pod read through the CRI (the
     # runtime passes them as kubelet gave them); empty for Docker, which has none.
     annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def compose_project(self) -> str | None:
-        return self.labels.get(COMPOSE_PROJECT_LABEL)
+        return _first_label(self.labels, COMPOSE_PROJECT_LABEL, PODMAN_COMPOSE_PROJECT_LABEL)
 
     @property
     def compose_service(self) -> str | None:
-        return self.labels.get(COMPOSE_SERVICE_LABEL)
+        return _first_label(self.labels, COMPOSE_SERVICE_LABEL, PODMAN_COMPOSE_SERVICE_LABEL)
+
+
+def _first_label(labels: Mapping[str, str], *keys: str) -> str | None:
+    for key in keys:
+        value = labels.get(key)
+        if value is not None:
+            return value
+    return None
 
 
 @dataclass(frozen=True, slots=True)

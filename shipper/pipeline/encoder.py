@@ -89,7 +89,7 @@ def container_document(
         "id": meta.id,
         "name": meta.name,
         "image": {"name": meta.image},
-        "runtime": "docker",
+        "runtime": meta.runtime,
     }
     if meta.labels:
         container["labels"] = {sanitize_label_key(k): v for k, v in sorted(meta.labels.items())}

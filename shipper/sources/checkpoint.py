@@ -12,6 +12,12 @@ reach its log file in the opposite order of their timestamps. `since_ns` is ther
 and skipped by count. A line stamped more than `slack_ns` earlier than one before it in the
 stream could still be missed; the default second is orders of magnitude above the jitter.
 
+Under Podman the parts of a split line carry the times conmon read them, and the line the
+time of its first part, so `since` must not fall after a line's first part and at or before
+its last: the resume would start with the line's tail. The decoder reports such lines'
+first and last part times (`note_spans`), and `since` goes back to the first part of any
+line it would cut. Podman's `since` is applied to every part on its own, like Docker's.
+
 File format (`checkpoints.json` under storage.path), written tmp → fsync → rename → fsync(dir):
     {"version": 1, "containers": {"<id>": {"since_ns": 1700000000123456789, "skip": 3}}}
 """
@@ -49,6 +55,8 @@ class StreamPosition:
         self._newest = 0
         # Recently taken lines batch by batch, newest batch last: (newest, oldest, timestamps).
         self._recent: deque[tuple[int, int, list[int]]] = deque()
+        # (first, last) part timestamps of split lines whose parts differ in time (Podman).
+        self._spans: list[tuple[int, int]] = []
         self.lines_taken = 0
 
     @property
@@ -71,8 +79,28 @@ class StreamPosition:
         self._recent.append((newest, oldest, timestamps))
         self.lines_taken += len(timestamps)
         horizon = self._newest - self._slack_ns
+        if self._spans:
+            horizon = self._uncut(horizon)
+            self._spans = [span for span in self._spans if span[1] >= horizon]
         while self._recent and self._recent[0][0] < horizon:
             self._recent.popleft()
+
+    def note_spans(self, spans: list[tuple[int, int]]) -> None:
+        """(first, last) part timestamps of split lines read, whose parts differ in time."""
+        self._spans.extend(spans)
+
+    def _uncut(self, since: int) -> int:
+        """`since`, moved back to the first part of every noted line it would cut in two
+        (repeatedly: the earlier `since` may cut another), but never before the start."""
+        floor = self._start.since_ns
+        moved = True
+        while moved:
+            moved = False
+            for first, last in self._spans:
+                if first < since <= last and max(first, floor) < since:
+                    since = max(first, floor)
+                    moved = True
+        return since
 
     def checkpoint(self) -> Checkpoint:
         if self.lines_taken <= self._start.skip:
@@ -82,6 +110,8 @@ class StreamPosition:
         # Never resume before the start: lines before it were not fed to this tracker,
         # so they could not be counted.
         since = max(self._newest - self._slack_ns, self._start.since_ns)
+        if self._spans:
+            since = self._uncut(since)
         skip = 0
         for newest, oldest, batch in self._recent:
             if oldest >= since:
