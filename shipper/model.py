@@ -17,6 +17,10 @@ STDERR = "stderr"
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+# podman-compose writes both these and Docker's (1.0.3 the project only, later ones both);
+# read when Docker's are absent, so the project and service land in the same fields.
+PODMAN_COMPOSE_PROJECT_LABEL = "io.podman.compose.project"
+PODMAN_COMPOSE_SERVICE_LABEL = "io.podman.compose.service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +82,19 @@ class ContainerMeta:
 
     @property
     def compose_project(self) -> str | None:
-        return self.labels.get(COMPOSE_PROJECT_LABEL)
+        return _first_label(self.labels, COMPOSE_PROJECT_LABEL, PODMAN_COMPOSE_PROJECT_LABEL)
 
     @property
     def compose_service(self) -> str | None:
-        return self.labels.get(COMPOSE_SERVICE_LABEL)
+        return _first_label(self.labels, COMPOSE_SERVICE_LABEL, PODMAN_COMPOSE_SERVICE_LABEL)
+
+
+def _first_label(labels: Mapping[str, str], *keys: str) -> str | None:
+    for key in keys:
+        value = labels.get(key)
+        if value is not None:
+            return value
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -344,16 +344,21 @@ def warning(kind: str, message: str, /, **fields: Any) -> None:
 
 
 def engine_connected(
-    engine_version: str, engine: str, spoken: str, containers_path: str | None
+    engine_version: str,
+    engine: str,
+    spoken: str,
+    containers_path: str | None,
+    runtime: str = "docker",
 ) -> None:
-    """Connected to a Docker Engine: said at the first connection and whenever it changed
-    (a restart is often an upgrade)."""
+    """Connected to a Docker Engine (or Podman, `runtime`): said at the first connection and
+    whenever it changed (a restart is often an upgrade)."""
     docker_engine.clear()
     docker_engine.labels(engine_version, spoken).set(1)
     info(
         "Connected to the Docker Engine.",
         engine_version=engine_version,
         engine=engine,
+        runtime=runtime,
         api_version=spoken,
         containers_path=containers_path,
     )

@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.es_server.fixtures",
     "tests.support.containerd",
     "tests.support.engines",
+    "tests.support.podman",
 ]
 
 

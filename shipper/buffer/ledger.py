@@ -18,19 +18,13 @@ Invariants:
 from __future__ import annotations
 
 import bisect
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from shipper.buffer import format as fmt
-from shipper.buffer.segment_file import (
-    Segment,
-    fsync_directory,
-    fsync_file,
-    pwrite_all,
-    raise_if_disk_full,
-)
+from shipper.buffer.segment_file import Segment
+from shipper.durable import fsync_directory, fsync_file, raise_if_disk_full, replace_atomically
 
 FsyncPolicy = Literal["always", "batch", "never"]
 
@@ -182,17 +176,4 @@ class SyncJob:
 
 def write_acks_file(directory: Path, data: bytes, *, fsync: bool) -> None:
     """Replaces the acks file atomically; on failure the old file stays as it was."""
-    tmp = directory / (fmt.ACKS_NAME + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        pwrite_all(fd, data, 0)
-        if fsync:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, directory / fmt.ACKS_NAME)
-    if fsync:
-        fsync_directory(directory)
+    replace_atomically(directory / fmt.ACKS_NAME, data, fsync=fsync, mode=0o644)

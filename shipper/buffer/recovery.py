@@ -28,7 +28,8 @@ from pathlib import Path
 
 from shipper.buffer import format as fmt
 from shipper.buffer.ledger import Ledger
-from shipper.buffer.segment_file import Segment, fsync_directory
+from shipper.buffer.segment_file import Segment
+from shipper.durable import fsync_directory
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ decided by the writer, the reader and the ledger.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from collections.abc import Sequence
@@ -16,11 +15,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from shipper.buffer import format as fmt
-from shipper.errors import DiskFullError
+from shipper.durable import raise_if_disk_full, write_all
 
 log = logging.getLogger(__name__)
 
-_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 
 
@@ -64,7 +62,7 @@ class Segment:
             raise_if_disk_full(exc, f"creating {path}")
             raise
         try:
-            pwrite_all(fd, fmt.encode_segment_header(segment_id), 0)
+            write_all(fd, fmt.encode_segment_header(segment_id), 0)
         except OSError as exc:
             os.close(fd)
             path.unlink(missing_ok=True)
@@ -183,32 +181,6 @@ class Segment:
             log.exception("Could not delete the acknowledged segment %s.", self.path)
 
 
-def fsync_file(path: Path) -> None:
-    """Makes what was written to the file at `path` durable; nothing if it is gone."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return  # fully acknowledged and deleted meanwhile: nothing left to make durable
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Makes creates, renames and deletes in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def raise_if_disk_full(exc: OSError, doing: str) -> None:
-    if exc.errno in _DISK_FULL_ERRNOS:
-        raise DiskFullError(f"disk full while {doing}: {exc.strerror}") from exc
-
-
 def _pwritev_all(fd: int, parts: Sequence[bytes], offset: int) -> None:
     """Writes the parts back to back at `offset`, `IOV_MAX` of them per system call."""
     pending = [memoryview(part) for part in parts if part]
@@ -223,10 +195,3 @@ def _pwritev_all(fd: int, parts: Sequence[bytes], offset: int) -> None:
         del pending[:done]
         if written:  # a short write inside this part
             pending[0] = pending[0][written:]
-
-
-def pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
-    view = memoryview(data)
-    done = 0
-    while done < len(data):
-        done += os.pwrite(fd, view[done:], offset + done)

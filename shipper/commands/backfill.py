@@ -263,11 +263,15 @@ async def _read_container(
     total: int,
 ) -> None:
     from shipper.docker.api import ContainerGone, LogsNotReadable
+    from shipper.docker.engine import stream_dialect
     from shipper.docker.frames import LogStreamDecoder
     from shipper.pipeline.processor import build_processor
 
     decoder = LogStreamDecoder(
-        meta.id, tty=meta.tty, max_line_bytes=config.processing.max_line_bytes
+        meta.id,
+        tty=meta.tty,
+        max_line_bytes=config.processing.max_line_bytes,
+        dialect=stream_dialect(meta.runtime),
     )
     processor = build_processor(config.processing, meta)
     intake.container_changed(meta)
@@ -287,6 +291,7 @@ async def _read_container(
     try:
         async for chunk in docker.logs(meta.id, since_ns=since_ns, follow=False):
             records = decoder.feed(chunk)
+            decoder.spans.clear()  # for resuming; a backfill does not resume
             if records:
                 await deliver(records)
         tail = decoder.finish()

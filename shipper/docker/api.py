@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from shipper.docker.engine import DOCKER, keeps_no_logs, logs_request
 from shipper.docker.versions import (
     AUTO,
     ApiVersion,
@@ -84,8 +85,8 @@ class ContainerEvent:
     attributes: Mapping[str, str]
 
 
-def parse_container(inspect: Mapping[str, Any]) -> ContainerMeta:
-    """`GET /containers/{id}/json` → ContainerMeta."""
+def parse_container(inspect: Mapping[str, Any], runtime: str = DOCKER) -> ContainerMeta:
+    """`GET /containers/{id}/json` → ContainerMeta of a container of `runtime` (docker, podman)."""
     config = inspect.get("Config") or {}
     host_config = inspect.get("HostConfig") or {}
     log_config = host_config.get("LogConfig") or {}
@@ -108,6 +109,7 @@ def parse_container(inspect: Mapping[str, Any]) -> ContainerMeta:
         created=str(inspect.get("Created") or ""),
         running=bool(state.get("Running")),
         started_at=str(state.get("StartedAt") or ""),
+        runtime=runtime,
     )
 
 
@@ -131,7 +133,8 @@ class DockerClient:
         # The version spoken; None until negotiated, and again after the engine refused it.
         self._version: ApiVersion | None = None
         self._negotiating: asyncio.Lock | None = None
-        self.engine: EngineVersions | None = None  # what the engine said at negotiation
+        # What the engine said at negotiation, which engine it is (Docker, Podman) included.
+        self.engine: EngineVersions | None = None
         connector: aiohttp.BaseConnector
         if host.startswith("unix://"):
             self._base_url = "http://docker"
@@ -232,6 +235,20 @@ class DockerClient:
             status,
         )
 
+    async def _runtime(self) -> str:
+        """Which engine serves the API (docker, podman), as the last negotiation found it;
+        asked now if nothing has been asked yet (a pinned version is spoken unasked)."""
+        engine = self.engine
+        if engine is None:
+            if self._negotiating is None:
+                self._negotiating = asyncio.Lock()
+            async with self._negotiating:
+                if self.engine is None:
+                    await self.negotiate()
+            engine = self.engine
+            assert engine is not None
+        return engine.runtime
+
     async def info(self) -> dict[str, Any]:
         return await self._get_json("/info")  # type: ignore[no-any-return]
 
@@ -240,8 +257,9 @@ class DockerClient:
         return list(result)
 
     async def inspect(self, container_id: str) -> ContainerMeta:
+        runtime = await self._runtime()
         data = await self._get_json(f"/containers/{quote(container_id)}/json")
-        return parse_container(data)
+        return parse_container(data, runtime)
 
     def event_stream(self, *, since_s: float | None = None) -> EventStream:
         """`async with client.event_stream() as events: async for event in events: ...`
@@ -266,17 +284,13 @@ class DockerClient:
         After a small chunk the socket is left unread for `COALESCE_PAUSE_S` (see there),
         counted from its arrival: the consumer's work on the chunk is part of the pause.
         """
-        params = {
-            "follow": "1" if follow else "0",
-            "stdout": "1",
-            "stderr": "1",
-            "timestamps": "1",
-        }
-        if since_ns > 0:
-            seconds, nanos = divmod(since_ns, 1_000_000_000)
-            params["since"] = f"{seconds}.{nanos:09d}"
-        path = f"/containers/{quote(container_id)}/logs"
-        async with self._get(path, params, timeout_s=None, stream=True) as response:
+        request = logs_request(
+            await self._runtime(), container_id, since_ns=since_ns, follow=follow
+        )
+        path, params = request.path, request.params
+        async with self._get(
+            path, params, timeout_s=None, stream=True, versioned=request.versioned
+        ) as response:
             if response.status == 404:
                 raise ContainerGone(f"container {container_id} no longer exists")
             if response.status == 409:
@@ -284,16 +298,15 @@ class DockerClient:
                 # its logs are going away with it; there is nothing more to follow.
                 text = (await response.read())[:300].decode("utf-8", "replace")
                 raise ContainerGone(f"container {container_id} is being removed: {text}")
-            if response.status == 501:
-                text = (await response.read())[:500].decode("utf-8", "replace")
-                raise LogsNotReadable(f"logs of {container_id} cannot be read: {text}")
             if response.status != 200:
                 body = await response.read()
                 what = f"logs of {container_id}"
+                text = body[:500].decode("utf-8", "replace")
+                if keeps_no_logs(response.status, text):
+                    raise LogsNotReadable(f"{what} cannot be read: {text}")
                 refused = self._refused(response.status, body, what)
                 if refused is not None:
                     raise refused
-                text = body[:500].decode("utf-8", "replace")
                 raise DockerRequestFailed(f"{what}: HTTP {response.status} {text}", response.status)
             content = response.content
             connection = response.connection

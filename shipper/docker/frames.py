@@ -18,6 +18,12 @@ the line first. In the raw TTY stream part boundaries are invisible: a message t
 16 KiB without a newline continues after the next timestamp (exactly how Docker cut it), and
 a line cut by a stop ends where a later Docker timestamp follows it without a newline.
 
+Podman serves the same API, with two differences in this body (`StreamDialect`): its own
+logs endpoint, which the shipper reads, frames a TTY container's messages too, and the parts
+of a split line carry the times conmon read them, not the first part's. There a part
+continues into the next message of its stream, whatever its timestamp, as `podman logs`
+joins them; the line keeps its first part's timestamp.
+
 Network chunks split frames, headers and timestamps anywhere; the parser keeps what it has
 not consumed and works on whole chunks (one pass, `bytes.find`, no per-byte Python work).
 """
@@ -29,6 +35,7 @@ import re
 import struct
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Final
 
 from shipper.model import STDERR, STDOUT, LogRecord, record_field
@@ -51,6 +58,28 @@ _TIMESTAMP_MAX_BYTES: Final = 36  # longest form, with a numeric offset, plus th
 _epoch_seconds_cache: dict[bytes, int] = {}
 _new_tuple: Final = tuple.__new__
 _FRACTION_SCALE: Final = tuple(10 ** (9 - n) for n in range(10))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDialect:
+    """How an engine lays out the logs API body, where Docker and Podman differ."""
+
+    # A TTY container's messages come in frames too (Podman's libpod endpoint), instead of
+    # Docker's raw stream.
+    framed_tty: bool
+    # Every part of a split line carries the first part's timestamp (Docker), so a message
+    # with another timestamp starts a new line; otherwise (conmon stamps each part when it
+    # read it) a part continues into the next message of its stream, whatever its time.
+    parts_share_timestamp: bool
+    # Sends only messages stamped at or after `since`, each judged by its own time (Podman),
+    # so none is dropped here, even where the time it reports is cut to the second.
+    filters_since_itself: bool = False
+
+
+DOCKER_STREAM: Final = StreamDialect(framed_tty=False, parts_share_timestamp=True)
+PODMAN_STREAM: Final = StreamDialect(
+    framed_tty=True, parts_share_timestamp=False, filters_since_itself=True
+)
 
 
 class _Slot:
@@ -132,7 +161,13 @@ class LogStreamDecoder:
     that its copier wrote later (stdout and stderr are stamped by separate goroutines). Those
     lines were taken before the checkpoint and are not counted in its `skip`; dropping them
     here gives the records the json-file decoder gives, whichever engine answers. Within one
-    stream timestamps only grow, so dropping them changes no `seq`.
+    stream timestamps only grow, so dropping them changes no `seq`. Podman filters every
+    message by its own time, and reports that time cut to the second (up to 5.7), which may
+    be before `since`: nothing is dropped there (`StreamDialect.filters_since_itself`).
+
+    `spans` collects `(first, last)` part timestamps of the joined lines whose parts were
+    stamped at different times (Podman only): a resume must not start between the two, or
+    it would read the line's tail without its head (see `StreamPosition.note_spans`).
     """
 
     def __init__(
@@ -142,11 +177,18 @@ class LogStreamDecoder:
         tty: bool,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         since_ns: int = 0,
+        dialect: StreamDialect = DOCKER_STREAM,
     ) -> None:
         self.container_id = container_id
         self.tty = tty
         self.max_line_bytes = max_line_bytes
-        self.since_ns = since_ns
+        self.since_ns = 0 if dialect.filters_since_itself else since_ns
+        self._raw_tty = tty and not dialect.framed_tty
+        self._parts_share_timestamp = dialect.parts_share_timestamp
+        # Per stream: the newest timestamp among the later parts of a split line, when it
+        # differs from the first part's (never under Docker).
+        self._last_part_ts: dict[str, int] = {}
+        self.spans: list[tuple[int, int]] = []
         self._pending = b""  # bytes received but not yet parsed (a split header/frame)
         # Per stream: (timestamp_ns, parts, bytes kept, bytes seen, its place in the output)
         # of a line Docker split.
@@ -169,7 +211,7 @@ class LogStreamDecoder:
     def feed(self, chunk: bytes) -> list[LogRecord]:
         """Parses one network chunk; returns the records completed by it, in stream order."""
         out: list[LogRecord] = []
-        if self.tty:
+        if self._raw_tty:
             self._feed_tty(chunk, out)
         else:
             self._feed_multiplexed(chunk, out)
@@ -178,7 +220,7 @@ class LogStreamDecoder:
     def finish(self) -> list[LogRecord]:
         """The stream ended (container stopped): a last line without newline is still a record."""
         out: list[LogRecord] = []
-        if self.tty and self._pending and self._tty_message_ts is not None:
+        if self._raw_tty and self._pending and self._tty_message_ts is not None:
             self._add_part(STDOUT, self._tty_message_ts, self._pending, False, out)
         self._pending = b""
         self._tty_message_ts = None
@@ -195,8 +237,13 @@ class LogStreamDecoder:
 
     # -- multiplexed streams ------------------------------------------------------------------
 
+    def take_spans(self) -> list[tuple[int, int]]:
+        """The `spans` found since the last call (see the class docstring)."""
+        spans, self.spans = self.spans, []
+        return spans
+
     def _feed_multiplexed(self, chunk: bytes, out: list[LogRecord]) -> None:
-        if native is not None:
+        if native is not None and not self.tty:
             self._feed_multiplexed_native(chunk, out)
             return
         data = self._pending + chunk if self._pending else chunk
@@ -208,7 +255,9 @@ class LogStreamDecoder:
         append = out.append
         unpack_size = _FRAME_SIZE.unpack_from
         container_id = self.container_id
-        max_size = self.max_line_bytes + _API_TIMESTAMP_BYTES + 2
+        # Framed TTY lines (Podman) end in the terminal's "\r\n": none takes the fast path
+        # (which keeps the "\r"), every frame goes through `_message`.
+        max_size = -1 if self.tty else self.max_line_bytes + _API_TIMESTAMP_BYTES + 2
         partial = self._partial
         run_ts, run_count = self._run_ts, self._run_count
         out_ts, out_n = run_ts.get(STDOUT, -1), run_count.get(STDOUT, 0)
@@ -413,10 +462,13 @@ class LogStreamDecoder:
     ) -> None:
         partial = self._partial.get(stream)
         if partial is not None and partial[0] != ts:
-            # Every part of a split line carries the first part's timestamp: a message with
-            # another one starts a new line, and the held part ended its container's run.
-            self._flush_partial(stream, out)
-            partial = None
+            if self._parts_share_timestamp:
+                # Every part of a split line carries the first part's timestamp: a message
+                # with another one starts a new line, and the held part ended its run.
+                self._flush_partial(stream, out)
+                partial = None
+            elif ts > self._last_part_ts.get(stream, partial[0]):
+                self._last_part_ts[stream] = ts
         if partial is None:
             if complete and self.tty and content.endswith(b"\r"):
                 # The terminal turned the program's "\n" into "\r\n" (onlcr); undo that.
@@ -483,6 +535,9 @@ class LogStreamDecoder:
         slot: _Slot | None,
         out: list[LogRecord],
     ) -> None:
+        last_ts = self._last_part_ts.pop(stream, None)
+        if last_ts is not None:
+            self.spans.append((ts, last_ts))
         content = b"".join(parts)
         if self.tty and seen == kept and content.endswith(b"\r"):
             content = content[:-1]

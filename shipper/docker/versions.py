@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shipper.docker.engine import DOCKER, PODMAN, runtime_of
+
 AUTO = "auto"
 _VERSION = re.compile(r"v?(\d+)\.(\d+)")
 # The engine's refusal, e.g. "client version 1.41 is too old. Minimum supported API version
@@ -60,6 +62,7 @@ class EngineVersions:
     engine: str  # the engine's own version, e.g. "28.5.2"
     newest: ApiVersion  # ApiVersion
     oldest: ApiVersion | None  # MinAPIVersion; absent in engines older than API 1.24
+    runtime: str = DOCKER  # which engine: docker, or podman (see shipper.docker.engine)
 
     @classmethod
     def from_version(cls, body: Mapping[str, Any]) -> EngineVersions:
@@ -67,14 +70,15 @@ class EngineVersions:
         newest = ApiVersion.parse(str(body.get("ApiVersion") or ""))
         minimum = body.get("MinAPIVersion")
         oldest = ApiVersion.parse(str(minimum)) if minimum else None
-        return cls(str(body.get("Version") or "unknown"), newest, oldest)
+        return cls(str(body.get("Version") or "unknown"), newest, oldest, runtime_of(body))
 
     def accepts(self, version: ApiVersion) -> bool:
         return version <= self.newest and (self.oldest is None or version >= self.oldest)
 
     def describe(self) -> str:
         low = f"{self.oldest}" if self.oldest is not None else "?"
-        return f"Docker Engine {self.engine} (API {low} to {self.newest})"
+        name = "Podman" if self.runtime == PODMAN else "Docker Engine"
+        return f"{name} {self.engine} (API {low} to {self.newest})"
 
 
 class VersionMismatch(ValueError):

@@ -12,6 +12,12 @@ reach its log file in the opposite order of their timestamps. `since_ns` is ther
 and skipped by count. A line stamped more than `slack_ns` earlier than one before it in the
 stream could still be missed; the default second is orders of magnitude above the jitter.
 
+Under Podman the parts of a split line carry the times conmon read them, and the line the
+time of its first part, so `since` must not fall after a line's first part and at or before
+its last: the resume would start with the line's tail. The decoder reports such lines'
+first and last part times (`note_spans`), and `since` goes back to the first part of any
+line it would cut. Podman's `since` is applied to every part on its own, like Docker's.
+
 A source may keep what it needs to resume a container with its position (`source_state`,
 a JSON object only the source reads): the CRI source keeps the container's log file, whether
 it was read to its end, and the metadata its documents carry, so that lines read after the
@@ -31,8 +37,6 @@ which read `since_ns` and `skip` only, ignore it):
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,7 +45,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from shipper.errors import DiskFullError
+from shipper.durable import raise_if_disk_full, replace_atomically
 from shipper.layout import StorageLayout
 
 FORMAT_VERSION = 1
@@ -66,6 +70,8 @@ class StreamPosition:
         self._newest = 0
         # Recently taken lines batch by batch, newest batch last: (newest, oldest, timestamps).
         self._recent: deque[tuple[int, int, list[int]]] = deque()
+        # (first, last) part timestamps of split lines whose parts differ in time (Podman).
+        self._spans: list[tuple[int, int]] = []
         self.lines_taken = 0
 
     @property
@@ -88,8 +94,28 @@ class StreamPosition:
         self._recent.append((newest, oldest, timestamps))
         self.lines_taken += len(timestamps)
         horizon = self._newest - self._slack_ns
+        if self._spans:
+            horizon = self._uncut(horizon)
+            self._spans = [span for span in self._spans if span[1] >= horizon]
         while self._recent and self._recent[0][0] < horizon:
             self._recent.popleft()
+
+    def note_spans(self, spans: list[tuple[int, int]]) -> None:
+        """(first, last) part timestamps of split lines read, whose parts differ in time."""
+        self._spans.extend(spans)
+
+    def _uncut(self, since: int) -> int:
+        """`since`, moved back to the first part of every noted line it would cut in two
+        (repeatedly: the earlier `since` may cut another), but never before the start."""
+        floor = self._start.since_ns
+        moved = True
+        while moved:
+            moved = False
+            for first, last in self._spans:
+                if first < since <= last and max(first, floor) < since:
+                    since = max(first, floor)
+                    moved = True
+        return since
 
     def checkpoint(self) -> Checkpoint:
         if self.lines_taken <= self._start.skip:
@@ -99,6 +125,8 @@ class StreamPosition:
         # Never resume before the start: lines before it were not fed to this tracker,
         # so they could not be counted.
         since = max(self._newest - self._slack_ns, self._start.since_ns)
+        if self._spans:
+            since = self._uncut(since)
         skip = 0
         for newest, oldest, batch in self._recent:
             if oldest >= since:
@@ -113,7 +141,6 @@ class CheckpointStore:
 
     def __init__(self, directory: Path) -> None:
         self._path = StorageLayout(directory).checkpoints_file
-        self._tmp = self._path.with_name(self._path.name + ".tmp")
         self._directory = directory
 
     def load(self) -> dict[str, Checkpoint]:
@@ -147,24 +174,9 @@ class CheckpointStore:
             }
         )
         try:
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(body)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self._tmp, self._path)
-            _fsync_directory(self._directory)
+            replace_atomically(self._path, body)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                self._tmp.unlink()
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFullError(
-                    f"no space left to save checkpoints in {self._directory}"
-                ) from exc
+            raise_if_disk_full(exc, f"saving checkpoints in {self._directory}")
             raise
 
 
@@ -177,14 +189,6 @@ def _entry(checkpoint: Checkpoint) -> dict[str, Any]:
     if checkpoint.source_state is not None:
         entry["source"] = checkpoint.source_state
     return entry
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class HasCheckpoint(Protocol):

@@ -9,6 +9,11 @@ negotiate the API version again (a restart is often an upgrade) and list again, 
 follower resumes from its own checkpoint. A daemon that answers but refuses our API version
 (or answers with errors) is not "lost": it is reported as what it is, in the log and in
 `not_ready_reason`, and retried with the same backoff.
+
+Podman serves the same API (see shipper.docker.engine); the negotiation tells which engine
+answers. Its events differ in one way that matters here: a removed container's event is
+`remove` (Docker: `destroy`). Its extra actions (`init`, `cleanup`, ...) are counted and
+otherwise ignored.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from shipper.docker.api import (
     DockerRequestFailed,
     DockerUnavailable,
 )
+from shipper.docker.engine import DOCKER
 from shipper.model import ContainerMeta
 from shipper.sources.checkpoint import CheckpointKeeper
 from shipper.sources.follower import ContainerFollower, FollowerSettings, Intake
@@ -41,6 +47,9 @@ _CATCH_UP_CONCURRENCY = 16
 # How far back the event stream replays on (re)connection: covers the gap between Docker
 # answering and subscribing, and a daemon clock a little behind ours.
 _EVENT_REPLAY_S = 5.0
+# A container removed: Docker says "destroy", Podman "remove" (its compatible events keep
+# libpod's action names, except "died", which it sends as "die").
+_DESTROYED = frozenset({"destroy", "remove"})
 
 
 class Discovery:
@@ -144,7 +153,9 @@ class Discovery:
         files. Logs the engine the first time and whenever it changed."""
         version = await self._docker.negotiate()
         engine = self._docker.engine
-        if self._settings.containers_path is None:
+        # Podman's logs are read through its API only: no files to look for.
+        on_docker = engine is None or engine.runtime == DOCKER
+        if self._settings.containers_path is None and on_docker:
             root = str((await self._docker.info()).get("DockerRootDir") or "")
             if root:
                 self._containers_path = os.path.join(root, "containers")
@@ -156,6 +167,7 @@ class Discovery:
                 engine.describe() if engine else "unknown",
                 str(version),
                 self._containers_path,
+                engine.runtime if engine else "unknown",
             )
 
     async def stop(self) -> None:
@@ -191,7 +203,7 @@ class Discovery:
             if follower is not None:
                 with contextlib.suppress(ContainerGone):
                     follower.rename(await self._docker.inspect(event.container_id))
-        elif action == "destroy":
+        elif action in _DESTROYED:
             # In a task of its own: waiting for the follower must not hold up the events of
             # other containers (a "die" that decides about another's next run, say).
             release = asyncio.create_task(

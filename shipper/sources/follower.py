@@ -31,6 +31,7 @@ from shipper.docker.api import (
     DockerRequestFailed,
     LogsNotReadable,
 )
+from shipper.docker.engine import DOCKER, stream_dialect
 from shipper.docker.frames import (
     DEFAULT_MAX_LINE_BYTES,
     LogStreamDecoder,
@@ -210,6 +211,8 @@ class ContainerFollower:
                     continue
                 chunks += 1
                 records = decoder.feed(chunk)
+                if decoder.spans:
+                    self.delivery.position.note_spans(decoder.take_spans())
                 if records:
                     await self._deliver(meta, records)
                 # Let the output's callbacks run between two chunks: a busy follower finds
@@ -230,6 +233,8 @@ class ContainerFollower:
         # A plain read returned the whole log: its last line may lack a newline, and it is
         # still a record; events still held are complete now.
         tail = decoder.finish()
+        if decoder.spans:
+            self.delivery.position.note_spans(decoder.take_spans())
         if tail:
             await self._deliver(meta, tail)
         await self.delivery.finish(self.meta or meta)
@@ -243,7 +248,11 @@ class ContainerFollower:
         path = self._choose_read_mode(meta)
         if path is None:
             api_decoder = LogStreamDecoder(
-                self.container_id, tty=meta.tty, max_line_bytes=max_line_bytes, since_ns=since_ns
+                self.container_id,
+                tty=meta.tty,
+                max_line_bytes=max_line_bytes,
+                since_ns=since_ns,
+                dialect=stream_dialect(meta.runtime),
             )
             chunks = self._docker.logs(self.container_id, since_ns=since_ns, follow=meta.running)
             return api_decoder, chunks
@@ -265,6 +274,10 @@ class ContainerFollower:
         mode = self._settings.read_mode
         if mode == "api":
             path, why = None, "docker.read_mode is api"
+        elif meta.runtime != DOCKER:
+            # Podman's inspect says json-file whatever its driver, and its k8s-file log is
+            # another format: only Docker's json-file logs are read as files.
+            path, why = None, f"{meta.runtime} containers are read through its API only"
         else:
             path, why = log_file_choice(meta, self._settings.containers_path)
         chosen = "files" if path is not None else "api"

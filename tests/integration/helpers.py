@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,9 @@ from tests.support.docker_logs import Line, lines_of_documents, reference_lines
 from tests.support.shipper_process import ShipperProcess
 
 DATA_STREAM = "logs-docker-default"
+# What the runtime says a container wrote: Docker's logs API by default (Podman's tests read
+# its k8s-file log instead, see tests/support/podman.py).
+Reference = Callable[[docker.DockerClient, str], list[Line]]
 
 
 async def documents_of(
@@ -148,9 +151,10 @@ async def assert_shipped_exactly_once(
     *,
     timeout_s: float = 60,
     index: str = DATA_STREAM,
+    reference: Reference = reference_lines,
 ) -> tuple[list[Line], list[dict[str, Any]]]:
     """Every line Docker has for the container is in Elasticsearch once, byte for byte."""
-    expected = await asyncio.to_thread(reference_lines, client, container_id)
+    expected = await asyncio.to_thread(reference, client, container_id)
     documents = await wait_for_documents(
         es, container_id, len(expected), timeout_s=timeout_s, index=index
     )
@@ -165,6 +169,7 @@ async def assert_all_shipped_exactly_once(
     *,
     timeout_s: float = 60,
     index: str = DATA_STREAM,
+    reference: Reference = reference_lines,
 ) -> dict[str, list[Line]]:
     """`assert_shipped_exactly_once` for many containers, reading the index once per poll.
 
@@ -174,7 +179,7 @@ async def assert_all_shipped_exactly_once(
         zip(
             container_ids,
             await asyncio.gather(
-                *(asyncio.to_thread(reference_lines, client, cid) for cid in container_ids)
+                *(asyncio.to_thread(reference, client, cid) for cid in container_ids)
             ),
             strict=True,
         )

@@ -547,10 +547,12 @@ async def test_close_wakes_an_append_waiting_for_space(tmp_path: Path) -> None:
 
 
 class FailingWrites:
-    """os.pwrite and os.pwritev that write `partial` bytes of the next call, then raise."""
+    """os.write, os.pwrite and os.pwritev that write `partial` bytes of the next call, then
+    raise: a disk that fills up, whichever call the buffer writes a file with."""
 
     def __init__(self, error: int = errno.ENOSPC, partial: int = 0, times: int = 1) -> None:
         self.real = os.pwrite
+        self.real_write = os.write
         self.error = error
         self.partial = partial
         self.times = times
@@ -568,9 +570,17 @@ class FailingWrites:
     def pwritev(self, fd: int, buffers: Any, offset: int) -> int:
         return self.pwrite(fd, b"".join(buffers), offset)
 
+    def write(self, fd: int, data: Any) -> int:
+        if self.times <= 0:
+            return self.real_write(fd, data)
+        written = self.pwrite(fd, data, os.lseek(fd, 0, os.SEEK_CUR))
+        os.lseek(fd, written, os.SEEK_CUR)
+        return written
+
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(os, "pwrite", self.pwrite)
         monkeypatch.setattr(os, "pwritev", self.pwritev)
+        monkeypatch.setattr(os, "write", self.write)
 
 
 async def test_enospc_leaves_no_half_record_and_the_next_append_works(

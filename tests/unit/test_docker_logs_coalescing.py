@@ -58,6 +58,13 @@ async def endpoint(tmp_path: Path) -> AsyncIterator[tuple[LogsEndpoint, str]]:
     logs = LogsEndpoint()
     app = web.Application()
     app.router.add_get("/v1.41/containers/{id}/logs", logs.handle)
+
+    async def version(request: web.Request) -> web.Response:
+        # The client asks which engine answers before its first logs request.
+        return web.json_response({"Version": "20.10.24", "ApiVersion": "1.41"})
+
+    for path in ("/version", "/v1.41/version"):
+        app.router.add_get(path, version)
     runner = web.AppRunner(app)
     await runner.setup()
     socket_path = tmp_path / "docker.sock"
@@ -92,7 +99,7 @@ async def _chunks_while_writing(
 ) -> list[bytes]:
     """The chunks a consumer that always waits on `logs()` gets while the endpoint writes
     each group of pieces once the consumer has received everything written before."""
-    client = DockerClient(host, api_version="1.41")  # the stand-in has no /version
+    client = DockerClient(host)
     chunks: list[bytes] = []
     received = asyncio.Event()
 

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from shipper import telemetry
+from shipper.durable import write_all
 from shipper.pipeline.encoder import index_of
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.elasticsearch.retry import ItemOutcome
@@ -134,9 +135,7 @@ class DeadLetters:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
