@@ -517,3 +517,27 @@ async def test_auto_chooses_by_what_answers_and_says_why(
     # Nothing at all: Docker, as before there was a choice.
     kind, why = await choose({"socket": absent}, docker=f"unix://{absent}")
     assert kind == "docker" and why.startswith("nothing answers yet and no CRI socket")
+
+
+async def test_not_ready_while_the_cri_runtime_does_not_answer_then_ready(
+    es_server: Any, cri: PrivateContainerd, shipper_factory: Any, tmp_path: Path
+) -> None:
+    """The socket is there but nothing answers yet (containerd restarting): /readyz says so,
+    and the shipper becomes ready, and ships, once the runtime answers."""
+    socket = tmp_path / "cri.sock"
+    shipper = cri_shipper(shipper_factory, es_server, cri, {"cri": {"socket": str(socket)}})
+    await start(shipper)
+    status, body = await asyncio.to_thread(shipper.http_get, "/readyz")
+    assert status == 503
+    assert f"- CRI runtime not reachable: the CRI socket {socket} does not exist" in body
+    socket.symlink_to(cri.socket)  # the runtime is back
+
+    async def ready() -> bool:
+        return (await asyncio.to_thread(shipper.http_get, "/readyz"))[0] == 200
+
+    await wait_until(ready, 20, "ready")
+    pod = run_pod(cri, f"ready-{RUN_ID}")
+    container = cri.create_container(pod, "app", ["sh", "-c", "echo one; echo two"])
+    await asyncio.to_thread(cri.wait_exited, container)
+    await shipped_exactly_once(es_server, container)
+    await stop(shipper)
