@@ -16,7 +16,6 @@ import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pytest
 
 from tests.conftest import RUN_ID, TEST_LABEL
 from tests.integration.helpers import documents_of, first_arrival
+from tests.integration.test_faults import wait_until
 from tests.support.containerd import CRI_IMAGE, Container, Pod, PrivateContainerd
 from tests.support.cri_logs import CriLine, cri_lines, rfc3339_ns
 from tests.support.shipper_process import ShipperProcess, deep_merge
@@ -58,17 +58,6 @@ async def start(shipper: ShipperProcess) -> None:
 
 async def stop(shipper: ShipperProcess) -> None:
     assert await asyncio.to_thread(shipper.stop) == 0, shipper.stderr()[-3000:]
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], timeout_s: float, what: str, step_s: float = 0.25
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(step_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 async def all_documents(
