@@ -36,6 +36,8 @@ typedef struct {
     long long newest;
 } RunState;
 
+/* 0 loaded; 1 a value is beyond 64 bits (a timestamp after 2262, which only the Python code
+ * handles: the caller then takes no line); -1 an error. */
 static int state_load(PyObject *state, RunState *rs) {
     if (!PyList_Check(state) || PyList_GET_SIZE(state) != 5) {
         PyErr_SetString(PyExc_TypeError, "state must be a list of 5 ints");
@@ -43,8 +45,10 @@ static int state_load(PyObject *state, RunState *rs) {
     }
     long long v[5];
     for (int i = 0; i < 5; i++) {
-        v[i] = PyLong_AsLongLong(PyList_GET_ITEM(state, i));
+        int overflow;
+        v[i] = PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(state, i), &overflow);
         if (v[i] == -1 && PyErr_Occurred()) return -1;
+        if (overflow) return 1;
     }
     rs->ts[0] = v[0];
     rs->count[0] = v[1];
@@ -166,7 +170,8 @@ static int two_digits(const unsigned char *p, int *out) {
 }
 
 /* "YYYY-MM-DDTHH:MM:SS" (19 bytes) -> epoch seconds; -1 when it is not exactly that form with
- * a real date in 1970..9999 and seconds 0..59 (the Python parser decides everything else). */
+ * a real date in 1970..2261 and seconds 0..59 (the Python parser decides everything else; from
+ * 2262 on, nanoseconds since the epoch no longer fit in 64 bits). */
 static int64_t parse_second(const unsigned char *p) {
     int c1, c2, mo, d, h, mi, s;
     if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':') return -1;
@@ -175,7 +180,7 @@ static int64_t parse_second(const unsigned char *p) {
         two_digits(p + 17, &s))
         return -1;
     int y = c1 * 100 + c2;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return -1;
+    if (y < 1970 || y > 2261 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return -1;
     static const int month_days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int dim = month_days[mo - 1];
     if (mo == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) dim = 29;
@@ -409,14 +414,16 @@ static PyObject *scan_frames(PyObject *self, PyObject *const *args, Py_ssize_t n
     long long pos_ll, max_size;
     RecordContext rc;
     RunState rs;
-    if (parse_ll(args[1], &pos_ll) || parse_ll(args[4], &max_size) || context_load(args[3], &rc) ||
-        state_load(args[5], &rs))
+    if (parse_ll(args[1], &pos_ll) || parse_ll(args[4], &max_size) || context_load(args[3], &rc))
         return NULL;
+    int loaded = state_load(args[5], &rs);
+    if (loaded < 0) return NULL;
     Py_ssize_t pos = (Py_ssize_t)pos_ll;
     if (pos < 0 || pos > end) {
         PyErr_SetString(PyExc_ValueError, "pos out of range");
         return NULL;
     }
+    if (loaded == 1) return PyLong_FromSsize_t(pos);
     const unsigned char *cached_second = NULL; /* the 19 bytes last parsed, and their epoch */
     int64_t cached_epoch = -1;
     int failed = 0;
@@ -516,14 +523,17 @@ static PyObject *scan_jsonfile(PyObject *self, PyObject *const *args, Py_ssize_t
     RecordContext rc;
     RunState rs;
     if (parse_ll(args[1], &pos_ll) || parse_ll(args[4], &since) || parse_ll(args[5], &max_bytes) ||
-        context_load(args[3], &rc) || state_load(args[7], &rs))
+        context_load(args[3], &rc))
         return NULL;
+    int loaded = state_load(args[7], &rs);
+    if (loaded < 0) return NULL;
     int tty = PyObject_IsTrue(args[6]);
     if (tty < 0) return NULL;
     if (pos_ll < 0 || pos_ll > (long long)(end - data)) {
         PyErr_SetString(PyExc_ValueError, "pos out of range");
         return NULL;
     }
+    if (loaded == 1) return PyLong_FromLongLong(pos_ll);
     const unsigned char *line = data + pos_ll;
     unsigned char *buf = NULL;
     Py_ssize_t buf_size = 0;

@@ -28,14 +28,10 @@ from shipper import telemetry
 from shipper.backoff import Backoff
 from shipper.config import ProcessingConfig
 from shipper.docker.api import ContainerGone, DockerClient, DockerUnavailable, LogsNotReadable
-from shipper.docker.frames import (
-    DEFAULT_MAX_LINE_BYTES,
-    LogStreamDecoder,
-    TimestampError,
-    parse_timestamp,
-)
+from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.errors import DiskFullError
+from shipper.lines.timestamps import TimestampError, parse_timestamp
 from shipper.model import ContainerMeta, LogRecord, record_field
 from shipper.pipeline.processor import ContainerProcessor, build_processor
 from shipper.sources.batch_facts import BatchFacts, batch_facts, python_batch_facts
