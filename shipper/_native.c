@@ -16,6 +16,15 @@
  *   batch_facts    LogRecords -> timestamps, their range, per-stream counts, any flags
  *                                                               (sources/batch_facts.py)
  *
+ * The contract with the Python code: records are built and read as plain tuples, by position,
+ * in the order of LogRecord's fields (shipper/model.py), and the other arguments are tuples
+ * and lists of a fixed layout (the record context and run state of shipper/lines, the entry
+ * parts of encoder.py, batch_facts' result). RECORD_FIELDS names the fields in the order this
+ * file uses them; LAYOUT_VERSION numbers the layouts: change it here and in shipper/native.py
+ * whenever one changes. shipper/native.py checks both, and runs each function on a tiny input,
+ * when it loads this module, and runs the pure-Python path instead if anything disagrees
+ * (e.g. a stale build left from an older checkout).
+ *
  * Why C: at ~100-byte lines the interpreter's per-line overhead (tens of bytecodes for each
  * of decode, encode and the redaction prefilter) was most of the shipper's CPU; here it is a
  * few hundred nanoseconds. Nothing here does I/O, keeps state between calls, or releases the
@@ -27,6 +36,13 @@
 #include <string.h>
 
 /* ---- shared: the run counters and the record ------------------------------------------- */
+
+#define LAYOUT_VERSION 1
+/* LogRecord's fields, in the order append_record writes them and the readers read them. */
+enum { F_CONTAINER_ID, F_TIMESTAMP_NS, F_STREAM, F_SEQ, F_MESSAGE, F_FLAGS, F_FIELDS, F_SIZE, N_FIELDS };
+static const char *const RECORD_FIELDS[N_FIELDS] = {
+    "container_id", "timestamp_ns", "stream", "seq", "message", "flags", "fields", "size",
+};
 
 /* state list: [stdout run ts, stdout run count, stderr run ts, stderr run count, newest ts];
  * a run ts of -1 means "no run yet" (the Python side's sentinel too). */
@@ -111,7 +127,7 @@ static int append_record(PyObject *out, const RecordContext *rc, long long ts, i
     PyObject *seq_obj = PyLong_FromLongLong(seq);
     PyObject *size_obj = PyLong_FromSsize_t(size);
     PyObject *record = NULL;
-    if (ts_obj && seq_obj && size_obj) record = rc->type->tp_alloc(rc->type, 8);
+    if (ts_obj && seq_obj && size_obj) record = rc->type->tp_alloc(rc->type, N_FIELDS);
     if (record == NULL) {
         Py_XDECREF(ts_obj);
         Py_XDECREF(seq_obj);
@@ -121,17 +137,17 @@ static int append_record(PyObject *out, const RecordContext *rc, long long ts, i
     }
     /* What tuple.__new__(LogRecord, (...)) builds, without the intermediate tuple. */
     Py_INCREF(rc->container_id);
-    PyTuple_SET_ITEM(record, 0, rc->container_id);
-    PyTuple_SET_ITEM(record, 1, ts_obj);
+    PyTuple_SET_ITEM(record, F_CONTAINER_ID, rc->container_id);
+    PyTuple_SET_ITEM(record, F_TIMESTAMP_NS, ts_obj);
     Py_INCREF(rc->streams[stream]);
-    PyTuple_SET_ITEM(record, 2, rc->streams[stream]);
-    PyTuple_SET_ITEM(record, 3, seq_obj);
-    PyTuple_SET_ITEM(record, 4, message);
+    PyTuple_SET_ITEM(record, F_STREAM, rc->streams[stream]);
+    PyTuple_SET_ITEM(record, F_SEQ, seq_obj);
+    PyTuple_SET_ITEM(record, F_MESSAGE, message);
     Py_INCREF(rc->empty);
-    PyTuple_SET_ITEM(record, 5, rc->empty);
+    PyTuple_SET_ITEM(record, F_FLAGS, rc->empty);
     Py_INCREF(Py_None);
-    PyTuple_SET_ITEM(record, 6, Py_None);
-    PyTuple_SET_ITEM(record, 7, size_obj);
+    PyTuple_SET_ITEM(record, F_FIELDS, Py_None);
+    PyTuple_SET_ITEM(record, F_SIZE, size_obj);
     int rv = PyList_Append(out, record);
     Py_DECREF(record);
     return rv;
@@ -748,10 +764,10 @@ static int hex_digits(unsigned long long v) {
  * with valid UTF-8, a time in 1970..9999 and a seq >= 0. 0 for any other (the Python path
  * decides), with no exception set. */
 static int plain_entry(PyObject *record, const EntryParts *ep, PlainEntry *e) {
-    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 8) return 0;
-    PyObject *flags = PyTuple_GET_ITEM(record, 5);
-    if (PyTuple_GET_ITEM(record, 6) != Py_None || !PyTuple_Check(flags) || PyTuple_GET_SIZE(flags)) return 0;
-    PyObject *stream_obj = PyTuple_GET_ITEM(record, 2);
+    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != N_FIELDS) return 0;
+    PyObject *flags = PyTuple_GET_ITEM(record, F_FLAGS);
+    if (PyTuple_GET_ITEM(record, F_FIELDS) != Py_None || !PyTuple_Check(flags) || PyTuple_GET_SIZE(flags)) return 0;
+    PyObject *stream_obj = PyTuple_GET_ITEM(record, F_STREAM);
     if (stream_obj == ep->streams[0]) e->stream = 0;
     else if (stream_obj == ep->streams[1]) e->stream = 1;
     else if (PyUnicode_Check(stream_obj) && PyUnicode_Compare(stream_obj, ep->streams[0]) == 0) e->stream = 0;
@@ -760,8 +776,8 @@ static int plain_entry(PyObject *record, const EntryParts *ep, PlainEntry *e) {
         PyErr_Clear(); /* a failed comparison is "not plain" too */
         return 0;
     }
-    PyObject *ts_obj = PyTuple_GET_ITEM(record, 1), *seq_obj = PyTuple_GET_ITEM(record, 3);
-    PyObject *message = PyTuple_GET_ITEM(record, 4);
+    PyObject *ts_obj = PyTuple_GET_ITEM(record, F_TIMESTAMP_NS), *seq_obj = PyTuple_GET_ITEM(record, F_SEQ);
+    PyObject *message = PyTuple_GET_ITEM(record, F_MESSAGE);
     if (!PyLong_CheckExact(ts_obj) || !PyLong_CheckExact(seq_obj) || !PyUnicode_CheckExact(message)) return 0;
     int overflow;
     e->ts = PyLong_AsLongLongAndOverflow(ts_obj, &overflow);
@@ -1048,8 +1064,8 @@ static PyObject *redaction_candidates(PyObject *self, PyObject *const *args, Py_
  * stderr bytes, flagged), what sources/batch_facts.py computes in several passes: every
  * record's timestamp in order, their least and greatest, the lines and `size` bytes of the
  * records whose stream equals `stderr` and the bytes of the others, and whether any record has
- * flags. None for an empty list or a record that is not an 8-tuple with int timestamp and size
- * within 64 bits and a tuple of flags: the Python code answers then. */
+ * flags. None for an empty list or a record that is not a tuple of N_FIELDS with int timestamp
+ * and size within 64 bits and a tuple of flags: the Python code answers then. */
 static PyObject *batch_facts(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 2 || !PyList_Check(args[0]) || !PyUnicode_Check(args[1])) {
@@ -1065,9 +1081,9 @@ static PyObject *batch_facts(PyObject *self, PyObject *const *args, Py_ssize_t n
     int flagged = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *record = PyList_GET_ITEM(records, i);
-        if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 8) goto python;
-        PyObject *ts_obj = PyTuple_GET_ITEM(record, 1), *size_obj = PyTuple_GET_ITEM(record, 7);
-        PyObject *stream = PyTuple_GET_ITEM(record, 2), *flags = PyTuple_GET_ITEM(record, 5);
+        if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != N_FIELDS) goto python;
+        PyObject *ts_obj = PyTuple_GET_ITEM(record, F_TIMESTAMP_NS), *size_obj = PyTuple_GET_ITEM(record, F_SIZE);
+        PyObject *stream = PyTuple_GET_ITEM(record, F_STREAM), *flags = PyTuple_GET_ITEM(record, F_FLAGS);
         if (!PyLong_CheckExact(ts_obj) || !PyLong_CheckExact(size_obj) || !PyTuple_Check(flags))
             goto python;
         int overflow;
@@ -1118,4 +1134,24 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__native(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    PyObject *fields = PyTuple_New(N_FIELDS);
+    if (fields == NULL) goto fail;
+    for (int i = 0; i < N_FIELDS; i++) {
+        PyObject *name = PyUnicode_FromString(RECORD_FIELDS[i]);
+        if (name == NULL) {
+            Py_DECREF(fields);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(fields, i, name);
+    }
+    int rv = PyModule_AddObjectRef(m, "RECORD_FIELDS", fields);
+    Py_DECREF(fields);
+    if (rv < 0 || PyModule_AddIntConstant(m, "LAYOUT_VERSION", LAYOUT_VERSION) < 0) goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

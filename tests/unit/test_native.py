@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -31,9 +31,9 @@ from shipper.pipeline import redact
 from shipper.pipeline.redact import Redactor, _presets_prefilter
 from shipper.pipeline.stats import ProcessorStats
 from shipper.sinks.elasticsearch import encoder
-from shipper.sinks.elasticsearch.encoder import container_document, encode_joined, encode_records
+from shipper.sinks.elasticsearch.encoder import container_document
 from shipper.sources import batch_facts as batch_facts_module
-from shipper.sources.batch_facts import batch_facts, python_batch_facts
+from shipper.sources.batch_facts import python_batch_facts
 
 pytestmark = pytest.mark.skipif(
     not native_module.ACTIVE, reason="the C hot path is not built (or SHIPPER_NATIVE=0)"
@@ -42,30 +42,36 @@ pytestmark = pytest.mark.skipif(
 CID = "3f" * 32
 BASE_S = 1_795_000_000
 
-# The decoders bind their C scan (or the Python stand-in) at import; the other modules still
-# ask `native` on each call.
-_SCANS: list[tuple[Any, str, Any]] = [
+# Every name shipper/native.py's docstring lists as bound to C or Python at import, with its
+# pure-Python implementation.
+_PYTHON_IMPLEMENTATIONS: list[tuple[Any, str, Any]] = [
     (frames, "_scan_frames", frames._scan_no_frames),
     (jsonfile, "_scan_jsonfile", jsonfile._scan_no_lines),
+    (encoder, "encode_records", encoder.python_encode_records),
+    (encoder, "encode_joined", encoder.python_encode_joined),
+    (redact._BatchPrefilter, "candidates", redact._BatchPrefilter.python_candidates),
+    (batch_facts_module, "batch_facts", batch_facts_module._python_batch_facts_or_none),
 ]
-_MODULES = (encoder, redact, batch_facts_module)
 
 
 @contextlib.contextmanager
 def pure_python() -> Iterator[None]:
-    saved_scans = [getattr(owner, name) for owner, name, _ in _SCANS]
-    saved = [module.native for module in _MODULES]  # type: ignore[attr-defined]
-    for owner, name, python in _SCANS:
+    saved = [getattr(owner, name) for owner, name, _ in _PYTHON_IMPLEMENTATIONS]
+    for owner, name, python in _PYTHON_IMPLEMENTATIONS:
         setattr(owner, name, python)
-    for module in _MODULES:
-        module.native = None  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        for (owner, name, _), value in zip(_SCANS, saved_scans, strict=True):
+        for (owner, name, _), value in zip(_PYTHON_IMPLEMENTATIONS, saved, strict=True):
             setattr(owner, name, value)
-        for module, value in zip(_MODULES, saved, strict=True):
-            module.native = value  # type: ignore[attr-defined]
+
+
+def test_every_binding_is_c_backed_here_and_switched_by_pure_python() -> None:
+    for owner, name, python in _PYTHON_IMPLEMENTATIONS:
+        assert getattr(owner, name) is not python, name
+    with pure_python():
+        for owner, name, python in _PYTHON_IMPLEMENTATIONS:
+            assert getattr(owner, name) is python, name
 
 
 def _state(decoder: LogStreamDecoder) -> tuple[Any, ...]:
@@ -404,13 +410,13 @@ _records = st.builds(
 )
 
 
-def _encode(records: list[LogRecord], encode: Callable[..., Any] = encode_records) -> Any:
+def _encode(records: list[LogRecord], encode: str = "encode_records") -> Any:
     meta = ContainerMeta(
         id=CID, name="web%1", image="nginx:1.27", labels={"com.docker.compose.project": "p%s"}
     )
     doc = container_document(meta, index="logs-docker-default", host_name="h")
     try:
-        return encode(records, doc)
+        return getattr(encoder, encode)(records, doc)
     except Exception as exc:
         return type(exc)
 
@@ -432,7 +438,7 @@ def test_joined_encoding_is_the_python_entries_concatenated(records: list[LogRec
     # The C path writes runs of plain records into one bytes object, with the records it
     # stops at encoded by Python in between: the same bytes and lengths as the plain
     # Python entries joined, whatever the mix.
-    joined = _encode(records, encode_joined)
+    joined = _encode(records, "encode_joined")
     with pure_python():
         python_entries = _encode(records)
     if isinstance(python_entries, type):
@@ -450,7 +456,7 @@ def test_joined_encoding_of_plain_records_is_one_object_from_c() -> None:
     end = native_module.native.encode_joined(records, 0, out, lengths, doc.native_parts)
     assert end == 50
     with pure_python():
-        entries = encode_records(records, doc)
+        entries = encoder.encode_records(records, doc)
     assert out == [b"".join(entries)] and lengths == list(map(len, entries))
     # It stops at a record with flags, and appends nothing when the first one has them.
     records[10] = records[10]._replace(flags=("truncated",))
@@ -543,7 +549,9 @@ _fact_records = st.lists(
 @settings(max_examples=400, deadline=None)
 @given(_fact_records)
 def test_batch_facts_equal_the_python_passes(records: list[LogRecord]) -> None:
-    assert batch_facts(records) == (python_batch_facts(records) if records else None)
+    assert batch_facts_module.batch_facts(records) == (
+        python_batch_facts(records) if records else None
+    )
 
 
 def test_batch_facts_of_the_common_form_are_found_in_c() -> None:
@@ -558,7 +566,7 @@ def test_batch_facts_of_the_common_form_are_found_in_c() -> None:
     assert found == ([10, 11, 12, 10, 11, 12, 10, 11, 12, 10], 10, 12, 3, 33, 12, False)
     odd = [*records, records[0]._replace(timestamp_ns=2**64)]  # beyond 64 bits: Python answers
     assert native_module.native.batch_facts(odd, "stderr") is None
-    assert batch_facts(odd) == python_batch_facts(odd)
+    assert batch_facts_module.batch_facts(odd) == python_batch_facts(odd)
 
 
 # ---- eight bytes at a time: every special byte at every place around a word boundary
