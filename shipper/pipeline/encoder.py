@@ -147,10 +147,8 @@ def _pipeline_part(pipeline: str | None) -> bytes:
     return b"" if pipeline is None else b',"pipeline":' + orjson.dumps(pipeline)
 
 
-def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
+def python_encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
     """Bulk entries (action + document) for records of one container."""
-    if native is not None:
-        return encode_joined(records, doc).entries()
     out: list[bytes] = []
     append = out.append
     dumps = orjson.dumps
@@ -173,12 +171,20 @@ def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list
     return out
 
 
-def encode_joined(records: Sequence[LogRecord], doc: ContainerDocument) -> JoinedEntries:
-    """`encode_records`, concatenated: what the disk buffer stores as a block. The C hot path
-    writes a run of plain records straight into one bytes object (no object per entry, no
-    join after); each record it stops at is encoded by `_full_entry`, as in `encode_records`."""
-    if native is None:
-        return JoinedEntries.of(encode_records(records, doc))
+def python_encode_joined(records: Sequence[LogRecord], doc: ContainerDocument) -> JoinedEntries:
+    """`encode_records`, concatenated: what the disk buffer stores as a block."""
+    return JoinedEntries.of(python_encode_records(records, doc))
+
+
+def _c_encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
+    return _c_encode_joined(records, doc).entries()
+
+
+def _c_encode_joined(records: Sequence[LogRecord], doc: ContainerDocument) -> JoinedEntries:
+    """`python_encode_joined` with the C hot path: it writes a run of plain records straight
+    into one bytes object (no object per entry, no join after); each record it stops at is
+    encoded by `_full_entry`, as in `python_encode_records`."""
+    assert native is not None  # bound below only when it is loaded
     batch = records if isinstance(records, list) else list(records)
     pieces: list[bytes] = []
     lengths: list[int] = []
@@ -192,6 +198,14 @@ def encode_joined(records: Sequence[LogRecord], doc: ContainerDocument) -> Joine
             lengths.append(len(entry))
             pos += 1
     return JoinedEntries(pieces[0] if len(pieces) == 1 else b"".join(pieces), lengths)
+
+
+# Chosen once, at import (shipper/native.py decides whether the C hot path is usable).
+encode_records, encode_joined = (
+    (_c_encode_records, _c_encode_joined)
+    if native is not None
+    else (python_encode_records, python_encode_joined)
+)
 
 
 def _full_entry(record: LogRecord, doc: ContainerDocument) -> bytes:

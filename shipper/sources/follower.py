@@ -37,14 +37,10 @@ from shipper.docker.api import (
     LogsNotReadable,
 )
 from shipper.docker.engine import DOCKER, stream_dialect
-from shipper.docker.frames import (
-    DEFAULT_MAX_LINE_BYTES,
-    LogStreamDecoder,
-    TimestampError,
-    parse_timestamp,
-)
+from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.errors import DiskFullError
+from shipper.lines.timestamps import TimestampError, parse_timestamp
 from shipper.model import ContainerMeta, LogRecord, record_field
 from shipper.pipeline.processor import ContainerProcessor, build_processor
 from shipper.sources.batch_facts import BatchFacts, batch_facts, python_batch_facts
