@@ -72,6 +72,21 @@ def parse_timestamp(raw: bytes) -> int:
 
 
 def format_timestamp(ns: int) -> str:
-    """Nanoseconds since the epoch → RFC 3339 with all nine fraction digits, in UTC."""
+    """Nanoseconds since the epoch → RFC 3339 with all nine fraction digits, in UTC (the form
+    every document's `@timestamp` and every time the shipper reports takes)."""
     seconds, nanos = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+    return (b"%s.%09dZ" % (second_prefix(seconds), nanos)).decode()
+
+
+_second_prefixes: dict[int, bytes] = {}
+
+
+def second_prefix(seconds: int) -> bytes:
+    """b"YYYY-MM-DDTHH:MM:SS" of an epoch second (cached: lines come a second at a time)."""
+    prefix = _second_prefixes.get(seconds)
+    if prefix is None:
+        if len(_second_prefixes) > 1024:
+            _second_prefixes.clear()
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode()
+        _second_prefixes[seconds] = prefix
+    return prefix

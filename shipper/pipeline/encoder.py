@@ -24,7 +24,6 @@ time-based ids), and writing them costs a fraction of a hash.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import orjson
 
 from shipper.buffer.format import JoinedEntries
+from shipper.lines.timestamps import format_timestamp, second_prefix
 from shipper.model import STDERR, STDOUT, ContainerMeta, LogRecord
 from shipper.native import native
 
@@ -163,7 +163,7 @@ def python_encode_records(records: Sequence[LogRecord], doc: ContainerDocument) 
                 second = ts // 1_000_000_000
                 second_start = second * 1_000_000_000
                 second_end = second_start + 1_000_000_000
-                prefix = _second_prefix(second)
+                prefix = second_prefix(second)
             head, tail = template
             append(head % (ts, seq, prefix, ts - second_start, dumps(message), tail))
         else:
@@ -278,26 +278,6 @@ def _dataset_namespace(index: str) -> tuple[str | None, str]:
     if len(parts) >= 3 and parts[0] == "logs":
         return "-".join(parts[1:-1]), parts[-1]
     return None, ""
-
-
-_second_cache: dict[int, bytes] = {}
-
-
-def format_timestamp(ns: int) -> str:
-    """RFC 3339 with nine fraction digits in UTC; the date part is cached per second."""
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    return (b"%s.%09dZ" % (_second_prefix(seconds), nanos)).decode()
-
-
-def _second_prefix(seconds: int) -> bytes:
-    """b"YYYY-MM-DDTHH:MM:SS" of an epoch second (cached: lines come a second at a time)."""
-    prefix = _second_cache.get(seconds)
-    if prefix is None:
-        if len(_second_cache) > 1024:
-            _second_cache.clear()
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode()
-        _second_cache[seconds] = prefix
-    return prefix
 
 
 def decode_entry(entry: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
