@@ -16,6 +16,15 @@
  *   batch_facts    LogRecords -> timestamps, their range, per-stream counts, any flags
  *                                                               (sources/batch_facts.py)
  *
+ * The contract with the Python code: records are built and read as plain tuples, by position,
+ * in the order of LogRecord's fields (shipper/model.py), and the other arguments are tuples
+ * and lists of a fixed layout (the record context and run state of shipper/lines, the entry
+ * parts of encoder.py, batch_facts' result). RECORD_FIELDS names the fields in the order this
+ * file uses them; LAYOUT_VERSION numbers the layouts: change it here and in shipper/native.py
+ * whenever one changes. shipper/native.py checks both, and runs each function on a tiny input,
+ * when it loads this module, and runs the pure-Python path instead if anything disagrees
+ * (e.g. a stale build left from an older checkout).
+ *
  * Why C: at ~100-byte lines the interpreter's per-line overhead (tens of bytecodes for each
  * of decode, encode and the redaction prefilter) was most of the shipper's CPU; here it is a
  * few hundred nanoseconds. Nothing here does I/O, keeps state between calls, or releases the
@@ -28,6 +37,13 @@
 
 /* ---- shared: the run counters and the record ------------------------------------------- */
 
+#define LAYOUT_VERSION 1
+/* LogRecord's fields, in the order append_record writes them and the readers read them. */
+enum { F_CONTAINER_ID, F_TIMESTAMP_NS, F_STREAM, F_SEQ, F_MESSAGE, F_FLAGS, F_FIELDS, F_SIZE, N_FIELDS };
+static const char *const RECORD_FIELDS[N_FIELDS] = {
+    "container_id", "timestamp_ns", "stream", "seq", "message", "flags", "fields", "size",
+};
+
 /* state list: [stdout run ts, stdout run count, stderr run ts, stderr run count, newest ts];
  * a run ts of -1 means "no run yet" (the Python side's sentinel too). */
 typedef struct {
@@ -36,6 +52,8 @@ typedef struct {
     long long newest;
 } RunState;
 
+/* 0 loaded; 1 a value is beyond 64 bits (a timestamp after 2262, which only the Python code
+ * handles: the caller then takes no line); -1 an error. */
 static int state_load(PyObject *state, RunState *rs) {
     if (!PyList_Check(state) || PyList_GET_SIZE(state) != 5) {
         PyErr_SetString(PyExc_TypeError, "state must be a list of 5 ints");
@@ -43,8 +61,10 @@ static int state_load(PyObject *state, RunState *rs) {
     }
     long long v[5];
     for (int i = 0; i < 5; i++) {
-        v[i] = PyLong_AsLongLong(PyList_GET_ITEM(state, i));
+        int overflow;
+        v[i] = PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(state, i), &overflow);
         if (v[i] == -1 && PyErr_Occurred()) return -1;
+        if (overflow) return 1;
     }
     rs->ts[0] = v[0];
     rs->count[0] = v[1];
@@ -107,7 +127,7 @@ static int append_record(PyObject *out, const RecordContext *rc, long long ts, i
     PyObject *seq_obj = PyLong_FromLongLong(seq);
     PyObject *size_obj = PyLong_FromSsize_t(size);
     PyObject *record = NULL;
-    if (ts_obj && seq_obj && size_obj) record = rc->type->tp_alloc(rc->type, 8);
+    if (ts_obj && seq_obj && size_obj) record = rc->type->tp_alloc(rc->type, N_FIELDS);
     if (record == NULL) {
         Py_XDECREF(ts_obj);
         Py_XDECREF(seq_obj);
@@ -117,17 +137,17 @@ static int append_record(PyObject *out, const RecordContext *rc, long long ts, i
     }
     /* What tuple.__new__(LogRecord, (...)) builds, without the intermediate tuple. */
     Py_INCREF(rc->container_id);
-    PyTuple_SET_ITEM(record, 0, rc->container_id);
-    PyTuple_SET_ITEM(record, 1, ts_obj);
+    PyTuple_SET_ITEM(record, F_CONTAINER_ID, rc->container_id);
+    PyTuple_SET_ITEM(record, F_TIMESTAMP_NS, ts_obj);
     Py_INCREF(rc->streams[stream]);
-    PyTuple_SET_ITEM(record, 2, rc->streams[stream]);
-    PyTuple_SET_ITEM(record, 3, seq_obj);
-    PyTuple_SET_ITEM(record, 4, message);
+    PyTuple_SET_ITEM(record, F_STREAM, rc->streams[stream]);
+    PyTuple_SET_ITEM(record, F_SEQ, seq_obj);
+    PyTuple_SET_ITEM(record, F_MESSAGE, message);
     Py_INCREF(rc->empty);
-    PyTuple_SET_ITEM(record, 5, rc->empty);
+    PyTuple_SET_ITEM(record, F_FLAGS, rc->empty);
     Py_INCREF(Py_None);
-    PyTuple_SET_ITEM(record, 6, Py_None);
-    PyTuple_SET_ITEM(record, 7, size_obj);
+    PyTuple_SET_ITEM(record, F_FIELDS, Py_None);
+    PyTuple_SET_ITEM(record, F_SIZE, size_obj);
     int rv = PyList_Append(out, record);
     Py_DECREF(record);
     return rv;
@@ -166,7 +186,8 @@ static int two_digits(const unsigned char *p, int *out) {
 }
 
 /* "YYYY-MM-DDTHH:MM:SS" (19 bytes) -> epoch seconds; -1 when it is not exactly that form with
- * a real date in 1970..9999 and seconds 0..59 (the Python parser decides everything else). */
+ * a real date in 1970..2261 and seconds 0..59 (the Python parser decides everything else; from
+ * 2262 on, nanoseconds since the epoch no longer fit in 64 bits). */
 static int64_t parse_second(const unsigned char *p) {
     int c1, c2, mo, d, h, mi, s;
     if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':') return -1;
@@ -175,7 +196,7 @@ static int64_t parse_second(const unsigned char *p) {
         two_digits(p + 17, &s))
         return -1;
     int y = c1 * 100 + c2;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return -1;
+    if (y < 1970 || y > 2261 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return -1;
     static const int month_days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int dim = month_days[mo - 1];
     if (mo == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) dim = 29;
@@ -409,14 +430,16 @@ static PyObject *scan_frames(PyObject *self, PyObject *const *args, Py_ssize_t n
     long long pos_ll, max_size;
     RecordContext rc;
     RunState rs;
-    if (parse_ll(args[1], &pos_ll) || parse_ll(args[4], &max_size) || context_load(args[3], &rc) ||
-        state_load(args[5], &rs))
+    if (parse_ll(args[1], &pos_ll) || parse_ll(args[4], &max_size) || context_load(args[3], &rc))
         return NULL;
+    int loaded = state_load(args[5], &rs);
+    if (loaded < 0) return NULL;
     Py_ssize_t pos = (Py_ssize_t)pos_ll;
     if (pos < 0 || pos > end) {
         PyErr_SetString(PyExc_ValueError, "pos out of range");
         return NULL;
     }
+    if (loaded == 1) return PyLong_FromSsize_t(pos);
     const unsigned char *cached_second = NULL; /* the 19 bytes last parsed, and their epoch */
     int64_t cached_epoch = -1;
     int failed = 0;
@@ -516,14 +539,17 @@ static PyObject *scan_jsonfile(PyObject *self, PyObject *const *args, Py_ssize_t
     RecordContext rc;
     RunState rs;
     if (parse_ll(args[1], &pos_ll) || parse_ll(args[4], &since) || parse_ll(args[5], &max_bytes) ||
-        context_load(args[3], &rc) || state_load(args[7], &rs))
+        context_load(args[3], &rc))
         return NULL;
+    int loaded = state_load(args[7], &rs);
+    if (loaded < 0) return NULL;
     int tty = PyObject_IsTrue(args[6]);
     if (tty < 0) return NULL;
     if (pos_ll < 0 || pos_ll > (long long)(end - data)) {
         PyErr_SetString(PyExc_ValueError, "pos out of range");
         return NULL;
     }
+    if (loaded == 1) return PyLong_FromLongLong(pos_ll);
     const unsigned char *line = data + pos_ll;
     unsigned char *buf = NULL;
     Py_ssize_t buf_size = 0;
@@ -738,10 +764,10 @@ static int hex_digits(unsigned long long v) {
  * with valid UTF-8, a time in 1970..9999 and a seq >= 0. 0 for any other (the Python path
  * decides), with no exception set. */
 static int plain_entry(PyObject *record, const EntryParts *ep, PlainEntry *e) {
-    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 8) return 0;
-    PyObject *flags = PyTuple_GET_ITEM(record, 5);
-    if (PyTuple_GET_ITEM(record, 6) != Py_None || !PyTuple_Check(flags) || PyTuple_GET_SIZE(flags)) return 0;
-    PyObject *stream_obj = PyTuple_GET_ITEM(record, 2);
+    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != N_FIELDS) return 0;
+    PyObject *flags = PyTuple_GET_ITEM(record, F_FLAGS);
+    if (PyTuple_GET_ITEM(record, F_FIELDS) != Py_None || !PyTuple_Check(flags) || PyTuple_GET_SIZE(flags)) return 0;
+    PyObject *stream_obj = PyTuple_GET_ITEM(record, F_STREAM);
     if (stream_obj == ep->streams[0]) e->stream = 0;
     else if (stream_obj == ep->streams[1]) e->stream = 1;
     else if (PyUnicode_Check(stream_obj) && PyUnicode_Compare(stream_obj, ep->streams[0]) == 0) e->stream = 0;
@@ -750,8 +776,8 @@ static int plain_entry(PyObject *record, const EntryParts *ep, PlainEntry *e) {
         PyErr_Clear(); /* a failed comparison is "not plain" too */
         return 0;
     }
-    PyObject *ts_obj = PyTuple_GET_ITEM(record, 1), *seq_obj = PyTuple_GET_ITEM(record, 3);
-    PyObject *message = PyTuple_GET_ITEM(record, 4);
+    PyObject *ts_obj = PyTuple_GET_ITEM(record, F_TIMESTAMP_NS), *seq_obj = PyTuple_GET_ITEM(record, F_SEQ);
+    PyObject *message = PyTuple_GET_ITEM(record, F_MESSAGE);
     if (!PyLong_CheckExact(ts_obj) || !PyLong_CheckExact(seq_obj) || !PyUnicode_CheckExact(message)) return 0;
     int overflow;
     e->ts = PyLong_AsLongLongAndOverflow(ts_obj, &overflow);
@@ -1038,8 +1064,8 @@ static PyObject *redaction_candidates(PyObject *self, PyObject *const *args, Py_
  * stderr bytes, flagged), what sources/batch_facts.py computes in several passes: every
  * record's timestamp in order, their least and greatest, the lines and `size` bytes of the
  * records whose stream equals `stderr` and the bytes of the others, and whether any record has
- * flags. None for an empty list or a record that is not an 8-tuple with int timestamp and size
- * within 64 bits and a tuple of flags: the Python code answers then. */
+ * flags. None for an empty list or a record that is not a tuple of N_FIELDS with int timestamp
+ * and size within 64 bits and a tuple of flags: the Python code answers then. */
 static PyObject *batch_facts(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 2 || !PyList_Check(args[0]) || !PyUnicode_Check(args[1])) {
@@ -1055,9 +1081,9 @@ static PyObject *batch_facts(PyObject *self, PyObject *const *args, Py_ssize_t n
     int flagged = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *record = PyList_GET_ITEM(records, i);
-        if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 8) goto python;
-        PyObject *ts_obj = PyTuple_GET_ITEM(record, 1), *size_obj = PyTuple_GET_ITEM(record, 7);
-        PyObject *stream = PyTuple_GET_ITEM(record, 2), *flags = PyTuple_GET_ITEM(record, 5);
+        if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != N_FIELDS) goto python;
+        PyObject *ts_obj = PyTuple_GET_ITEM(record, F_TIMESTAMP_NS), *size_obj = PyTuple_GET_ITEM(record, F_SIZE);
+        PyObject *stream = PyTuple_GET_ITEM(record, F_STREAM), *flags = PyTuple_GET_ITEM(record, F_FLAGS);
         if (!PyLong_CheckExact(ts_obj) || !PyLong_CheckExact(size_obj) || !PyTuple_Check(flags))
             goto python;
         int overflow;
@@ -1108,4 +1134,24 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__native(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    PyObject *fields = PyTuple_New(N_FIELDS);
+    if (fields == NULL) goto fail;
+    for (int i = 0; i < N_FIELDS; i++) {
+        PyObject *name = PyUnicode_FromString(RECORD_FIELDS[i]);
+        if (name == NULL) {
+            Py_DECREF(fields);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(fields, i, name);
+    }
+    int rv = PyModule_AddObjectRef(m, "RECORD_FIELDS", fields);
+    Py_DECREF(fields);
+    if (rv < 0 || PyModule_AddIntConstant(m, "LAYOUT_VERSION", LAYOUT_VERSION) < 0) goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

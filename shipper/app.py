@@ -38,6 +38,7 @@ from shipper.docker.own_container import detect_own_container, own_pod_uid
 from shipper.errors import ConfigError, DiskFullError
 from shipper.http import HttpServer
 from shipper.layout import StorageLayout
+from shipper.lines.timestamps import format_timestamp
 from shipper.model import ContainerMeta
 from shipper.native import ACTIVE as NATIVE_HOT_PATH
 from shipper.sinks.console.sink import ConsoleSink
@@ -469,7 +470,7 @@ class Shipper:
         return {
             "source": "agent",
             "storage_path": str(self.storage),
-            "generated_at": status.rfc3339(time.time_ns()),
+            "generated_at": format_timestamp(time.time_ns()),
             "buffer": {
                 "records": buffer.records_held,
                 "bytes": buffer.bytes_held,

@@ -113,6 +113,11 @@ class LogRecord(NamedTuple):
     deterministic Elasticsearch `_id` is derived from. `seq` counts the lines of the same
     container and stream that came before this one with the very same timestamp, so the
     identity is the same whichever way (logs API or json-file) and however often it is read.
+
+    The C hot path (shipper/_native.c) builds and reads these tuples by position, in this
+    order of fields: a change here (a field added, removed or moved) must be made there too
+    (its RECORD_FIELDS and LAYOUT_VERSION, and shipper/native.py's). Until then
+    shipper/native.py refuses the C module at import, and the pure-Python path runs.
     """
 
     container_id: str

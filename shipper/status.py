@@ -31,12 +31,8 @@ import orjson
 
 from shipper.buffer.inspect import inspect_buffer
 from shipper.layout import StorageLayout
+from shipper.lines.timestamps import format_timestamp
 from shipper.sources.checkpoint import Checkpoint, CheckpointFileError, CheckpointStore
-
-
-def rfc3339(time_ns: int) -> str:
-    seconds, nanos = divmod(time_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
 
 
 def container_rows(
@@ -58,7 +54,7 @@ def container_rows(
                 "following": container_id in live,
                 "since_ns": since,
                 "skip": checkpoint.skip,
-                "checkpoint_time": rfc3339(since) if since else None,
+                "checkpoint_time": format_timestamp(since) if since else None,
                 "lag_s": round(max(0, now_ns - since) / 1e9, 3) if since else None,
             }
         )
@@ -106,7 +102,7 @@ def from_storage(storage: Path) -> dict[str, Any]:
     return {
         "source": "storage",
         "storage_path": str(storage),
-        "generated_at": rfc3339(time.time_ns()),
+        "generated_at": format_timestamp(time.time_ns()),
         "buffer": {
             "records": buffer.records,
             "bytes": buffer.bytes,

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
-from shipper.docker.frames import DOCKER_STREAM, PODMAN_STREAM, StreamDialect, format_timestamp
+from shipper.docker.frames import DOCKER_STREAM, PODMAN_STREAM, StreamDialect
+from shipper.lines.timestamps import format_timestamp
 
 DOCKER: Final = "docker"
 PODMAN: Final = "podman"

@@ -24,7 +24,6 @@ time-based ids), and writing them costs a fraction of a hash.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import orjson
 
 from shipper.buffer.format import JoinedEntries
+from shipper.lines.timestamps import format_timestamp, second_prefix
 from shipper.model import STDERR, STDOUT, ContainerMeta, LogRecord
 from shipper.native import native
 
@@ -147,10 +147,8 @@ def _pipeline_part(pipeline: str | None) -> bytes:
     return b"" if pipeline is None else b',"pipeline":' + orjson.dumps(pipeline)
 
 
-def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
+def python_encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
     """Bulk entries (action + document) for records of one container."""
-    if native is not None:
-        return encode_joined(records, doc).entries()
     out: list[bytes] = []
     append = out.append
     dumps = orjson.dumps
@@ -165,7 +163,7 @@ def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list
                 second = ts // 1_000_000_000
                 second_start = second * 1_000_000_000
                 second_end = second_start + 1_000_000_000
-                prefix = _second_prefix(second)
+                prefix = second_prefix(second)
             head, tail = template
             append(head % (ts, seq, prefix, ts - second_start, dumps(message), tail))
         else:
@@ -173,12 +171,20 @@ def encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list
     return out
 
 
-def encode_joined(records: Sequence[LogRecord], doc: ContainerDocument) -> JoinedEntries:
-    """`encode_records`, concatenated: what the disk buffer stores as a block. The C hot path
-    writes a run of plain records straight into one bytes object (no object per entry, no
-    join after); each record it stops at is encoded by `_full_entry`, as in `encode_records`."""
-    if native is None:
-        return JoinedEntries.of(encode_records(records, doc))
+def python_encode_joined(records: Sequence[LogRecord], doc: ContainerDocument) -> JoinedEntries:
+    """`encode_records`, concatenated: what the disk buffer stores as a block."""
+    return JoinedEntries.of(python_encode_records(records, doc))
+
+
+def _c_encode_records(records: Sequence[LogRecord], doc: ContainerDocument) -> list[bytes]:
+    return _c_encode_joined(records, doc).entries()
+
+
+def _c_encode_joined(records: Sequence[LogRecord], doc: ContainerDocument) -> JoinedEntries:
+    """`python_encode_joined` with the C hot path: it writes a run of plain records straight
+    into one bytes object (no object per entry, no join after); each record it stops at is
+    encoded by `_full_entry`, as in `python_encode_records`."""
+    assert native is not None  # bound below only when it is loaded
     batch = records if isinstance(records, list) else list(records)
     pieces: list[bytes] = []
     lengths: list[int] = []
@@ -192,6 +198,14 @@ def encode_joined(records: Sequence[LogRecord], doc: ContainerDocument) -> Joine
             lengths.append(len(entry))
             pos += 1
     return JoinedEntries(pieces[0] if len(pieces) == 1 else b"".join(pieces), lengths)
+
+
+# Chosen once, at import (shipper/native.py decides whether the C hot path is usable).
+encode_records, encode_joined = (
+    (_c_encode_records, _c_encode_joined)
+    if native is not None
+    else (python_encode_records, python_encode_joined)
+)
 
 
 def _full_entry(record: LogRecord, doc: ContainerDocument) -> bytes:
@@ -264,26 +278,6 @@ def _dataset_namespace(index: str) -> tuple[str | None, str]:
     if len(parts) >= 3 and parts[0] == "logs":
         return "-".join(parts[1:-1]), parts[-1]
     return None, ""
-
-
-_second_cache: dict[int, bytes] = {}
-
-
-def format_timestamp(ns: int) -> str:
-    """RFC 3339 with nine fraction digits in UTC; the date part is cached per second."""
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    return (b"%s.%09dZ" % (_second_prefix(seconds), nanos)).decode()
-
-
-def _second_prefix(seconds: int) -> bytes:
-    """b"YYYY-MM-DDTHH:MM:SS" of an epoch second (cached: lines come a second at a time)."""
-    prefix = _second_cache.get(seconds)
-    if prefix is None:
-        if len(_second_cache) > 1024:
-            _second_cache.clear()
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode()
-        _second_cache[seconds] = prefix
-    return prefix
 
 
 def decode_entry(entry: bytes) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -114,14 +114,16 @@ class _BatchPrefilter:
         self._lower_bytes = tuple(needle.encode() for needle in self._lower)
         self._exact_bytes = tuple(needle.encode() for needle in self._exact)
 
-    def candidates(self, messages: list[str]) -> list[int] | None:
+    def c_candidates(self, messages: list[str]) -> list[int] | None:
+        """`python_candidates` message by message in C (ASCII case folding; the few
+        characters whose lower case is ASCII or that are digits count as candidates)."""
+        assert native is not None  # bound below only when it is loaded
+        return native.redaction_candidates(
+            messages, self._lower_bytes, self._exact_bytes, self._cards
+        )
+
+    def python_candidates(self, messages: list[str]) -> list[int] | None:
         """Indexes of the messages to check, in order; None: check every one."""
-        if native is not None:
-            # The same search message by message in C (ASCII case folding, and the few
-            # characters whose lower case is ASCII or that are digits count as candidates).
-            return native.redaction_candidates(
-                messages, self._lower_bytes, self._exact_bytes, self._cards
-            )
         text = "\n".join(messages)
         lower = text.lower()
         if len(lower) != len(text):
@@ -147,6 +149,9 @@ class _BatchPrefilter:
             return []
         ends = list(itertools.accumulate(len(message) + 1 for message in messages))
         return sorted({bisect.bisect_right(ends, position) for position in positions})
+
+    # Chosen once, at import (shipper/native.py decides whether the C hot path is usable).
+    candidates = c_candidates if native is not None else python_candidates
 
 
 def _presets_prefilter(presets: Iterable[str]) -> Callable[[str], bool]:

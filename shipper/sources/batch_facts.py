@@ -37,18 +37,8 @@ class BatchFacts(NamedTuple):
         return len(self.timestamps) - self.stderr_lines
 
 
-def batch_facts(records: Sequence[LogRecord]) -> BatchFacts | None:
-    """The facts of a non-empty batch; None for an empty one."""
-    if not records:
-        return None
-    if native is not None and isinstance(records, list):
-        facts = native.batch_facts(records, STDERR)
-        if facts is not None:
-            return BatchFacts(*facts)
-    return python_batch_facts(records)
-
-
 def python_batch_facts(records: Sequence[LogRecord]) -> BatchFacts:
+    """The facts of a non-empty batch."""
     # Field access by C-level getters over the whole batch: a Python loop per line costs more.
     timestamps = list(map(_TIMESTAMP_FIELD, records))
     streams = list(map(_STREAM_FIELD, records))
@@ -70,3 +60,25 @@ def python_batch_facts(records: Sequence[LogRecord]) -> BatchFacts:
         stderr_bytes,
         any(map(_FLAGS_FIELD, records)),
     )
+
+
+def _python_batch_facts_or_none(records: Sequence[LogRecord]) -> BatchFacts | None:
+    """The facts of a non-empty batch; None for an empty one."""
+    return python_batch_facts(records) if records else None
+
+
+def _c_batch_facts(records: Sequence[LogRecord]) -> BatchFacts | None:
+    """`batch_facts` in one pass in C, for a list; the C code leaves anything else (a record
+    not in the plain form) to `python_batch_facts` by answering None."""
+    assert native is not None  # bound below only when it is loaded
+    if not records:
+        return None
+    if isinstance(records, list):
+        facts = native.batch_facts(records, STDERR)
+        if facts is not None:
+            return BatchFacts(*facts)
+    return python_batch_facts(records)
+
+
+# Chosen once, at import (shipper/native.py decides whether the C hot path is usable).
+batch_facts = _c_batch_facts if native is not None else _python_batch_facts_or_none

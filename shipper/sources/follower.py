@@ -32,13 +32,9 @@ from shipper.docker.api import (
     LogsNotReadable,
 )
 from shipper.docker.engine import DOCKER, stream_dialect
-from shipper.docker.frames import (
-    DEFAULT_MAX_LINE_BYTES,
-    LogStreamDecoder,
-    TimestampError,
-    parse_timestamp,
-)
+from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
+from shipper.lines.timestamps import TimestampError, parse_timestamp
 from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline.processor import build_processor
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint

@@ -21,9 +21,10 @@ import docker
 import pytest
 
 from shipper.docker.api import ApiVersionRefused, DockerClient, _parse_event
-from shipper.docker.frames import LogStreamDecoder, parse_timestamp
+from shipper.docker.frames import LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.docker.versions import NEWEST, ApiVersion
+from shipper.lines.timestamps import parse_timestamp
 from shipper.model import LogRecord
 from tests.conftest import RUN_ID, TEST_IMAGE, TEST_LABEL, ContainerFactory
 from tests.support.docker_logs import reference_lines

@@ -4,6 +4,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shipper.lines.timestamps import format_timestamp
 from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline.encoder import (
     _full_entry,
@@ -11,7 +12,6 @@ from shipper.pipeline.encoder import (
     decode_entry,
     document_id,
     encode_records,
-    format_timestamp,
     sanitize_label_key,
 )
 

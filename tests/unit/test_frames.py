@@ -5,12 +5,8 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shipper.docker.frames import (
-    DOCKER_PARTIAL_BYTES,
-    LogStreamDecoder,
-    format_timestamp,
-    parse_timestamp,
-)
+from shipper.docker.frames import DOCKER_PARTIAL_BYTES, LogStreamDecoder
+from shipper.lines.timestamps import format_timestamp, parse_timestamp
 from shipper.model import LogRecord
 
 TS1 = b"2026-11-28T04:13:43.517053725Z"

@@ -6,8 +6,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shipper.docker.frames import LogStreamDecoder, format_timestamp, parse_timestamp
+from shipper.docker.frames import LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
+from shipper.lines.timestamps import format_timestamp, parse_timestamp
 
 CID = "c" * 64
 BASE_NS = 1_795_000_000_123_000_000

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -25,13 +25,14 @@ from shipper.config import RedactionConfig
 from shipper.docker import frames, jsonfile
 from shipper.docker.frames import LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
+from shipper.lines.timestamps import TimestampError, format_timestamp, parse_timestamp
 from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline import encoder, redact
-from shipper.pipeline.encoder import container_document, encode_joined, encode_records
+from shipper.pipeline.encoder import container_document
 from shipper.pipeline.redact import Redactor, _presets_prefilter
 from shipper.pipeline.stats import ProcessorStats
 from shipper.sources import batch_facts as batch_facts_module
-from shipper.sources.batch_facts import batch_facts, python_batch_facts
+from shipper.sources.batch_facts import python_batch_facts
 
 pytestmark = pytest.mark.skipif(
     not native_module.ACTIVE, reason="the C hot path is not built (or SHIPPER_NATIVE=0)"
@@ -39,29 +40,46 @@ pytestmark = pytest.mark.skipif(
 
 CID = "3f" * 32
 BASE_S = 1_795_000_000
-_MODULES = (frames, jsonfile, encoder, redact, batch_facts_module)
+
+# Every name shipper/native.py's docstring lists as bound to C or Python at import, with its
+# pure-Python implementation.
+_PYTHON_IMPLEMENTATIONS: list[tuple[Any, str, Any]] = [
+    (frames, "_scan_frames", frames._scan_no_frames),
+    (jsonfile, "_scan_jsonfile", jsonfile._scan_no_lines),
+    (encoder, "encode_records", encoder.python_encode_records),
+    (encoder, "encode_joined", encoder.python_encode_joined),
+    (redact._BatchPrefilter, "candidates", redact._BatchPrefilter.python_candidates),
+    (batch_facts_module, "batch_facts", batch_facts_module._python_batch_facts_or_none),
+]
 
 
 @contextlib.contextmanager
 def pure_python() -> Iterator[None]:
-    saved = [module.native for module in _MODULES]  # type: ignore[attr-defined]
-    for module in _MODULES:
-        module.native = None  # type: ignore[attr-defined]
+    saved = [getattr(owner, name) for owner, name, _ in _PYTHON_IMPLEMENTATIONS]
+    for owner, name, python in _PYTHON_IMPLEMENTATIONS:
+        setattr(owner, name, python)
     try:
         yield
     finally:
-        for module, value in zip(_MODULES, saved, strict=True):
-            module.native = value  # type: ignore[attr-defined]
+        for (owner, name, _), value in zip(_PYTHON_IMPLEMENTATIONS, saved, strict=True):
+            setattr(owner, name, value)
+
+
+def test_every_binding_is_c_backed_here_and_switched_by_pure_python() -> None:
+    for owner, name, python in _PYTHON_IMPLEMENTATIONS:
+        assert getattr(owner, name) is not python, name
+    with pure_python():
+        for owner, name, python in _PYTHON_IMPLEMENTATIONS:
+            assert getattr(owner, name) is python, name
 
 
 def _state(decoder: LogStreamDecoder) -> tuple[Any, ...]:
+    lines = decoder._lines
     return (
-        dict(decoder._run_ts),
-        dict(decoder._run_count),
-        decoder._newest_ts,
+        list(lines.seq.runs),
         decoder.invalid_timestamps,
         getattr(decoder, "invalid_lines", None),
-        {k: (v[0], v[1], v[2], v[3]) for k, v in decoder._partial.items()},
+        {k: (v.timestamp_ns, v.parts, v.kept, v.seen) for k, v in lines._held.items()},
         decoder._pending,
     )
 
@@ -99,7 +117,7 @@ _text = st.lists(st.one_of(st.text(max_size=8), _tricky), max_size=12).map("".jo
 
 def _times(draw: Any) -> str:
     second = BASE_S + draw(st.integers(0, 3))
-    prefix = frames.format_timestamp(second * 1_000_000_000)[:19]
+    prefix = format_timestamp(second * 1_000_000_000)[:19]
     kind = draw(st.integers(0, 9))
     if kind <= 4:  # json-file's own form: trailing zeros trimmed
         fraction = str(draw(st.integers(0, 999_999_999))).rjust(9, "0").rstrip("0")
@@ -172,7 +190,7 @@ def jsonfile_lines(draw: Any) -> bytes:
     cuts=st.lists(st.integers(0, 10_000), max_size=6),
     tty=st.booleans(),
     since_offset=st.integers(-1, 3),
-    max_bytes=st.sampled_from([1024 * 1024, 8, 3, 0]),
+    max_bytes=st.sampled_from([1024 * 1024, 8, 5, 3, 2, 1, 0]),
 )
 def test_jsonfile_native_matches_python(
     data: bytes, cuts: list[int], tty: bool, since_offset: int, max_bytes: int
@@ -191,14 +209,14 @@ def test_jsonfile_native_takes_docker_lines_whole() -> None:
         b'{"log":"GET /health 200\\n","stream":"stdout","time":"2026-11-28T04:13:43.517053725Z"}\n'
     )
     decoder = JsonFileDecoder(CID, tty=False)
-    state = decoder.run_state()
+    state = decoder._lines.seq.runs
     assert native_module.native is not None
     out: list[LogRecord] = []
     end = native_module.native.scan_jsonfile(
-        line * 3, 0, out, decoder._native_ctx, 0, 1024, False, state
+        line * 3, 0, out, decoder._lines.native_ctx, 0, 1024, False, state
     )
     assert end == len(line) * 3
-    ts = frames.parse_timestamp(b"2026-11-28T04:13:43.517053725Z")
+    ts = parse_timestamp(b"2026-11-28T04:13:43.517053725Z")
     assert out == [
         LogRecord(CID, ts, "stdout", seq, "GET /health 200", (), None, 15) for seq in range(3)
     ]
@@ -215,7 +233,7 @@ def api_frames(draw: Any) -> bytes:
         stream = draw(st.sampled_from([1, 1, 2, 0]))
         second = BASE_S + draw(st.integers(0, 2))
         ns = second * 1_000_000_000 + draw(st.sampled_from([0, 1, 999_999_999, 123_456_789]))
-        stamp = frames.format_timestamp(ns).encode()
+        stamp = format_timestamp(ns).encode()
         stamp = draw(
             st.sampled_from(
                 [stamp, stamp, stamp, stamp[:-1] + b"+00:00", b"1969-12-31T23:59:59.000000001Z",
@@ -236,7 +254,7 @@ def api_frames(draw: Any) -> bytes:
 @given(
     data=api_frames(),
     cuts=st.lists(st.integers(0, 10_000), max_size=6),
-    max_bytes=st.sampled_from([1024 * 1024, 8, 0]),
+    max_bytes=st.sampled_from([1024 * 1024, 8, 5, 2, 1, 0]),
 )
 def test_frames_native_matches_python(data: bytes, cuts: list[int], max_bytes: int) -> None:
     def make() -> LogStreamDecoder:
@@ -249,15 +267,128 @@ def test_frames_native_takes_docker_frames_whole() -> None:
     payload = b"2026-11-28T04:13:43.517053725Z caf\xc3\xa9\n"
     frame = bytes([2, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
     decoder = LogStreamDecoder(CID, tty=False)
-    state = decoder.run_state()
+    state = decoder._lines.seq.runs
     assert native_module.native is not None
     out: list[LogRecord] = []
     end = native_module.native.scan_frames(
-        frame * 2 + frame[:5], 0, out, decoder._native_ctx, 99, state
+        frame * 2 + frame[:5], 0, out, decoder._lines.native_ctx, 99, state
     )
     assert end == len(frame) * 2  # the incomplete header is left for the next chunk
-    ts = frames.parse_timestamp(b"2026-11-28T04:13:43.517053725Z")
+    ts = parse_timestamp(b"2026-11-28T04:13:43.517053725Z")
     assert out == [LogRecord(CID, ts, "stderr", seq, "café", (), None, 5) for seq in range(2)]
+
+
+# ---- each per-line rule (shipper/lines) against its C copy, on its own
+#
+# The C scans copy three rules for the lines they take: the timestamp (RFC 3339 to ns), the
+# seq (run counters shared with Python in one list) and the record (decoding, size, the cap
+# at max_line_bytes). Joining is Python's alone: the C code hands back every part.
+
+
+@st.composite
+def rfc3339_times(draw: Any) -> bytes:
+    """Times in and around the form the C code takes: any year it must refuse (before 1970,
+    from 2262 on, where nanoseconds overflow 64 bits), impossible dates, every fraction width,
+    other zones and malformed ones."""
+    year = draw(st.one_of(st.sampled_from([1969, 1970, 2024, 2261, 2262, 2300, 9999]),
+                          st.integers(1700, 9999)))  # fmt: skip
+    month, day = draw(st.integers(0, 13)), draw(st.integers(0, 32))
+    hour, minute, second = (
+        draw(st.integers(0, 24)),
+        draw(st.integers(0, 60)),
+        draw(st.integers(0, 61)),
+    )
+    if draw(st.integers(0, 3)):  # mostly real times, where the C parse must be exact
+        month, day, hour = month % 12 + 1, day % 28 + 1, hour % 24
+        minute, second = minute % 60, second % 60
+    digits = draw(st.integers(0, 10))
+    fraction = "" if digits == 0 else "." + "".join(draw(st.lists(
+        st.sampled_from("0123456789"), min_size=digits, max_size=digits)))  # fmt: skip
+    zone = draw(st.sampled_from(["Z", "Z", "Z", "Z", "+00:00", "-07:00", "z", "+ab:cd", ""]))
+    text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+    return f"{text}{fraction}{zone}".encode()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    times=st.lists(rfc3339_times(), min_size=1, max_size=12),
+    streams=st.lists(st.sampled_from([1, 2]), min_size=12, max_size=12),
+)
+def test_timestamps_native_match_python(times: list[bytes], streams: list[int]) -> None:
+    files = b"".join(
+        b'{"log":"m\\n","stream":"%s","time":"%s"}\n'
+        % (b"stderr" if stream == 2 else b"stdout", time)
+        for time, stream in zip(times, streams, strict=False)
+    )
+    # (since_ns: keep the lines before 1970 too, which the default since of 0 drops; -2**63
+    # is in 1677)
+    records = _both_paths(lambda: JsonFileDecoder(CID, tty=False, since_ns=-(2**63)), files, [])
+    api = b""
+    for time, stream in zip(times, streams, strict=False):
+        payload = time + b" m\n"
+        api += bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+    records += _both_paths(lambda: LogStreamDecoder(CID, tty=False), api, [])
+    # (The API decoder looks for the space after a timestamp within 36 bytes.)
+    api_times = [time if len(time) < 36 else b"" for time in times]
+    for record, time in zip(records, times + api_times, strict=True):
+        with contextlib.suppress(TimestampError):
+            assert record.timestamp_ns == parse_timestamp(time)
+
+
+def test_the_c_parse_stops_where_nanoseconds_leave_64_bits() -> None:
+    assert native_module.native is not None
+    lines = JsonFileDecoder(CID, tty=False)._lines
+    out: list[LogRecord] = []
+    for time, taken in [
+        (b"2261-12-31T23:59:59.999999999Z", True),
+        (b"2262-01-01T00:00:00Z", False),
+        (b"1969-12-31T23:59:59.999999999Z", False),
+    ]:
+        line = b'{"log":"m\\n","stream":"stdout","time":"%s"}\n' % time
+        end = native_module.native.scan_jsonfile(
+            line, 0, out, lines.native_ctx, 0, 99, False, lines.seq.runs
+        )
+        assert end == (len(line) if taken else 0), time
+    assert [r.timestamp_ns for r in out] == [parse_timestamp(b"2261-12-31T23:59:59.999999999Z")]
+
+
+def test_after_a_time_beyond_64_bits_c_takes_nothing_and_python_goes_on() -> None:
+    # The run counters then hold a timestamp the C code cannot load: it must take no line,
+    # not raise, and the seqs must go on as Python's.
+    lines = [b"2300-01-01T00:00:00.5Z", b"2300-01-01T00:00:00.5Z", b"2026-01-01T00:00:00.5Z"]
+    files = b"".join(b'{"log":"m\\n","stream":"stdout","time":"%s"}\n' % time for time in lines * 2)
+    records = _both_paths(lambda: JsonFileDecoder(CID, tty=False), files, [len(files) // 2])
+    assert [r.seq for r in records] == [0, 1, 0, 0, 1, 0]
+    assert records[0].timestamp_ns == 10_413_792_000_500_000_000
+
+
+def test_seq_goes_on_across_lines_c_takes_and_lines_it_hands_back() -> None:
+    # One timestamp for every line, so every seq counts on from the line before, whichever
+    # path made it: C (plain lines) or Python (invalid UTF-8, long lines, split lines).
+    ts = b"2026-11-28T04:13:43.517053725Z"
+    messages = [
+        (1, b"plain\n"),
+        (1, b"bad \xff\n"),
+        (2, b"err\n"),
+        (1, b"plain\n"),
+        (1, b"x" * 40 + b"\n"),  # over max_line_bytes: truncated by Python
+        (2, b"part one "),  # a split line: Python joins it
+        (1, b"waits behind it\n"),
+        (2, b"part two\n"),
+        (2, b"err\n"),
+        (1, b"plain\n"),
+    ]
+    api = b""
+    for stream, text in messages:
+        payload = ts + b" " + text
+        api += bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+    for cuts in ([], [100], [50, 51, 300]):
+        records = _both_paths(
+            lambda: LogStreamDecoder(CID, tty=False, max_line_bytes=30), api, cuts
+        )
+        stdout = [r.seq for r in records if r.stream == "stdout"]
+        stderr = [r.seq for r in records if r.stream == "stderr"]
+        assert stdout == [0, 1, 2, 3, 4, 5] and stderr == [0, 1, 2]
 
 
 # ---- the encoder
@@ -279,16 +410,14 @@ _records = st.builds(
 
 
 def _encode(
-    records: list[LogRecord],
-    encode: Callable[..., Any] = encode_records,
-    pipeline: str | None = None,
+    records: list[LogRecord], encode: str = "encode_records", pipeline: str | None = None
 ) -> Any:
     meta = ContainerMeta(
         id=CID, name="web%1", image="nginx:1.27", labels={"com.docker.compose.project": "p%s"}
     )
     doc = container_document(meta, index="logs-docker-default", host_name="h", pipeline=pipeline)
     try:
-        return encode(records, doc)
+        return getattr(encoder, encode)(records, doc)
     except Exception as exc:
         return type(exc)
 
@@ -310,7 +439,7 @@ def test_joined_encoding_is_the_python_entries_concatenated(records: list[LogRec
     # The C path writes runs of plain records into one bytes object, with the records it
     # stops at encoded by Python in between: the same bytes and lengths as the plain
     # Python entries joined, whatever the mix.
-    joined = _encode(records, encode_joined)
+    joined = _encode(records, "encode_joined")
     with pure_python():
         python_entries = _encode(records)
     if isinstance(python_entries, type):
@@ -328,7 +457,7 @@ def test_joined_encoding_of_plain_records_is_one_object_from_c() -> None:
     end = native_module.native.encode_joined(records, 0, out, lengths, doc.native_parts)
     assert end == 50
     with pure_python():
-        entries = encode_records(records, doc)
+        entries = encoder.encode_records(records, doc)
     assert out == [b"".join(entries)] and lengths == list(map(len, entries))
     # It stops at a record with flags, and appends nothing when the first one has them.
     records[10] = records[10]._replace(flags=("truncated",))
@@ -421,7 +550,9 @@ _fact_records = st.lists(
 @settings(max_examples=400, deadline=None)
 @given(_fact_records)
 def test_batch_facts_equal_the_python_passes(records: list[LogRecord]) -> None:
-    assert batch_facts(records) == (python_batch_facts(records) if records else None)
+    assert batch_facts_module.batch_facts(records) == (
+        python_batch_facts(records) if records else None
+    )
 
 
 def test_batch_facts_of_the_common_form_are_found_in_c() -> None:
@@ -436,7 +567,7 @@ def test_batch_facts_of_the_common_form_are_found_in_c() -> None:
     assert found == ([10, 11, 12, 10, 11, 12, 10, 11, 12, 10], 10, 12, 3, 33, 12, False)
     odd = [*records, records[0]._replace(timestamp_ns=2**64)]  # beyond 64 bits: Python answers
     assert native_module.native.batch_facts(odd, "stderr") is None
-    assert batch_facts(odd) == python_batch_facts(odd)
+    assert batch_facts_module.batch_facts(odd) == python_batch_facts(odd)
 
 
 # ---- eight bytes at a time: every special byte at every place around a word boundary

@@ -21,14 +21,9 @@ from shipper.docker.engine import (
     runtime_of,
     stream_dialect,
 )
-from shipper.docker.frames import (
-    DOCKER_STREAM,
-    PODMAN_STREAM,
-    LogStreamDecoder,
-    format_timestamp,
-    parse_timestamp,
-)
+from shipper.docker.frames import DOCKER_STREAM, PODMAN_STREAM, LogStreamDecoder
 from shipper.docker.versions import ApiVersion, EngineVersions
+from shipper.lines.timestamps import format_timestamp, parse_timestamp
 from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline.encoder import container_document, encode_records
 from shipper.sources.checkpoint import Checkpoint, StreamPosition

@@ -31,6 +31,7 @@ import orjson
 
 from shipper import telemetry
 from shipper.durable import write_all
+from shipper.lines.timestamps import format_timestamp
 from shipper.pipeline.encoder import index_of
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.elasticsearch.retry import ItemOutcome
@@ -58,7 +59,7 @@ def dead_letter_document(
     """(_id, document) of the dead letter for `entry`; pure but for the current time."""
     index, doc_id, original = _target(entry)
     document: dict[str, Any] = {
-        "@timestamp": _now_rfc3339(),
+        "@timestamp": format_timestamp(time.time_ns()),
         "message": f"{outcome.error_type or outcome.status}: {outcome.reason}"[:2000],
         "error": {"type": outcome.error_type, "message": outcome.reason},
         "http": {"response": {"status_code": outcome.status}},
@@ -139,9 +140,3 @@ class DeadLetters:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _now_rfc3339() -> str:
-    now = time.time_ns()
-    seconds, nanos = divmod(now, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
