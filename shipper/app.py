@@ -598,7 +598,7 @@ class Shipper:
             },
             "first_start": status.first_start_section(parts.decision),
             "accounting": status.accounting_section(ledger, buffer.records_held),
-            "containers": status.with_accounting(rows, ledger),
+            "containers": status.with_accounting(rows, ledger, parts.intake.rate_limits()),
             "dead_letters": {
                 **status.dead_letter_counts(self.storage),
                 "since_start": int(telemetry.counter_total(telemetry.dead_lettered)),

@@ -14,7 +14,9 @@ agent needed: `from_storage`). As JSON::
      "containers": [{"id": "...", "name": "web-1" | null, "following": true,
                      "since_ns": 1700000000123456789, "skip": 3,
                      "checkpoint_time": "<RFC 3339>" | null, "lag_s": 1.5 | null,
-                     "accounting": {<counts>}}],                # accounting: agent only
+                     "accounting": {<counts>},                  # accounting: agent only
+                     "rate_limit": {"rule": "noisy", "limit": "...", "action": "drop",
+                                    "dropped_since_summary": 12}}],   # with a quota only
      "dead_letters": {"path": "...", "total": 0, "by_error_type": {"mapper_parsing_exception": 2},
                       "since_start": 0},                # since_start: the agent's own count
      "ready": true, "not_ready_reasons": []}          # the last two from the agent only
@@ -98,14 +100,21 @@ def accounting_section(ledger: Ledger, buffer_records: int) -> dict[str, Any]:
     }
 
 
-def with_accounting(rows: list[dict[str, Any]], ledger: Ledger) -> list[dict[str, Any]]:
-    """The rows with each container's counts; containers known only to the accounting (gone,
-    records still waiting) get a row of their own, named by their key."""
+def with_accounting(
+    rows: list[dict[str, Any]],
+    ledger: Ledger,
+    rate_limits: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows with each container's counts and rate limit; containers known only to the
+    accounting (gone, records still waiting) get a row of their own, named by their key."""
     counts = ledger.rows()
     for row in rows:
         found = counts.pop(container_key(row["id"]), None)
         if found is not None:
             row["accounting"] = found.as_dict()
+        quota = (rate_limits or {}).get(row["id"])
+        if quota is not None:
+            row["rate_limit"] = dict(quota)
     for key, found in sorted(counts.items()):
         rows.append(
             {

@@ -59,6 +59,10 @@ class Intake(Protocol):
 
     def processed(self, container_id: str, stats: ProcessorStats, held_lines: int) -> None: ...
 
+    def caught_up(self, container_id: str) -> None:
+        """Everything the runtime holds of the container's run was handed over."""
+        ...
+
     def container_changed(self, meta: ContainerMeta) -> None: ...
 
     def forget(self, container_id: str) -> None:
@@ -279,6 +283,7 @@ class ContainerFollower:
         if held:
             await self._put_durably(self.meta or meta, held)
         self._take_settled(processor)
+        self._intake.caught_up(self.container_id)
         return True
 
     def _log_source(

@@ -50,10 +50,13 @@ from shipper.sources.quota import (
 from shipper.sources.rotation import RotationWatch
 
 _SIZE_FIELD = record_field("size")
-# A quiet container's last interval is summed up once the clock is this far past its end
-# (lines stamped in it may still be on their way: Docker's stdout/stderr jitter, a slow
-# read) and nothing was put for the container for as long.
-SUMMARY_GRACE_S = 2.0
+# A quiet container's last interval is summed up once the clock is this far past its end and
+# nothing was put for the container for as long: lines stamped in it may still be on their
+# way (Docker's stdout/stderr jitter, a slow read, a reconnection). The interval's length,
+# within these bounds: a summary written too early cannot be written again (its _id exists),
+# so lines of its interval read after it would be counted in metrics but in no summary.
+SUMMARY_GRACE_MIN_S = 2.0
+SUMMARY_GRACE_MAX_S = 60.0
 
 
 @dataclass(slots=True)
@@ -90,7 +93,12 @@ class BufferIntake:
         self._rate_limits = rate_limits
         self._quotas: dict[str, _QuotaEntry] = {}
         self._saved_states = dict(limiter_states or {})  # until each container is seen
-        self._putting: set[str] = set()  # a put is under way: its limiter is not committed
+        self._putting: set[str] = set()  # a put is under way
+        # Held from a drop limiter's decision to its commit (a put, or a summary written by
+        # the clock), so the two never interleave on one container's limiter.
+        self._limiter_locks: dict[str, asyncio.Lock] = {}
+        # When records were last put for a container, or its source said it had read all:
+        # a summary waits until the container was quiet for the grace.
         self._last_put: dict[str, float] = {}
         self._gone: set[str] = set()  # destroyed, their last summary still to write
         # Sees each container's write rate and how far behind reading is (rotation risk).
@@ -270,18 +278,19 @@ class BufferIntake:
         """`drop`: what is over the quota is dropped; the summaries of intervals that closed
         go in with the records kept."""
         await self._ready(meta)
-        decision = limiter.decide(records)
-        kept = decision.kept
-        entries = _with_summaries(
-            encode_joined(kept, document) if kept else None, document, decision.summaries
-        )
-        try:
-            if entries.lengths:
-                await self._append(meta, entries)
-        except BaseException:
-            limiter.rollback()  # a retry of the same records decides the same
-            raise
-        limiter.commit()
+        async with self._limiter_lock(meta.id):
+            decision = limiter.decide(records)
+            kept = decision.kept
+            entries = _with_summaries(
+                encode_joined(kept, document) if kept else None, document, decision.summaries
+            )
+            try:
+                if entries.lengths:
+                    await self._append(meta, entries)
+            except BaseException:
+                limiter.rollback()  # a retry of the same records decides the same
+                raise
+            limiter.commit()
         self._dropped(meta, len(records) - len(kept))
         self._buffered(counts, len(records), len(entries.lengths), len(decision.summaries))
 
@@ -346,30 +355,47 @@ class BufferIntake:
 
     # -- summaries of quiet and removed containers -----------------------------------------
 
+    def caught_up(self, container_id: str) -> None:
+        """The source handed over everything the runtime holds of the container's run (a
+        stopped container read to its end): an interval left open by an earlier run of the
+        shipper may be summed up once the grace is over, although nothing was put now."""
+        self._last_put[container_id] = time.monotonic()
+
     async def write_due_summaries(self, now_ns: int, *, removed_only: bool = False) -> int:
         """Writes the summary records of intervals that are over for containers that went
         quiet (or were removed); returns how many. Called now and then, and at shutdown
         (`removed_only`: the others' counts are saved with their checkpoints)."""
         written = 0
-        grace_ns = int(SUMMARY_GRACE_S * 1e9)
+        grace_s = min(
+            SUMMARY_GRACE_MAX_S,
+            max(SUMMARY_GRACE_MIN_S, self._processing().rate_limit.summary_interval_s),
+        )
+        grace_ns = int(grace_s * 1e9)
         now = time.monotonic()
-        for container_id in list(self._limited()):
-            if container_id in self._putting:
+        # Containers put for by this process, and those whose source read everything while
+        # the limiter state an earlier process saved still waits (nothing was put now).
+        restored = [cid for cid in self._saved_states if cid in self._last_put]
+        for container_id in [*self._limited(), *restored]:
+            if container_id in self._putting or self._limiter_lock(container_id).locked():
                 continue
             gone = container_id in self._gone
             if removed_only and not gone:
                 continue
-            entry = self._quotas.get(container_id)
-            limiter = entry.quota.limiter if entry and entry.quota else None
+            meta = self._metas.get(container_id)
             document = self._documents.get(container_id)
-            if limiter is None or document is None:
+            if meta is None or document is None:
                 continue
-            if not gone and now - self._last_put.get(container_id, 0.0) < SUMMARY_GRACE_S:
+            quota = self._quota(meta)  # restores a saved state; the quota in force
+            limiter = quota.limiter if quota is not None else None
+            if limiter is None:
                 continue
-            summary = limiter.due_summary(now_ns if not gone else 1 << 62, grace_ns)
-            if summary is not None:
-                await self._write_summary(container_id, document, summary)
-                written += 1
+            if not gone and now - self._last_put.get(container_id, now) < grace_s:
+                continue
+            async with self._limiter_lock(container_id):
+                summary = limiter.due_summary(now_ns if not gone else 1 << 62, grace_ns)
+                if summary is not None:
+                    await self._write_summary(container_id, document, limiter, summary)
+                    written += 1
             if gone:
                 self._forget(container_id)
         return written
@@ -379,26 +405,47 @@ class BufferIntake:
             if entry.quota is not None and entry.quota.limiter is not None:
                 yield container_id
 
+    def _limiter_lock(self, container_id: str) -> asyncio.Lock:
+        lock = self._limiter_locks.get(container_id)
+        if lock is None:
+            lock = self._limiter_locks[container_id] = asyncio.Lock()
+        return lock
+
     async def _write_summary(
-        self, container_id: str, document: ContainerDocument, summary: DropSummary
+        self,
+        container_id: str,
+        document: ContainerDocument,
+        limiter: DropLimiter,
+        summary: DropSummary,
     ) -> None:
-        entry = self._quotas[container_id]
-        assert entry.quota is not None and entry.quota.limiter is not None
-        limiter = entry.quota.limiter
-        entries = JoinedEntries.of([summary_entry(document, summary)])
-        counts = self.counts(container_id)
-        self._putting.add(container_id)
+        """One append (no waiting for disk space: the caller comes back later)."""
         try:
-            await self._buffer.append(entries)
+            await self._buffer.append(JoinedEntries.of([summary_entry(document, summary)]))
         except BaseException:
             limiter.rollback()
             raise
-        finally:
-            self._putting.discard(container_id)
         limiter.commit()
+        counts = self.counts(container_id)
         telemetry.records_buffered.inc(1)
         counts.buffered += 1
         counts.summaries += 1
+
+    def rate_limits(self) -> dict[str, dict[str, object]]:
+        """Per container id, the quota in force (for /status)."""
+        report: dict[str, dict[str, object]] = {}
+        for container_id, entry in self._quotas.items():
+            quota = entry.quota
+            if quota is None:
+                continue
+            item: dict[str, object] = {
+                "rule": quota.spec.rule,
+                "limit": quota.spec.describe(),
+                "action": quota.spec.action,
+            }
+            if quota.limiter is not None:
+                item["dropped_since_summary"] = quota.limiter.dropped_since_summary
+            report[container_id] = item
+        return report
 
     def limiter_state(self, container_id: str) -> LimiterState | None:
         """A container's drop limiter as of the records in the buffer, to save with its
@@ -426,6 +473,7 @@ class BufferIntake:
         self._documents.pop(container_id, None)
         self._metas.pop(container_id, None)
         self._quotas.pop(container_id, None)
+        self._limiter_locks.pop(container_id, None)
         self._last_put.pop(container_id, None)
         self._counts.pop(container_id, None)
         self.rotation.forget(container_id)

@@ -284,11 +284,13 @@ class _DropState:
     last_dropped_ns: int = 0
 
     def as_tuple(self) -> LimiterState:
+        # A dimension without a limit has an endless bucket: saved as 0 (JSON has no
+        # infinity), read back as endless again (`of`).
         return (
             _STATE_VERSION,
             self.last_ns,
-            self.lines,
-            self.bytes,
+            _finite(self.lines),
+            _finite(self.bytes),
             self.window_start_ns,
             self.window_end_ns,
             self.dropped_lines,
@@ -303,8 +305,8 @@ class _DropState:
             _, last, lines, nbytes, w_start, w_end, d_lines, d_bytes, first, last_d = state
             return cls(
                 int(last),
-                min(float(lines), spec.line_capacity),
-                min(float(nbytes), spec.byte_capacity),
+                min(float(lines), spec.line_capacity) if spec.lines_per_s else math.inf,
+                min(float(nbytes), spec.byte_capacity) if spec.bytes_per_s else math.inf,
                 int(w_start),
                 int(w_end),
                 int(d_lines),
@@ -313,6 +315,10 @@ class _DropState:
                 int(last_d),
             )
         return cls(lines=spec.line_capacity, bytes=spec.byte_capacity)
+
+
+def _finite(tokens: float) -> float:
+    return tokens if math.isfinite(tokens) else 0.0
 
 
 class DropLimiter:
@@ -377,6 +383,11 @@ class DropLimiter:
             state.dropped_bytes += size
             state.last_dropped_ns = max(state.last_dropped_ns, ts)
         return decision
+
+    @property
+    def dropped_since_summary(self) -> int:
+        """Records dropped in the interval being counted (its summary is not written yet)."""
+        return self._state.dropped_lines
 
     def due_summary(self, now_ns: int, grace_ns: int) -> DropSummary | None:
         """The summary of an interval that is over by `now_ns` (plus `grace_ns` for lines

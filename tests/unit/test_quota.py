@@ -4,6 +4,7 @@ summaries (deterministic in the stream, exact across a save and restore of its s
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from shipper.config import parse_config
 from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline.encoder import container_document, container_key_of, decode_entry
+from shipper.sources.checkpoint import Checkpoint, CheckpointStore
 from shipper.sources.quota import (
     DropLimiter,
     PauseGate,
@@ -214,6 +216,30 @@ def test_drop_decisions_depend_on_the_stream_not_on_batches_or_restarts(
     assert run(cuts, crash_at % (len(cuts) + 1)) == whole
     kept, summaries = whole
     assert len(kept) + sum(s.lines for s in summaries) == len(records)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        QuotaSpec("r", 3.0, None, 1.0, "drop"),
+        QuotaSpec("r", None, 50.0, 1.0, "drop"),
+        QuotaSpec("r", 3.0, 50.0, 1.0, "drop"),
+    ],
+    ids=["lines", "bytes", "both"],
+)
+def test_the_state_survives_the_checkpoint_file(tmp_path: Path, spec: QuotaSpec) -> None:
+    """Saved with a checkpoint and read back (JSON: no infinity for an unlimited dimension),
+    the limiter decides what it would have decided without the restart."""
+    records = _records([S + i * S // 7 for i in range(60)], size=11)
+    whole = DropLimiter(spec, 2 * S, None)
+    expected = whole.decide(records)
+    first = DropLimiter(spec, 2 * S, None)
+    kept = first.decide(records[:25]).kept
+    first.commit()
+    store = CheckpointStore(tmp_path)
+    store.save({"c": Checkpoint(1, 0, first.committed)})
+    restored = DropLimiter(spec, 2 * S, store.load()["c"].rate_limit)
+    assert kept + restored.decide(records[25:]).kept == expected.kept
 
 
 def test_rollback_makes_a_retry_decide_the_same() -> None:
