@@ -696,7 +696,10 @@ class Shipper:
             return False
         changed = changed_keys(self.processing, new.processing, "processing")
         restart_keys = [
-            key for key in changed_keys(self.config, new, "") if not key.startswith("processing.")
+            key
+            for key in changed_keys(self.config, new, "")
+            # start_at is read at the first start on a storage only, never again.
+            if not key.startswith("processing.") and key not in ("start_at", "docker.start_at")
         ]
         if new.processing.max_line_bytes != self.processing.max_line_bytes:
             restart_keys.append("processing.max_line_bytes")

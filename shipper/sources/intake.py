@@ -183,7 +183,7 @@ class BufferIntake:
                 await self._ready(meta)
                 await self._append(meta, entries)
                 self._buffered(counts, len(records), len(records))
-            self.rotation.put_finished(meta.id, records, time.monotonic())
+                self.rotation.put_finished(meta.id, records, time.monotonic())
         finally:
             # Records not in the buffer (the put was cancelled) are not in flight any more.
             counts.in_flight = before
@@ -247,6 +247,8 @@ class BufferIntake:
                 gate.refund(admitted, sum(sizes[start:end]))
                 raise
             self._buffered(counts, admitted, admitted)
+            # Taken piece by piece: the write rate and the lag behind show while held back.
+            self.rotation.put_finished(meta.id, records[start:end], time.monotonic())
             start = end
 
     async def _held_back(self, meta: ContainerMeta, gate: PauseGate, wait: float) -> None:
@@ -293,6 +295,7 @@ class BufferIntake:
             limiter.commit()
         self._dropped(meta, len(records) - len(kept))
         self._buffered(counts, len(records), len(entries.lengths), len(decision.summaries))
+        self.rotation.put_finished(meta.id, records, time.monotonic())
 
     def _quota(self, meta: ContainerMeta) -> ContainerQuota | None:
         """The container's quota in force: resolved again when the config (a reload) or the
