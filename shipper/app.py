@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -217,14 +218,15 @@ class Shipper:
         docker = docker_client(config.docker)
         try:
             # Before the buffer is opened (which creates it) and before anything is read.
-            decision, first = await self._first_start(docker)
-            buffer = await self._open_buffer()
+            decided = await self._first_start(docker)
+            buffer = await self._open_buffer() if decided is not None else None
         except BaseException:
             await docker.close()
             raise
-        if buffer is None:
+        if decided is None or buffer is None:
             await docker.close()
             return None
+        decision, first = decided
         try:
             ledger = self._count_recovered(buffer)
             book = CheckpointBook(
@@ -285,8 +287,9 @@ class Shipper:
         self._say_start_position(decision, first)
         return parts
 
-    async def _first_start(self, docker: DockerClient) -> tuple[FirstStart, bool]:
-        """Where containers without a position begin (`sources/first_start.py`)."""
+    async def _first_start(self, docker: DockerClient) -> tuple[FirstStart, bool] | None:
+        """Where containers without a position begin (`sources/first_start.py`); None if
+        asked to stop while waiting for space to record it."""
         config = self.config
         try:
             recorded = FirstStartStore(self.layout).load()
@@ -305,7 +308,30 @@ class Shipper:
         if not self.layout.holds_positions():
             now_ns = await _runtime_clock_ns(docker)
         origin = start_at_origin(config, from_flag=self._start_at_from_flag)
-        return first_start(self.layout, config.start_at, origin, now_ns)
+        backoff = Backoff(base_s=1.0, cap_s=30.0)
+        while True:
+            try:
+                return first_start(self.layout, config.start_at, origin, now_ns)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise ConfigError(
+                        "storage.path",
+                        f"cannot write {self.layout.first_start_file}: {exc.strerror}",
+                    ) from None
+                # Nothing was read yet: waiting changes nothing of what will be shipped.
+                delay = backoff.next_delay_s()
+                telemetry.disk_full.labels("first_start").inc()
+                telemetry.error(
+                    "disk_full_at_start",
+                    "No space left to record the first start on this storage; waiting for "
+                    "space before reading.",
+                    storage_path=str(self.storage),
+                    delay_s=round(delay, 2),
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                if self._stop.is_set():
+                    return None
 
     def _say_start_position(self, decision: FirstStart, first: bool) -> None:
         where = (

@@ -377,7 +377,9 @@ class DropLimiter:
                 kept.append(record)
                 continue
             decision.dropped_lines += 1
-            if not state.dropped_lines:
+            # A record stamped before the interval (stdout/stderr jitter across its start) is
+            # counted in the interval being counted; the summary's span includes it.
+            if not state.dropped_lines or ts < state.first_dropped_ns:
                 state.first_dropped_ns = ts
             state.dropped_lines += 1
             state.dropped_bytes += size
