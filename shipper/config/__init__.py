@@ -12,6 +12,7 @@ from shipper.config.loading import (
 )
 from shipper.config.schema import (
     DEFAULT_DOCKER_HOST,
+    RATE_LIMIT_DROP_REASON,
     REDACTION_PRESETS,
     SHIPPER_FIELD_ROOTS,
     Config,
@@ -30,6 +31,8 @@ from shipper.config.schema import (
     MultilineConfig,
     MultilineRule,
     ProcessingConfig,
+    RateLimitConfig,
+    RateLimitRule,
     RedactionConfig,
     RedactionPreset,
     RedactionRule,
@@ -43,6 +46,7 @@ from shipper.config.views import changed_keys, is_secret_key, masked, secret_fil
 __all__ = [
     "DEFAULT_DOCKER_HOST",
     "ENV_PREFIX",
+    "RATE_LIMIT_DROP_REASON",
     "REDACTION_PRESETS",
     "SHIPPER_FIELD_ROOTS",
     "Config",
@@ -61,6 +65,8 @@ __all__ = [
     "MultilineConfig",
     "MultilineRule",
     "ProcessingConfig",
+    "RateLimitConfig",
+    "RateLimitRule",
     "RedactionConfig",
     "RedactionPreset",
     "RedactionRule",

@@ -39,10 +39,10 @@ from shipper.docker.api import (
 from shipper.docker.engine import DOCKER, stream_dialect
 from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
-from shipper.errors import DiskFullError
 from shipper.lines.timestamps import TimestampError, parse_timestamp
 from shipper.model import ContainerMeta, LogRecord, record_field
 from shipper.pipeline.processor import ContainerProcessor, build_processor
+from shipper.pipeline.stats import ProcessorStats
 from shipper.sources.batch_facts import BatchFacts, batch_facts, python_batch_facts
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint, StreamPosition
 from shipper.sources.file_tailer import JsonFileTail, log_file_choice, shared_watcher
@@ -52,9 +52,21 @@ _FLAGS_FIELD = record_field("flags")
 
 
 class Intake(Protocol):
-    """Where a follower's records go; `put` returns once they are durable enough to count."""
+    """Where a follower's records go; `put` returns once they are durable enough to count.
+
+    Every source reports to it what it read (`read`) and what processing made of it
+    (`processed`, before the `put` of those records): metrics and accounting live there.
+    """
 
     async def put(self, meta: ContainerMeta, records: list[LogRecord]) -> None: ...
+
+    def read(self, container_id: str, facts: BatchFacts) -> None: ...
+
+    def processed(self, container_id: str, stats: ProcessorStats, held_lines: int) -> None: ...
+
+    def caught_up(self, container_id: str) -> None:
+        """Everything the runtime holds of the container's run was handed over."""
+        ...
 
     def container_changed(self, meta: ContainerMeta) -> None: ...
 
@@ -109,7 +121,11 @@ class ContainerFollower:
         # run's, which selection must decide on before they are shipped.
         self._died_at_ns: int | None = None
         self._deselected = False
-        self._counted_ahead = 0  # lines to re-read before counting starts again
+        # Lines an earlier connection's multiline events held when it ended: counted as read
+        # then, read again now, and not counted again (by identity: lines of the other
+        # stream in between were sent, and are sent, and counted, again).
+        self._held_ahead: set[tuple[int, str, int]] = set()
+        self._processor: ContainerProcessor | None = None
 
     def checkpoint(self) -> Checkpoint:
         return self.position.checkpoint()
@@ -221,10 +237,12 @@ class ContainerFollower:
         self.position = StreamPosition(start, self._settings.slack_ns)
         # Lines a multiline event held were counted as read but not taken: they are read
         # again now, and must not be counted twice.
-        self._counted_ahead = len(self._untaken)
+        if self._processor is not None:
+            self._held_ahead.update(self._processor.held_identities())
         self._untaken = []
         decoder, chunks_source = self._log_source(meta, start.since_ns)
         processor = build_processor(self._settings.processing(), meta)
+        self._processor = processor
         if processor.warnings and not self._warned_labels:
             self._warned_labels = True
             for warning in processor.warnings:
@@ -272,10 +290,11 @@ class ContainerFollower:
         if tail:
             to_skip = await self._deliver(meta, tail, to_skip, processor)
         held = processor.flush_all()
+        self._report(processor)
         if held:
             await self._put_durably(self.meta or meta, held)
         self._take_settled(processor)
-        self._report(processor)
+        self._intake.caught_up(self.container_id)
         return True
 
     def _log_source(
@@ -411,11 +430,13 @@ class ContainerFollower:
                 return to_skip
         facts = batch_facts(records)
         assert facts is not None  # records is not empty here
+        had_held = bool(self._held_ahead)
         self._count(records, facts)
         if processor.active:
             if processor.multiline is not None:
                 self._untaken.extend((r.timestamp_ns, r.stream, r.seq) for r in records)
             out = processor.process(records)
+            self._report(processor)
             if out:
                 # A stage that changed nothing hands the very list back: its flags are known.
                 flagged = facts.flagged if out is records else None
@@ -424,8 +445,9 @@ class ContainerFollower:
                 self._take_settled(processor)
             else:
                 self.position.take(facts.timestamps, facts.oldest, facts.newest)
-            self._report(processor)
         else:
+            if had_held:
+                self._report(processor)  # lines held before a reload turned joining off
             await self._put_durably(self.meta or meta, records, facts.flagged)
             self.position.take(facts.timestamps, facts.oldest, facts.newest)
         self.last_read_monotonic = time.monotonic()
@@ -433,10 +455,10 @@ class ContainerFollower:
 
     async def _flush_due(self, meta: ContainerMeta, processor: ContainerProcessor) -> None:
         out = processor.flush_due(time.monotonic())
+        self._report(processor)
         if out:
             await self._put_durably(self.meta or meta, out)
         self._take_settled(processor)
-        self._report(processor)
 
     def _take_settled(self, processor: ContainerProcessor) -> None:
         """Counts as taken every read line before the first one a multiline event holds."""
@@ -464,50 +486,30 @@ class ContainerFollower:
                 by_flag.update(record.flags)
             for flag, count in by_flag.items():
                 telemetry.records_flagged.labels(flag).inc(count)
-        backoff = Backoff(base_s=0.5, cap_s=10.0)
-        while True:
-            try:
-                await self._intake.put(meta, records)
-                return
-            except DiskFullError as exc:
-                # Nothing was taken: keep the records, pause reading, retry when space is back.
-                telemetry.disk_full.labels("buffer").inc()
-                telemetry.error(
-                    "disk_full",
-                    "The disk buffer is full (no space left on device); reading is paused.",
-                    container_id=self.container_id[:12],
-                    error=str(exc),
-                )
-                await asyncio.sleep(backoff.next_delay_s())
+        # A full disk makes it wait (and reading with it) until there is space again.
+        await self._intake.put(meta, records)
 
     def _count(self, records: list[LogRecord], facts: BatchFacts) -> None:
-        if self._counted_ahead:
-            ahead = min(self._counted_ahead, len(records))
-            self._counted_ahead -= ahead
-            if ahead:
-                records = records[ahead:]
-                if not records:
+        if self._held_ahead:
+            held = self._held_ahead
+            fresh = []
+            for record in records:
+                identity = (record.timestamp_ns, record.stream, record.seq)
+                if identity in held:
+                    held.discard(identity)
+                else:
+                    fresh.append(record)
+            if len(fresh) < len(records):
+                if not fresh:
                     return
-                facts = python_batch_facts(records)
-        if facts.stdout_lines:
-            telemetry.lines_read.labels("stdout").inc(facts.stdout_lines)
-            telemetry.bytes_read.labels("stdout").inc(facts.stdout_bytes)
-        if facts.stderr_lines:
-            telemetry.lines_read.labels("stderr").inc(facts.stderr_lines)
-            telemetry.bytes_read.labels("stderr").inc(facts.stderr_bytes)
+                facts = python_batch_facts(fresh)
+        self._intake.read(self.container_id, facts)
 
     def _report(self, processor: ContainerProcessor) -> None:
-        stats = processor.stats.take()
-        for rule, count in stats.dropped.items():
-            telemetry.records_dropped.labels(rule).inc(count)
-        for rule, count in stats.redacted.items():
-            telemetry.records_redacted.labels(rule).inc(count)
-        for reason, count in stats.json_errors.items():
-            telemetry.json_errors.labels(reason).inc(count)
-        if stats.json_parsed:
-            telemetry.json_parsed.inc(stats.json_parsed)
-        if stats.multiline_events:
-            telemetry.multiline_events.inc(stats.multiline_events)
+        """Hands processing's counts on, with the lines held now: before the records they
+        describe are put, so the accounting adds up while the put waits."""
+        held = processor.held_lines() + len(self._held_ahead)
+        self._intake.processed(self.container_id, processor.stats.take(), held)
 
     async def _pause(self, backoff: Backoff, kind: str, exc: Exception) -> None:
         delay = backoff.next_delay_s()
