@@ -24,6 +24,8 @@ What the numbers mean, per container, all **since this process started** except 
                     start from the buffer itself (`buffer/census.py`)
   stored            records Elasticsearch answered 201 (or the console printed)
   already_stored    records answered 409: stored before, by an earlier attempt
+  failure_stored    records Elasticsearch kept in the data stream's failure store (201 with
+                    `failure_store: used`): stored, but as failures, not as log records
   dead_lettered     records that can never be indexed, now in the dead-letter stream or file
   waiting           records in the buffer not acknowledged yet (in a request, in the retry
                     queue, or not read yet): buffered + recovered - acknowledged
@@ -31,7 +33,7 @@ What the numbers mean, per container, all **since this process started** except 
 The two invariants, exact whenever the event loop is between tasks (a count moves in the
 same step as the record it counts):
 
-  buffered + recovered = stored + already_stored + dead_lettered + waiting
+  buffered + recovered = stored + already_stored + failure_stored + dead_lettered + waiting
   lines_read = (buffered - summaries) + joined + dropped_by_rule + dropped_by_quota + held
 
 Outcomes are credited when a block is acknowledged, from the per-item results gathered for
@@ -60,8 +62,9 @@ from shipper.pipeline.encoder import container_key, container_key_of
 
 STORED = "stored"
 ALREADY_STORED = "already_stored"
+FAILURE_STORED = "failure_stored"
 DEAD_LETTERED = "dead_lettered"
-OUTCOMES = (STORED, ALREADY_STORED, DEAD_LETTERED)
+OUTCOMES = (STORED, ALREADY_STORED, FAILURE_STORED, DEAD_LETTERED)
 
 Outcomes = Mapping[tuple[str, str], int]  # (container key, outcome) -> records
 
@@ -79,6 +82,7 @@ class ContainerCounts:
     recovered: int = 0
     stored: int = 0
     already_stored: int = 0
+    failure_stored: int = 0
     dead_lettered: int = 0
     acknowledged: int = 0  # records whose buffer block was acknowledged
 
@@ -92,7 +96,7 @@ class ContainerCounts:
 
     @property
     def settled(self) -> int:
-        return self.stored + self.already_stored + self.dead_lettered
+        return self.stored + self.already_stored + self.failure_stored + self.dead_lettered
 
     def problems(self) -> list[str]:
         """The invariants that do not hold (empty: the numbers add up)."""
@@ -100,8 +104,9 @@ class ContainerCounts:
         if self.buffered + self.recovered != self.settled + self.waiting:
             found.append(
                 f"buffered {self.buffered} + recovered {self.recovered} != stored "
-                f"{self.stored} + already_stored {self.already_stored} + dead_lettered "
-                f"{self.dead_lettered} + waiting {self.waiting}"
+                f"{self.stored} + already_stored {self.already_stored} + failure_stored "
+                f"{self.failure_stored} + dead_lettered {self.dead_lettered} + waiting "
+                f"{self.waiting}"
             )
         lines = (
             self.buffered
@@ -134,6 +139,7 @@ class ContainerCounts:
             "recovered": self.recovered,
             "stored": self.stored,
             "already_stored": self.already_stored,
+            "failure_stored": self.failure_stored,
             "dead_lettered": self.dead_lettered,
             "waiting": self.waiting,
         }
@@ -199,6 +205,8 @@ class Ledger:
                     counts.stored += records
                 elif outcome == ALREADY_STORED:
                     counts.already_stored += records
+                elif outcome == FAILURE_STORED:
+                    counts.failure_stored += records
                 else:
                     counts.dead_lettered += records
         if self._gone:

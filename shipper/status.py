@@ -25,7 +25,7 @@ agent needed: `from_storage`). As JSON::
 
 `<counts>` are `shipper.accounting.ContainerCounts.as_dict()`: lines_read, joined,
 dropped_by_rule, dropped_by_quota, held, buffered, summaries, recovered, stored,
-already_stored, dead_lettered, waiting, since the agent started (their meaning, and how they
+already_stored, failure_stored, dead_lettered, waiting, since the agent started (their meaning, and how they
 add up, is in `shipper/accounting.py`). `problems` lists every invariant that does not hold.
 
 `lag_s` is now minus the checkpoint's time: how far behind "now" a restart would resume

@@ -231,6 +231,7 @@ _RECORD_OUTCOMES = (
     "recovered",
     "stored",
     "already_stored",
+    "failure_stored",
     "dead_lettered",
 )
 
@@ -252,7 +253,7 @@ class ContainerAccountingCollector(Collector):
         records = CounterMetricFamily(
             "shipper_container_records",
             "Records of a container by what became of them, since start (per_container): "
-            "buffered, summaries, recovered, stored, already_stored, dead_lettered.",
+            "buffered, summaries, recovered, stored, already_stored, failure_stored, dead_lettered.",
             labels=["container_name", "outcome"],
         )
         waiting = GaugeMetricFamily(

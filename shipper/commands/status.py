@@ -178,6 +178,7 @@ _COUNT_COLUMNS = (
     ("RECOVERED", "recovered"),
     ("STORED", "stored"),
     ("EXISTED", "already_stored"),
+    ("FAILURE STORE", "failure_stored"),
     ("DEAD", "dead_lettered"),
     ("WAITING", "waiting"),
     ("HELD", "held"),
@@ -216,7 +217,8 @@ def _accounting(data: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         lines.extend(f"THE COUNTS DO NOT ADD UP: {problem}" for problem in problems)
     else:
         lines.append(
-            "buffered + recovered = stored + existed + dead + waiting, and read = buffered "
+            "buffered + recovered = stored + existed + failure store + dead + waiting, and "
+            "read = buffered "
             "(less summaries) + joined + dropped + over quota + held: both hold"
         )
     lines.append("")

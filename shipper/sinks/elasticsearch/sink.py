@@ -49,7 +49,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipper import telemetry
-from shipper.accounting import ALREADY_STORED, DEAD_LETTERED, STORED, Ledger, Outcomes
+from shipper.accounting import (
+    ALREADY_STORED,
+    DEAD_LETTERED,
+    FAILURE_STORED,
+    STORED,
+    Ledger,
+    Outcomes,
+)
 from shipper.backoff import Backoff
 from shipper.config import ElasticsearchConfig
 from shipper.errors import ConfigError
@@ -347,6 +354,7 @@ class ElasticsearchSink:
             if outcome.action is ItemAction.DONE:
                 if outcome.in_failure_store:
                     failure_stored[index_of(item.entry)] += 1
+                    _tally(item, FAILURE_STORED)
                 elif item.fallback is None:
                     stored += 1
                     _tally(item, ALREADY_STORED if outcome.status == 409 else STORED)
