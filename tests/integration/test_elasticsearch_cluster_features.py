@@ -102,7 +102,8 @@ async def test_the_failure_store_keeps_what_cannot_be_indexed(
             {"elasticsearch": {"failure_store": "on", "compression": False}},
         )
         shipper.start()
-        await asyncio.to_thread(shipper.wait_ready_http)
+        # Ready: connected, and the templates (asked for below) are installed.
+        await asyncio.to_thread(shipper.wait_ready)
         _, template = await server.probe().request("GET", f"/_index_template/shipper-{STREAM}")
         assert template["index_templates"][0]["index_template"]["template"] == {
             "data_stream_options": {"failure_store": {"enabled": True}}
