@@ -4,10 +4,12 @@ Data flows one way: runtime → followers → intake (encode) → disk buffer �
 checkpointer persists each container's position only after the buffer holding its lines is
 synced. `Shipper.run` reads as the table of contents:
 
-* `startup`: open the disk buffer and the checkpoints, choose and build the source (Docker's
+* `startup`: decide (once per storage) where containers without a position begin, open the
+  disk buffer and count what it holds, the checkpoints, choose and build the source (Docker's
   API or the CRI log files, see sources/choice.py), the intake, the output and the HTTP
   endpoints (the builders are shared with `shipper backfill`);
-* `main_loop`: run discovery, the output and the checkpointer until a signal;
+* `main_loop`: run discovery, the output and the checkpointer (which also writes the
+  rate-limit summaries of quiet containers) until a signal;
 * `shutdown`: stop reading, sync the buffer, save checkpoints, give the output
   `shutdown_timeout_s` to drain (a second signal skips the drain), then `close` everything.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -27,8 +30,10 @@ from typing import Any, Protocol
 from prometheus_client.registry import Collector
 
 from shipper import __version__, status, telemetry
+from shipper.accounting import Ledger
 from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
+from shipper.buffer.census import entries_by_key
 from shipper.config import Config, CriConfig, DockerConfig, ProcessingConfig, changed_keys
 from shipper.cri.discovery import CriDiscovery
 from shipper.cri.follower import CriFollowerSettings
@@ -38,23 +43,32 @@ from shipper.docker.own_container import detect_own_container, own_pod_uid
 from shipper.errors import ConfigError, DiskFullError
 from shipper.http import HttpServer
 from shipper.layout import StorageLayout
-from shipper.lines.timestamps import format_timestamp
+from shipper.lines.timestamps import TimestampError, format_timestamp, parse_timestamp
 from shipper.model import ContainerMeta
 from shipper.native import ACTIVE as NATIVE_HOT_PATH
+from shipper.pipeline.encoder import container_key, container_key_of
 from shipper.sinks.console.sink import ConsoleSink
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
 from shipper.sinks.elasticsearch.routing import Router
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.sinks.kibana import KibanaSetup
+from shipper.sources import history
 from shipper.sources.checkpoint import (
     Checkpoint,
     CheckpointBook,
     CheckpointFileError,
     CheckpointStore,
+    LimiterState,
 )
 from shipper.sources.choice import SourceChoice, choose_source
 from shipper.sources.discovery import Discovery
+from shipper.sources.first_start import (
+    FirstStart,
+    FirstStartFileError,
+    FirstStartStore,
+    first_start,
+)
 from shipper.sources.follower import FollowerSettings
 from shipper.sources.intake import BufferIntake
 from shipper.sources.selection import should_ship
@@ -85,15 +99,32 @@ def buffer_intake(
     buffer: DiskBuffer,
     host_name: str,
     processing: Callable[[], ProcessingConfig],
+    *,
+    ledger: Ledger | None = None,
+    rate_limits: bool = True,
+    limiter_states: dict[str, LimiterState] | None = None,
 ) -> tuple[BufferIntake, Router]:
     """The intake, and the router that decides each container's data stream for it."""
     es = config.elasticsearch
     router = Router(es.data_stream, es.routing, es.pipeline)
-    return BufferIntake(buffer, router.route, host_name, processing), router
+    intake = BufferIntake(
+        buffer,
+        router.route,
+        host_name,
+        processing,
+        ledger=ledger,
+        rate_limits=rate_limits,
+        limiter_states=limiter_states,
+    )
+    return intake, router
 
 
 def elasticsearch_output(
-    config: Config, layout: StorageLayout, buffer: DiskBuffer, router: Router
+    config: Config,
+    layout: StorageLayout,
+    buffer: DiskBuffer,
+    router: Router,
+    ledger: Ledger | None = None,
 ) -> tuple[ElasticsearchConnection, ElasticsearchSink]:
     connection = ElasticsearchConnection(config.elasticsearch)
     dead_letters = DeadLetters(
@@ -105,6 +136,7 @@ def elasticsearch_output(
         config.elasticsearch,
         dead_letters,
         static_targets=router.static_targets(),
+        ledger=ledger,
     )
     return connection, sink
 
@@ -141,14 +173,23 @@ class _Parts:
     intake: BufferIntake
     discovery: Discovery | CriDiscovery
     output: Output
+    decision: FirstStart
+    first_start: bool  # the decision was made by this start
     connection: ElasticsearchConnection | None = None
     kibana: KibanaSetup | None = None
     collectors: list[Collector] = field(default_factory=list)
 
 
 class Shipper:
-    def __init__(self, config: Config, reload_config: Callable[[], Config] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reload_config: Callable[[], Config] | None = None,
+        *,
+        start_at_from_flag: bool = False,
+    ) -> None:
         self.config = config
+        self._start_at_from_flag = start_at_from_flag
         # Re-reads the config as it was loaded at start (file, environment, flags): SIGHUP.
         self._reload_config = reload_config
         self.layout = StorageLayout(Path(config.storage.path))
@@ -165,6 +206,11 @@ class Shipper:
         # Set when the output finds the config wrong for the cluster it reached (a failure
         # store it does not have): the shipper stops in order, then exits 2 naming the key.
         self._config_error: ConfigError | None = None
+        # Whether a container is shipped (set with the discovery it is given to).
+        self._select: Callable[[ContainerMeta], bool] = lambda meta: True
+        # Where this process sees Docker's containers directory; None: the engine says
+        # (set with the discovery, which knows whether we run in a container).
+        self._containers_path: str | None = None
 
     @property
     def storage(self) -> Path:
@@ -197,10 +243,6 @@ class Shipper:
     async def startup(self) -> _Parts | None:
         """Builds every part; None if asked to stop before the buffer could be opened."""
         config = self.config
-        buffer = await self._open_buffer()
-        if buffer is None:
-            return None
-        book = CheckpointBook(CheckpointStore(self.storage), self._saved_checkpoints())
         docker = docker_client(config.docker)
         client: RuntimeClient = docker
         try:
@@ -208,22 +250,60 @@ class Shipper:
             if choice.kind == "cri":
                 await docker.close()
                 client = cri_client(config.cri, choice.socket)
+            # Before the buffer is opened (which creates it) and before anything is read.
+            decided = await self._first_start(client)
+            buffer = await self._open_buffer() if decided is not None else None
+        except BaseException:
+            await client.close()
+            raise
+        if decided is None or buffer is None:
+            await client.close()
+            return None
+        decision, first = decided
+        try:
+            ledger = self._count_recovered(buffer)
+            book = CheckpointBook(
+                CheckpointStore(self.storage),
+                self._saved_checkpoints(),
+                unknown_start=decision.start_without_position(),
+            )
             host_name = await host_name_of(config, client)
-            intake, router = buffer_intake(config, buffer, host_name, lambda: self.processing)
+            intake, router = buffer_intake(
+                config,
+                buffer,
+                host_name,
+                lambda: self.processing,
+                ledger=ledger,
+                limiter_states=book.saved_limiter_states(),
+            )
+            book.keep_limiter_states(intake.limiter_state)
             discovery = self._discovery(client, intake, book)
             connection: ElasticsearchConnection | None = None
             output: Output
             if config.output == "elasticsearch":
-                connection, output = elasticsearch_output(config, self.layout, buffer, router)
+                connection, output = elasticsearch_output(
+                    config, self.layout, buffer, router, ledger
+                )
             else:
-                output = ConsoleSink(buffer)
+                output = ConsoleSink(buffer, ledger=ledger)
             # Credentials files are read now, so a bad one fails the start (exit 2).
             kibana = KibanaSetup(config.kibana) if config.kibana.url else None
         except BaseException:
             await client.close()
             await buffer.close()
             raise
-        parts = _Parts(buffer, book, client, intake, discovery, output, connection, kibana)
+        parts = _Parts(
+            buffer,
+            book,
+            client,
+            intake,
+            discovery,
+            output,
+            decision,
+            first,
+            connection,
+            kibana,
+        )
         try:
             await self._serve_telemetry(parts)
         except BaseException:
@@ -239,7 +319,130 @@ class Shipper:
             host_name=host_name,
             native_hot_path=NATIVE_HOT_PATH,  # False: built without a C compiler, or off
         )
+        self._say_start_position(decision, first)
         return parts
+
+    async def _first_start(self, client: RuntimeClient) -> tuple[FirstStart, bool] | None:
+        """Where containers without a position begin (`sources/first_start.py`); None if
+        asked to stop while waiting for space to record it."""
+        config = self.config
+        try:
+            recorded = FirstStartStore(self.layout).load()
+        except FirstStartFileError as exc:
+            telemetry.error(
+                "first_start_unreadable",
+                "The record of the first start on this storage is unreadable; containers "
+                "without a position are read from their first line (lines already stored are "
+                "recognised by their ids and not stored twice).",
+                error=str(exc),
+            )
+            return FirstStart(None, "beginning", "an unreadable first-start.json", 0, False), False
+        if recorded is not None:
+            return recorded, False
+        now_ns = time.time_ns()
+        if not self.layout.holds_positions():
+            now_ns = await _runtime_clock_ns(client)
+        origin = start_at_origin(config, from_flag=self._start_at_from_flag)
+        backoff = Backoff(base_s=1.0, cap_s=30.0)
+        while True:
+            try:
+                return first_start(self.layout, config.start_at, origin, now_ns)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise ConfigError(
+                        "storage.path",
+                        f"cannot write {self.layout.first_start_file}: {exc.strerror}",
+                    ) from None
+                # Nothing was read yet: waiting changes nothing of what will be shipped.
+                delay = backoff.next_delay_s()
+                telemetry.disk_full.labels("first_start").inc()
+                telemetry.error(
+                    "disk_full_at_start",
+                    "No space left to record the first start on this storage; waiting for "
+                    "space before reading.",
+                    storage_path=str(self.storage),
+                    delay_s=round(delay, 2),
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                if self._stop.is_set():
+                    return None
+
+    def _say_start_position(self, decision: FirstStart, first: bool) -> None:
+        where = (
+            "from their first line"
+            if decision.start_ns is None
+            else f"at {format_timestamp(decision.start_ns)}"
+        )
+        if first and decision.storage_was_new:
+            telemetry.info(
+                f"First start on this storage: containers without a position are read {where} "
+                f"(start_at {decision.start_at}, set by {decision.chosen_by}); containers "
+                "started later are read from their first line. `shipper backfill --since` "
+                "fetches older lines on purpose.",
+                start_at=decision.start_at,
+                chosen_by=decision.chosen_by,
+                start_time=None
+                if decision.start_ns is None
+                else format_timestamp(decision.start_ns),
+            )
+            return
+        current = self.config.start_at
+        if current != decision.start_at or not decision.storage_was_new:
+            telemetry.info(
+                "start_at applies only at the first start on a storage; the decision made "
+                f"then stands: containers without a position are read {where}.",
+                start_at_now=current,
+                start_at_then=decision.start_at if decision.storage_was_new else None,
+                decided_at=format_timestamp(decision.decided_at_ns)
+                if decision.decided_at_ns
+                else None,
+            )
+
+    async def _report_history(self, parts: _Parts) -> None:
+        """At the first start: how much history the containers hold, and what is skipped
+        (measured for Docker's containers; the CRI source does not measure it)."""
+        decision = parts.decision
+        if not isinstance(parts.client, DockerClient):
+            return
+        try:
+            async with asyncio.timeout(60):
+                size = await history.measure(parts.client, self._containers_path, self._select)
+        except (DockerError, TimeoutError) as exc:
+            telemetry.info("The containers' log sizes could not be measured.", error=str(exc))
+            return
+        if decision.start_ns is None:
+            fate = "all of it is shipped (start_at beginning)"
+        elif decision.start_at == "now":
+            fate = "none of it is shipped (start_at now)"
+        else:
+            fate = f"only its last {decision.start_at} is shipped"
+        telemetry.info(
+            f"History at the first start on this storage: {size.containers} container(s) "
+            f"hold {_size_text(size.bytes)} of logs (measured for {size.visible} of them); "
+            f"{fate}, as {decision.chosen_by} chose.",
+            containers=size.containers,
+            log_bytes=size.bytes,
+            containers_measured=size.visible,
+            start_at=decision.start_at,
+            chosen_by=decision.chosen_by,
+        )
+
+    def _count_recovered(self, buffer: DiskBuffer) -> Ledger:
+        """The accounting, with what the buffer holds from an earlier run, per container."""
+        ledger = Ledger()
+        if buffer.records_held:
+            ledger.recovered(entries_by_key(self.layout.buffer_dir, container_key_of))
+            if ledger.recovered_total != buffer.records_held:
+                telemetry.warning(
+                    "recovered_count_differs",
+                    "The disk buffer's records counted per container do not add up to its "
+                    "own count; the accounting will show the difference.",
+                    counted=ledger.recovered_total,
+                    buffer_records=buffer.records_held,
+                )
+        telemetry.buffer_records_recovered.set(ledger.recovered_total)
+        return ledger
 
     async def _open_buffer(self) -> DiskBuffer | None:
         """Opens (and recovers) the disk buffer; on a full disk waits for space, saying so.
@@ -293,6 +496,7 @@ class Shipper:
         own = detect_own_container()
         own_id = own.id if own is not None else None
         pod_uid = own_pod_uid()
+        self._containers_path = config.docker.containers_path_here(in_container=own is not None)
         if own is not None and own.source == "network_files":
             telemetry.warning(
                 "own_container_uncertain",
@@ -301,10 +505,7 @@ class Shipper:
                 "the shipper's container shipper.enable=false to be sure).",
                 container_id=own.id[:12],
             )
-
-        def select(meta: ContainerMeta) -> bool:
-            return should_ship(meta, self.processing.selection, own_id, pod_uid)
-
+        self._select = lambda meta: should_ship(meta, self.processing.selection, own_id, pod_uid)
         if isinstance(client, CriRuntimeClient):
             return CriDiscovery(
                 client,
@@ -317,7 +518,7 @@ class Shipper:
                 ),
                 annotations=config.cri.annotations,
                 node_name=node_name(),
-                select=select,
+                select=self._select,
             )
         return Discovery(
             client,
@@ -327,10 +528,10 @@ class Shipper:
                 max_line_bytes=config.processing.max_line_bytes,
                 max_backoff_s=config.docker.reconnect_max_backoff_s,
                 read_mode=config.docker.read_mode,
-                containers_path=config.docker.containers_path_here(in_container=own is not None),
+                containers_path=self._containers_path,
                 processing=lambda: self.processing,
             ),
-            select=select,
+            select=self._select,
         )
 
     async def _serve_telemetry(self, parts: _Parts) -> None:
@@ -345,6 +546,9 @@ class Shipper:
             discovery = parts.discovery
             parts.collectors.append(
                 telemetry.enable_per_container(lambda: _container_samples(discovery))
+            )
+            parts.collectors.append(
+                telemetry.enable_container_accounting(lambda: _accounting_samples(parts))
             )
         if self.config.metrics.listen:
             self.http = HttpServer(
@@ -364,6 +568,8 @@ class Shipper:
             discovery = group.create_task(parts.discovery.run(), name="discovery")
             checkpointer = group.create_task(self._checkpoint_loop(parts), name="checkpoints")
             kibana = group.create_task(parts.kibana.run(), name="kibana") if parts.kibana else None
+            if parts.first_start and parts.decision.storage_was_new:
+                group.create_task(self._report_history(parts), name="history")
             await self._stop.wait()
             if kibana is not None:
                 kibana.cancel()
@@ -393,6 +599,7 @@ class Shipper:
                 return
             await self._save_checkpoints(parts)
             self._check_rotation(parts.intake)
+            await self._write_summaries(parts, removed_only=False)
 
     async def _save_checkpoints(self, parts: _Parts) -> None:
         """Syncs the buffer, then saves the positions snapshotted before the sync."""
@@ -438,6 +645,14 @@ class Shipper:
             telemetry.info("Checkpoints saved again; reading resumes.")
             intake.open.set()
 
+    async def _write_summaries(self, parts: _Parts, *, removed_only: bool) -> None:
+        """Rate-limit summaries of containers gone quiet or removed (never while the buffer
+        cannot take them: they wait, their counts are saved with the checkpoints)."""
+        if self._storage_failure is not None or not parts.intake.open.is_set():
+            return
+        with contextlib.suppress(DiskFullError):
+            await parts.intake.write_due_summaries(time.time_ns(), removed_only=removed_only)
+
     def _check_rotation(self, intake: BufferIntake) -> None:
         newly, at_risk = intake.rotation.check(time.time_ns(), time.monotonic())
         for risk in newly:
@@ -447,6 +662,7 @@ class Shipper:
                 risk.backlog_bytes,
                 risk.capacity_bytes,
                 risk.lag_s,
+                risk.rate_limited,
             )
         telemetry.containers_at_rotation_risk.set(at_risk)
 
@@ -464,9 +680,13 @@ class Shipper:
         """For /status and `shipper status` (shape: `shipper.status`)."""
         buffer, followers = parts.buffer, _followers(parts.discovery)
         checkpoints = parts.book.snapshot()
-        # Names kept with positions (a CRI container read to its end), then live ones.
-        names = status.saved_names(checkpoints)
+        # Names of containers records were handed over for, those kept with positions (a
+        # CRI container read to its end), then the live ones.
+        names = parts.intake.container_names()
+        names.update(status.saved_names(checkpoints))
         names.update({cid: f.meta.display_name for cid, f in followers.items() if f.meta})
+        ledger = parts.intake.ledger
+        rows = status.container_rows(checkpoints, names, followers.keys())
         return {
             "source": "agent",
             "storage_path": str(self.storage),
@@ -476,7 +696,9 @@ class Shipper:
                 "bytes": buffer.bytes_held,
                 "oldest_record_age_s": round(buffer.oldest_unacked_age_s, 3),
             },
-            "containers": status.container_rows(checkpoints, names, followers.keys()),
+            "first_start": status.first_start_section(parts.decision),
+            "accounting": status.accounting_section(ledger, buffer.records_held),
+            "containers": status.with_accounting(rows, ledger, parts.intake.rate_limits()),
             "dead_letters": {
                 **status.dead_letter_counts(self.storage),
                 "since_start": int(telemetry.counter_total(telemetry.dead_lettered)),
@@ -507,6 +729,9 @@ class Shipper:
         # and the final save below would race it on the same tmp file.
         self._stop_checkpoints.set()
         await checkpointer
+        # The last summaries of removed containers (the others' are saved with their
+        # positions and continued by the next start).
+        await self._write_summaries(parts, removed_only=True)
         # 2. Everything read is in the buffer: make it durable, then save positions.
         await self._save_checkpoints(parts)
         # 3. Let the output drain within the timeout.
@@ -577,7 +802,10 @@ class Shipper:
             return False
         changed = changed_keys(self.processing, new.processing, "processing")
         restart_keys = [
-            key for key in changed_keys(self.config, new, "") if not key.startswith("processing.")
+            key
+            for key in changed_keys(self.config, new, "")
+            # start_at is read at the first start on a storage only, never again.
+            if not key.startswith("processing.") and key not in ("start_at", "docker.start_at")
         ]
         if new.processing.max_line_bytes != self.processing.max_line_bytes:
             restart_keys.append("processing.max_line_bytes")
@@ -640,6 +868,49 @@ def _container_samples(discovery: Discovery | CriDiscovery) -> list[telemetry.Co
             )
         )
     return samples
+
+
+def _accounting_samples(parts: _Parts) -> list[tuple[str, dict[str, int]]]:
+    names = {container_key(cid): name for cid, name in parts.intake.container_names().items()}
+    return [
+        (names.get(key, key), counts.as_dict())
+        for key, counts in parts.intake.ledger.rows().items()
+    ]
+
+
+def start_at_origin(config: Config, *, from_flag: bool) -> str:
+    """Which setting chose `start_at`, for the log and `first-start.json`."""
+    if from_flag:
+        return "--start-at"
+    for variable in ("SHIPPER_START_AT", "SHIPPER_DOCKER_START_AT"):
+        if variable in os.environ:
+            return f"the environment variable {variable}"
+    if "start_at" in config.model_fields_set:
+        return "the config file"
+    return "the default"
+
+
+async def _runtime_clock_ns(client: RuntimeClient) -> int:
+    """Now, by the Docker daemon's clock (its lines are stamped by it); ours if it is away.
+    A CRI runtime stamps its lines with this node's clock, which is ours."""
+    if not isinstance(client, DockerClient):
+        return time.time_ns()
+    docker = client
+    try:
+        async with asyncio.timeout(5):
+            info = await docker.info()
+        return parse_timestamp(str(info.get("SystemTime") or "").encode("ascii", "replace"))
+    except (DockerError, TimeoutError, TimestampError):
+        return time.time_ns()
+
+
+def _size_text(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
 
 
 def _on_corrupt_segment(path: Path, reason: str) -> None:

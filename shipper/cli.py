@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where records go (overrides `output`); console prints NDJSON on stdout",
     )
     run.add_argument("--storage-path", help="overrides storage.path")
+    run.add_argument(
+        "--start-at",
+        metavar="WHEN",
+        help="overrides start_at: beginning, now or a duration (10m, 2h, 7d): where "
+        "containers begin at the first start on this storage (ignored afterwards)",
+    )
 
     check = commands.add_parser(
         "check-config",
@@ -111,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from shipper.commands import run
 
-            return run.main(config, reload_config=lambda: load_from_args(args))
+            return run.main(
+                config,
+                reload_config=lambda: load_from_args(args),
+                start_at_from_flag=args.start_at is not None,
+            )
         if args.command == "check-config":
             from shipper.commands import check_config
 
@@ -141,6 +151,8 @@ def load_from_args(args: argparse.Namespace) -> Config:
         overrides["output"] = args.output
     if getattr(args, "storage_path", None):
         overrides["storage.path"] = args.storage_path
+    if getattr(args, "start_at", None) is not None:
+        overrides["start_at"] = args.start_at
     config = load_config(args.config, overrides)
     if (
         args.config is None

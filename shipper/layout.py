@@ -3,6 +3,8 @@
     <storage.path>/
       buffer/                          the disk buffer: segments, ack ledger, corrupt/ (buffer/)
       checkpoints.json                 each container's read position (sources/checkpoint.py)
+      first-start.json                 where containers without a position begin, decided at
+                                       the first start on this storage (sources/first_start.py)
       dead-letter/dead-letter.ndjson   records neither Elasticsearch nor its dead-letter stream
                                        took (sinks/elasticsearch/dead_letter.py)
       backfill-<pid>/buffer/           a running `shipper backfill`'s temporary buffer
@@ -30,6 +32,14 @@ class StorageLayout:
     @property
     def checkpoints_file(self) -> Path:
         return self.root / "checkpoints.json"
+
+    @property
+    def first_start_file(self) -> Path:
+        return self.root / "first-start.json"
+
+    def holds_positions(self) -> bool:
+        """Whether an agent ran on this storage before: it left checkpoints or a buffer."""
+        return self.checkpoints_file.exists() or self.buffer_dir.exists()
 
     @property
     def dead_letter_file(self) -> Path:

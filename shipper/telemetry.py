@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -113,6 +113,16 @@ records_dropped = Counter(
     "shipper_records_dropped_total",
     "Records dropped on purpose by a drop rule.",
     ["reason"],
+    registry=REGISTRY,
+)
+rate_limit_pause_seconds = Counter(
+    "shipper_rate_limit_pause_seconds",
+    "Seconds containers spent held back by their rate limit (action pause), summed.",
+    registry=REGISTRY,
+)
+buffer_records_recovered = Gauge(
+    "shipper_buffer_records_recovered",
+    "Records the disk buffer held when the shipper started (appended by an earlier run).",
     registry=REGISTRY,
 )
 records_redacted = Counter(
@@ -219,6 +229,74 @@ class PerContainerCollector(Collector):
         return iter(())
 
 
+# Per-container accounting (`shipper.accounting`): which counts are lines, which records.
+_LINE_OUTCOMES = ("lines_read", "joined", "dropped_by_rule", "dropped_by_quota")
+_RECORD_OUTCOMES = (
+    "buffered",
+    "summaries",
+    "recovered",
+    "stored",
+    "already_stored",
+    "failure_stored",
+    "dead_lettered",
+)
+
+
+class ContainerAccountingCollector(Collector):
+    """Where each container's lines went, only with `metrics.per_container: true`: one
+    series per container and outcome, made at scrape time from the accounting."""
+
+    def __init__(self, source: Callable[[], Sequence[tuple[str, Mapping[str, int]]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        lines = CounterMetricFamily(
+            "shipper_container_lines",
+            "Lines of a container by what became of them, since start (per_container): "
+            "lines_read, joined, dropped_by_rule, dropped_by_quota.",
+            labels=["container_name", "outcome"],
+        )
+        records = CounterMetricFamily(
+            "shipper_container_records",
+            "Records of a container by what became of them, since start (per_container): "
+            "buffered, summaries, recovered, stored, already_stored, failure_stored, dead_lettered.",
+            labels=["container_name", "outcome"],
+        )
+        waiting = GaugeMetricFamily(
+            "shipper_container_records_waiting",
+            "Records of a container in the disk buffer, not acknowledged yet (per_container).",
+            labels=["container_name"],
+        )
+        held = GaugeMetricFamily(
+            "shipper_container_lines_held",
+            "Lines of a container read and not handed on yet: an open multiline event, "
+            "records on their way into the buffer (per_container).",
+            labels=["container_name"],
+        )
+        for name, counts in self._source():
+            for outcome in _LINE_OUTCOMES:
+                lines.add_metric([name, outcome], counts[outcome])
+            for outcome in _RECORD_OUTCOMES:
+                records.add_metric([name, outcome], counts[outcome])
+            waiting.add_metric([name], counts["waiting"])
+            held.add_metric([name], counts["held"])
+        yield lines
+        yield records
+        yield waiting
+        yield held
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def enable_container_accounting(
+    source: Callable[[], Sequence[tuple[str, Mapping[str, int]]]],
+) -> Collector:
+    collector = ContainerAccountingCollector(source)
+    REGISTRY.register(collector)
+    return collector
+
+
 class BufferReadsCollector(Collector):
     """Where the disk buffer's reads found their blocks: its cache of what was just written,
     or the segment files (after a restart, or while the output lags far behind)."""
@@ -303,22 +381,38 @@ def error(kind: str, message: str, /, **fields: Any) -> None:
 
 
 def rotation_risk(
-    container_id: str, name: str, backlog_bytes: int, capacity_bytes: int, lag_s: float
+    container_id: str,
+    name: str,
+    backlog_bytes: int,
+    capacity_bytes: int,
+    lag_s: float,
+    rate_limited_now: bool = False,
 ) -> None:
     """Counted once per episode; the log is rate-limited per container, not for all."""
     rotation_risks.inc()
     errors.labels("rotation_risk").inc()
+    if rate_limited_now:
+        message = (
+            "A container's rate limit (action pause) holds it back for so long that Docker's "
+            "log rotation may delete lines before they are read (raise its quota, use action "
+            "drop, or raise the driver's max-size/max-file)."
+        )
+    else:
+        message = (
+            "A container writes faster than its logs are shipped: Docker's log rotation may "
+            "delete lines before they are read (raise the driver's max-size/max-file, or make "
+            "room in the buffer and the output)."
+        )
     rate_limited(
         logging.WARNING,
         f"rotation_risk:{container_id}",
-        "A container writes faster than its logs are shipped: Docker's log rotation may "
-        "delete lines before they are read (raise the driver's max-size/max-file, or make "
-        "room in the buffer and the output).",
+        message,
         container_id=container_id[:12],
         container_name=name,
         estimated_backlog_bytes=backlog_bytes,
         rotation_keeps_bytes=capacity_bytes,
         behind_s=lag_s,
+        held_by_rate_limit=rate_limited_now,
     )
 
 

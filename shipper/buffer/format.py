@@ -492,6 +492,11 @@ def _block(buf: bytes, start: int, end: int) -> Block | str:
     return Block(buf[data_start:end], lengths)
 
 
+def block_count(payload_header: bytes) -> int:
+    """Entries in a version 2 block, from the first 4 bytes of its payload."""
+    return int(_COUNT.unpack_from(payload_header)[0])
+
+
 def peek_record(data: bytes) -> tuple[int, int]:
     """(length, append time ms) from the 16 bytes of a frame header."""
     length, _crc, time_ms = _FRAME.unpack_from(data)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import sys
 import time
@@ -32,28 +31,21 @@ from shipper import logsetup, telemetry
 from shipper.commands import preflight
 from shipper.commands.secrets import config_secrets
 from shipper.config import Config
+from shipper.durations import EXAMPLES as DURATION_EXAMPLES
+from shipper.durations import parse_duration_s
 from shipper.errors import ConfigError
 from shipper.layout import StorageLayout
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _CONNECT_TIMEOUT_S = 60.0
 
 
 def parse_duration(text: str) -> float:
     """'90s', '15m', '2h', '7d', '1w', '1h30m', or plain seconds; ConfigError otherwise."""
-    cleaned = text.strip().lower()
-    try:
-        seconds = float(cleaned)
-    except ValueError:
-        parts = _DURATION.findall(cleaned)
-        if not parts or _DURATION.sub("", cleaned).strip():
-            raise ConfigError(
-                "--since", f"{text!r} is not a duration like 90s, 15m, 2h, 7d or 1h30m"
-            ) from None
-        seconds = sum(float(value) * _UNIT_S[unit] for value, unit in parts)
-    if seconds <= 0:
-        raise ConfigError("--since", f"{text!r} must be longer than zero")
+    seconds = parse_duration_s(text)
+    if seconds is None:
+        raise ConfigError(
+            "--since", f"{text!r} is not a duration longer than zero, like {DURATION_EXAMPLES}"
+        )
     return seconds
 
 
@@ -176,7 +168,10 @@ async def backfill(config: Config, window_s: float, names: list[str], bar: Progr
             fsync="never",  # a crash loses nothing: Docker still has every line
         )
         # The agent's intake and output; dead letters go to the agent's dead-letter file.
-        intake, router = buffer_intake(config, buffer, host_name, lambda: config.processing)
+        # Rate limits do not apply: a backfill is run on purpose, to have every line.
+        intake, router = buffer_intake(
+            config, buffer, host_name, lambda: config.processing, rate_limits=False
+        )
         connection, sink = elasticsearch_output(config, layout, buffer, router)
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):

@@ -14,7 +14,12 @@ from shipper.config import Config, masked
 from shipper.errors import ConfigError
 
 
-def main(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
+def main(
+    config: Config,
+    reload_config: Callable[[], Config] | None = None,
+    *,
+    start_at_from_flag: bool = False,
+) -> int:
     from shipper.app import Shipper
 
     # The checks check-config makes, before anything starts: a bad file is exit 2 here.
@@ -30,7 +35,10 @@ def main(config: Config, reload_config: Callable[[], Config] | None = None) -> i
         runner = asyncio.run
     _tune_gc()
     try:
-        return int(runner(Shipper(config, reload_config=reload_config).run()))
+        shipper = Shipper(
+            config, reload_config=reload_config, start_at_from_flag=start_at_from_flag
+        )
+        return int(runner(shipper.run()))
     except ConfigError as exc:
         print(f"shipper: configuration error: {exc}", file=sys.stderr)
         return 2

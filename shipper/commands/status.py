@@ -1,4 +1,4 @@
-"""`shipper status`: buffer size, per-container checkpoints and lag, dead letters.
+"""`shipper status`: buffer size, per-container checkpoints, lag and accounting, dead letters.
 
 Source, first that applies: `--url` (the agent's HTTP API, `GET /status`); the agent at
 `metrics.listen` if it answers within a second (unless `--offline`); otherwise the files
@@ -106,6 +106,17 @@ def render(data: dict[str, Any], url: str | None) -> str:
     )
     for problem in data.get("problems") or []:
         lines.append(f"problem: {problem}")
+    first = data.get("first_start")
+    if first:
+        where = (
+            f"at {first['start_time'][:23]}Z"
+            if first.get("start_time")
+            else "from their first line"
+        )
+        lines.append(
+            f"containers without a position begin {where} (start_at {first.get('start_at')}, "
+            f"by {first.get('chosen_by')}, decided at the first start on this storage)"
+        )
     lines.append("")
     every = data.get("containers") or []
     # A container never read from (not selected, or it logged nothing yet) has no position.
@@ -137,6 +148,7 @@ def render(data: dict[str, Any], url: str | None) -> str:
             "or nothing read yet; see --json)"
         )
     lines.append("")
+    lines.extend(_accounting(data, every))
     dead = data.get("dead_letters") or {}
     by_type = dead.get("by_error_type") or {}
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(by_type.items()))
@@ -154,6 +166,63 @@ def render(data: dict[str, Any], url: str | None) -> str:
             f"{failure_store['since_start']}"
         )
     return "\n".join(lines) + "\n"
+
+
+# (column, key) of the accounting table; the meaning of each is in shipper/accounting.py.
+_COUNT_COLUMNS = (
+    ("READ", "lines_read"),
+    ("JOINED", "joined"),
+    ("DROPPED", "dropped_by_rule"),
+    ("OVER QUOTA", "dropped_by_quota"),
+    ("BUFFERED", "buffered"),
+    ("RECOVERED", "recovered"),
+    ("STORED", "stored"),
+    ("EXISTED", "already_stored"),
+    ("FAILURE STORE", "failure_stored"),
+    ("DEAD", "dead_lettered"),
+    ("WAITING", "waiting"),
+    ("HELD", "held"),
+)
+
+
+def _accounting(data: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """Where each container's lines went since the agent started (agent only)."""
+    accounting = data.get("accounting")
+    if not accounting:
+        return ["line and record counts: only a running agent has them", ""]
+    lines = [
+        f"since the agent started ({str(accounting.get('since'))[:19]}Z; "
+        f"{accounting.get('recovered_at_start', 0):,} records were in the buffer then):"
+    ]
+    table = [("CONTAINER", *(column for column, _ in _COUNT_COLUMNS))]
+    counted = [r for r in rows if r.get("accounting")]
+    for row in sorted(counted, key=lambda r: (r.get("name") or "~", r["id"])):
+        counts = row["accounting"]
+        table.append(
+            (
+                row.get("name") or row["id"][:12],
+                *(f"{counts.get(key, 0):,}" for _, key in _COUNT_COLUMNS),
+            )
+        )
+    totals = accounting.get("totals") or {}
+    table.append(("(all)", *(f"{totals.get(key, 0):,}" for _, key in _COUNT_COLUMNS)))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    problems = accounting.get("problems") or []
+    if problems:
+        lines.extend(f"THE COUNTS DO NOT ADD UP: {problem}" for problem in problems)
+    else:
+        lines.append(
+            "buffered + recovered = stored + existed + failure store + dead + waiting, and "
+            "read = buffered "
+            "(less summaries) + joined + dropped + over quota + held: both hold"
+        )
+    lines.append("")
+    return lines
 
 
 def _size(n: int) -> str:

@@ -12,6 +12,7 @@ from shipper.config.loading import (
 )
 from shipper.config.schema import (
     DEFAULT_DOCKER_HOST,
+    RATE_LIMIT_DROP_REASON,
     REDACTION_PRESETS,
     SHIPPER_FIELD_ROOTS,
     Config,
@@ -31,6 +32,8 @@ from shipper.config.schema import (
     MultilineConfig,
     MultilineRule,
     ProcessingConfig,
+    RateLimitConfig,
+    RateLimitRule,
     RedactionConfig,
     RedactionPreset,
     RedactionRule,
@@ -44,6 +47,7 @@ from shipper.config.views import changed_keys, is_secret_key, masked, secret_fil
 __all__ = [
     "DEFAULT_DOCKER_HOST",
     "ENV_PREFIX",
+    "RATE_LIMIT_DROP_REASON",
     "REDACTION_PRESETS",
     "SHIPPER_FIELD_ROOTS",
     "Config",
@@ -63,6 +67,8 @@ __all__ = [
     "MultilineConfig",
     "MultilineRule",
     "ProcessingConfig",
+    "RateLimitConfig",
+    "RateLimitRule",
     "RedactionConfig",
     "RedactionPreset",
     "RedactionRule",

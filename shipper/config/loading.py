@@ -27,6 +27,12 @@ ENV_PREFIX = "SHIPPER_"
 # HEALTHCHECK URL (Dockerfile), and the test suite's own settings.
 ENV_NOT_KEYS = frozenset({"SHIPPER_CONFIG", "SHIPPER_HEALTHCHECK_URL", "SHIPPER_NATIVE"})
 ENV_IGNORED_PREFIXES = ("SHIPPER_TEST_",)
+# Another name for a key: (alias, the key). `docker.start_at` is the name issue 20 gave
+# `start_at`, which applies to every source (Docker, CRI) and so lives at the top level. An
+# alias is folded into its key within each layer (file, environment, flags), so the usual
+# precedence holds between layers; the two given differently in one layer is an error.
+ALIASES = {"docker.start_at": "start_at"}
+_MISSING = object()
 _INTERPOLATION = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\})")
 _NULL_WORDS = frozenset({"", "null", "none"})
 
@@ -44,20 +50,53 @@ def load_config(
     """
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if path is not None:
         raw = interpolate(_read_yaml(Path(path)), env)
-    sources: dict[str, str] = {}
+        for key, alias in fold_aliases(raw, "the config file").items():
+            sources[key] = alias
+    from_environment: dict[str, str] = {}
     for variable, (dotted, value) in env_overrides(env).items():
+        dotted = ALIASES.get(dotted, dotted)
+        other = from_environment.get(dotted)
+        if other is not None and _get_dotted(raw, dotted) != value:
+            raise ConfigError(
+                variable, f"differs from {other}: they set the same key ({dotted}), give one"
+            )
         _set_dotted(raw, dotted, value)
-        sources[dotted] = variable
+        sources[dotted] = from_environment[dotted] = variable
     for dotted, value in (overrides or {}).items():
+        dotted = ALIASES.get(dotted, dotted)
         _set_dotted(raw, dotted, value)
         sources.pop(dotted, None)
     return parse_config(raw, sources)
 
 
+def fold_aliases(raw: dict[str, Any], where: str) -> dict[str, str]:
+    """Moves each alias's value to its key (in place); ConfigError if both differ. Returns
+    key -> alias of the keys given by their alias, for error messages."""
+    folded: dict[str, str] = {}
+    for alias, key in ALIASES.items():
+        value = _pop_dotted(raw, alias)
+        if value is _MISSING or value is None:
+            continue  # absent, or null: not given
+        existing = _get_dotted(raw, key)
+        if existing is not _MISSING and existing != value:
+            raise ConfigError(
+                alias,
+                f"{short_repr(value)} differs from {key} {short_repr(existing)} in {where}: "
+                "they are the same setting, give one of them",
+            )
+        _set_dotted(raw, key, value)
+        folded[key] = alias
+    return folded
+
+
 def parse_config(raw: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> Config:
     """Validates raw config data; `sources` maps dotted keys to the variable that set them."""
+    if any(_get_dotted(raw, alias) is not _MISSING for alias in ALIASES):
+        raw = _copy_tree(raw)
+        sources = {**(sources or {}), **fold_aliases(raw, "the config")}
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
@@ -83,7 +122,10 @@ def parse_config(raw: Mapping[str, Any], sources: Mapping[str, str] | None = Non
             problem = f"{problem} (got {short_repr(first['input'])})"
         for dotted, variable in (sources or {}).items():
             if key == dotted or key.startswith(dotted + "."):
-                problem += f" (set by the environment variable {variable})"
+                if variable in ALIASES:
+                    problem += f" (given as {variable})"
+                else:
+                    problem += f" (set by the environment variable {variable})"
                 break
         raise ConfigError(key, problem) from None
 
@@ -211,6 +253,29 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError("(top level)", "the config file must hold a mapping of keys")
     return data
+
+
+def _get_dotted(raw: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _pop_dotted(raw: dict[str, Any], dotted: str) -> Any:
+    *parents, leaf = dotted.split(".")
+    node: Any = raw
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or leaf not in node:
+        return _MISSING
+    return node.pop(leaf)
+
+
+def _copy_tree(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _copy_tree(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:

@@ -16,11 +16,14 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shipper.docker.versions import AUTO, ApiVersion
+from shipper.durations import EXAMPLES as DURATION_EXAMPLES
+from shipper.durations import parse_duration_s
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # Where the deployment files (Compose, Helm, `docker run` in the README) mount the host's
 # containers directory into the shipper's container.
 MOUNTED_CONTAINERS_PATH = "/var/lib/docker/containers"
+START_AT_WORDS = ("beginning", "now")
 
 
 class _Closed(BaseModel):
@@ -39,6 +42,14 @@ class KeyProblem(ValueError):
         super().__init__(problem)
         self.key = key
         self.problem = problem
+
+
+def check_start_at(value: str) -> str:
+    """`beginning`, `now` or a duration (`10m`, `2h`, `7d`); normalised to lower case."""
+    cleaned = value.strip().lower()
+    if cleaned in START_AT_WORDS or parse_duration_s(cleaned) is not None:
+        return cleaned
+    raise ValueError(f"must be beginning, now or a duration like {DURATION_EXAMPLES}")
 
 
 class DockerConfig(_Closed):
@@ -73,6 +84,11 @@ class DockerConfig(_Closed):
         "/containers), read-only, for read_mode files/auto. Default: in a container, "
         "/var/lib/docker/containers (mount it there); on the host, the engine's "
         "DockerRootDir + /containers.",
+    )
+    start_at: str | None = Field(
+        default=None,
+        description="Another name for the top-level start_at (read into it); giving both "
+        "with different values is an error.",
     )
 
     @model_validator(mode="after")
@@ -459,6 +475,13 @@ SHIPPER_FIELD_ROOTS = frozenset(
 _DOTTED_PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
 
 
+def _label_selectors(selectors: list[str]) -> list[str]:
+    for selector in selectors:
+        if not _LABEL_SELECTOR.match(selector):
+            raise ValueError(f"{selector!r} is not 'key', 'key=value' or 'key!=value'")
+    return selectors
+
+
 class SelectionRule(_Closed):
     """Matches a container when every condition given matches (AND); at least one is required."""
 
@@ -481,13 +504,7 @@ class SelectionRule(_Closed):
         "container's io.kubernetes.pod.namespace label).",
     )
 
-    @field_validator("labels")
-    @classmethod
-    def _selectors(cls, selectors: list[str]) -> list[str]:
-        for selector in selectors:
-            if not _LABEL_SELECTOR.match(selector):
-                raise ValueError(f"{selector!r} is not 'key', 'key=value' or 'key!=value'")
-        return selectors
+    _selectors = field_validator("labels")(_label_selectors)
 
     @model_validator(mode="after")
     def _not_empty(self) -> SelectionRule:
@@ -585,6 +602,11 @@ class JsonConfig(_Closed):
     )
     max_depth: int = Field(default=10, ge=1, description="Deeper objects stay plain text.")
     max_fields: int = Field(default=100, ge=1, description="More keys (all levels): plain text.")
+    keep_original: bool = Field(
+        default=False,
+        description="Keep the line as written in event.original (stored, not indexed) when "
+        "it is decoded into fields.",
+    )
 
     @field_validator("target")
     @classmethod
@@ -631,8 +653,22 @@ class RedactionConfig(_Closed):
     mask: str = Field(default="[REDACTED]", min_length=1, description="What a secret becomes.")
 
 
+RATE_LIMIT_DROP_REASON = "rate_limit"  # shipper_records_dropped_total{reason} of quota drops
+
+
 class DropRule(ContainerRule):
     id: str = Field(min_length=1, description="Names the rule in metrics.")
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == RATE_LIMIT_DROP_REASON:
+            raise ValueError(
+                f"{value!r} is the reason rate limits drop with in "
+                "shipper_records_dropped_total; choose another id"
+            )
+        return value
+
     message_pattern: str | None = Field(
         default=None, description="Regex searched in the final message (after JSON decoding)."
     )
@@ -652,6 +688,61 @@ class DropRule(ContainerRule):
         return self
 
 
+class RateLimitRule(_Closed):
+    """A per-container quota. Matches like a selection rule (every condition given must
+    hold); a rule without conditions applies to every container. First match wins."""
+
+    id: str = Field(min_length=1, description="Names the rule in logs and summary records.")
+    labels: list[str] = Field(
+        default_factory=list,
+        description="Label selectors, all must hold: 'key' (present), 'key=value', 'key!=value'.",
+    )
+    name: str | None = Field(default=None, description="Glob on the container name.")
+    image: str | None = Field(default=None, description="Glob on the image reference.")
+    compose_project: str | None = Field(
+        default=None, description="Glob on the com.docker.compose.project label."
+    )
+    namespace: str | None = Field(
+        default=None, description="Glob on the container's Kubernetes namespace."
+    )
+    lines_per_s: float | None = Field(
+        default=None, gt=0, description="Lines (after multiline joining) per second."
+    )
+    bytes_per_s: int | None = Field(default=None, gt=0, description="Bytes of lines per second.")
+    burst_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds of quota that may be used at once (the bucket holds "
+        "lines_per_s x burst_s lines and bytes_per_s x burst_s bytes).",
+    )
+    action: Literal["pause", "drop"] = Field(
+        default="pause",
+        description="pause: stop reading while over quota (the runtime keeps the lines); "
+        "drop: drop lines over quota, counted, with one summary record per interval.",
+    )
+
+    _selectors = field_validator("labels")(_label_selectors)
+
+    @model_validator(mode="after")
+    def _has_a_limit(self) -> RateLimitRule:
+        if self.lines_per_s is None and self.bytes_per_s is None:
+            raise KeyProblem("lines_per_s", "give lines_per_s, bytes_per_s or both")
+        return self
+
+
+class RateLimitConfig(_Closed):
+    rules: list[RateLimitRule] = Field(
+        default_factory=list,
+        description="Per-container quotas; the label shipper.rate_limit tightens them.",
+    )
+    summary_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="action drop: one summary record per container and interval of this "
+        "length (by the lines' own timestamps) says how many lines were dropped.",
+    )
+
+
 class ProcessingConfig(_Closed):
     """Per-record processing (selection, multiline, JSON, metadata, redaction); see issue 5."""
 
@@ -667,6 +758,7 @@ class ProcessingConfig(_Closed):
     drop: list[DropRule] = Field(
         default_factory=list, description="A record matching any rule is dropped (counted)."
     )
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     env_allowlist: list[str] = Field(
         default_factory=list,
         description="Container environment variables shipped as container.env.<NAME>; never "
@@ -771,6 +863,11 @@ class Config(_Closed):
     output: Literal["elasticsearch", "console"] = "elasticsearch"
     host_name: str | None = Field(default=None, description="host.name; defaults to the host's.")
     shutdown_timeout_s: float = Field(default=10.0, ge=0)
+    start_at: str = Field(
+        default="beginning",
+        description="Where containers without a position begin at the first start on this "
+        "storage: beginning, now, or a duration back from now (10m, 2h, 7d).",
+    )
     docker: DockerConfig = Field(default_factory=DockerConfig)
     cri: CriConfig = Field(default_factory=CriConfig)
     elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
@@ -779,3 +876,5 @@ class Config(_Closed):
     log: LogConfig = Field(default_factory=LogConfig)
     processing: ProcessingConfig = Field(default_factory=ProcessingConfig)
     kibana: KibanaConfig = Field(default_factory=KibanaConfig)
+
+    _start_at = field_validator("start_at")(check_start_at)

@@ -31,6 +31,7 @@ Docker lists "Engine".
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -95,3 +96,10 @@ def keeps_no_logs(status: int, body: str) -> bool:
     """Whether a logs request's error says the container's driver keeps no readable logs:
     Docker answers 501 (`none`, or a driver without dual logging), Podman 500 with its cause."""
     return status == 501 or (status == 500 and _PODMAN_NO_LOGS in body)
+
+
+def containers_path_of(info: Mapping[str, Any]) -> str | None:
+    """Where the engine keeps its containers' directories (`/info`'s DockerRootDir +
+    /containers), as the host sees it; None when it does not say."""
+    root = str(info.get("DockerRootDir") or "")
+    return os.path.join(root, "containers") if root else None

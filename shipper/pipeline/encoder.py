@@ -51,6 +51,33 @@ def _id_container(container_id: str) -> str:
 
 
 _STREAM_CODES = {"stdout": "o", "stderr": "e"}
+# The stream code of a rate-limit summary record: no line has it, so no id of a line can
+# ever be taken by a summary, nor the reverse.
+_RATE_LIMIT_CODE = "r"
+
+
+def container_key(container_id: str) -> str:
+    """The part of every `_id` that names the container: what accounting keys by."""
+    return _id_container(container_id)
+
+
+_ID_MARK = b'"_id":"'
+_ID_PREFIX_BYTES = 16  # the timestamp's hex digits before the container's part
+
+
+def container_key_of(entry: bytes) -> str:
+    """The container key in a buffered entry's `_id` ("" if it has none). Reads only the
+    action line's start: index names are at most 255 bytes."""
+    at = entry.find(_ID_MARK, 0, 320)
+    if at < 0:
+        return ""
+    start = at + len(_ID_MARK) + _ID_PREFIX_BYTES
+    return entry[start : start + 16].decode("ascii", "replace")
+
+
+def summary_id(container_id: str, window_start_ns: int) -> str:
+    """The `_id` of a container's rate-limit summary record of the interval starting then."""
+    return f"{window_start_ns:016x}{_id_container(container_id)}{_RATE_LIMIT_CODE}0"
 
 
 def sanitize_label_key(key: str) -> str:
@@ -227,6 +254,25 @@ def _full_entry(record: LogRecord, doc: ContainerDocument) -> bytes:
     else:
         body = orjson.dumps(_full_document(record, doc))
     return orjson.dumps(action) + b"\n" + body + b"\n"
+
+
+def encode_event(
+    doc: ContainerDocument,
+    doc_id: str,
+    timestamp_ns: int,
+    message: str,
+    flags: Sequence[str],
+    fields: Mapping[str, Any],
+) -> bytes:
+    """The entry of a document about a container that is not one of its lines (a rate-limit
+    summary): the container's static fields, no stream, the `_id` given."""
+    document: dict[str, Any] = {"@timestamp": format_timestamp(timestamp_ns), "message": message}
+    if flags:
+        document["log"] = {"flags": list(flags)}
+    merge_dotted(document, _copy_nested(doc.static_fields))
+    merge_dotted(document, fields)
+    action = {"create": {"_index": doc.index, "_id": doc_id}}
+    return orjson.dumps(action) + b"\n" + orjson.dumps(document) + b"\n"
 
 
 def _full_id(record: LogRecord) -> str:

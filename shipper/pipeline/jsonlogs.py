@@ -18,6 +18,10 @@ application can neither overwrite the shipper's fields nor break their mapping.
 
 A line that is not a JSON object, is invalid, nests objects deeper than `max_depth` or holds
 more than `max_fields` keys (all levels) stays plain text with a tag saying why, counted.
+
+With `keep_original`, a line that was decoded also keeps its text as written in
+`event.original` (mapped `index: false, doc_values: false`: stored, costs disk only), since
+decoding replaced `message`. Redaction, which runs later, masks secrets there too.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class JsonSpec:
     target: str
     max_depth: int
     max_fields: int
+    keep_original: bool = False  # the line as written, in event.original
 
 
 class JsonDecoder:
@@ -85,6 +90,8 @@ class JsonDecoder:
             return self._reject(record, problem)
         self._stats.json_parsed += 1
         fields: dict[str, Any] = {}
+        if self.spec.keep_original:
+            fields["event.original"] = record.message
         message = _pop_first(value, _MESSAGE_KEYS, _as_message)
         level = _pop_first(value, _LEVEL_KEYS, _as_level)
         if level is not None:

@@ -19,6 +19,7 @@ MULTILINE_NEGATE = "shipper.multiline.negate"  # "true" / "false"
 MULTILINE_MATCH = "shipper.multiline.match"  # after | before
 JSON = "shipper.json"  # true | false | auto
 FIELD_PREFIX = "shipper.field."  # shipper.field.<dotted.path>=value
+RATE_LIMIT = "shipper.rate_limit"  # lines_per_s=100,bytes_per_s=1m,burst_s=5,action=drop
 
 K8S_POD_NAME = "io.kubernetes.pod.name"
 K8S_NAMESPACE = "io.kubernetes.pod.namespace"

@@ -231,6 +231,12 @@ class MultilineJoiner:
             if s.lines
         ]
 
+    def held_lines(self) -> int:
+        return sum(len(s.lines) for s in self._streams.values())
+
+    def held_identities(self) -> list[tuple[int, str, int]]:
+        return [(r.timestamp_ns, r.stream, r.seq) for s in self._streams.values() for r in s.lines]
+
     def oldest_pending(self) -> tuple[int, int] | None:
         held = [
             (s.lines[0].timestamp_ns, s.lines[0].seq) for s in self._streams.values() if s.lines

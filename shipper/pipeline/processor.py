@@ -83,6 +83,14 @@ class ContainerProcessor:
         """(timestamp_ns, seq) of the earliest line held in memory; checkpoint before it."""
         return None if self.multiline is None else self.multiline.oldest_pending()
 
+    def held_lines(self) -> int:
+        """Lines held in memory by events not complete yet (for accounting)."""
+        return 0 if self.multiline is None else self.multiline.held_lines()
+
+    def held_identities(self) -> list[tuple[int, str, int]]:
+        """(timestamp_ns, stream, seq) of every line held in memory."""
+        return [] if self.multiline is None else self.multiline.held_identities()
+
     def _finish(self, records: list[LogRecord]) -> list[LogRecord]:
         for stage in self.stages:
             if not records:
@@ -191,4 +199,4 @@ def resolve_json(
                 mode = "on" if enabled else "off"
     if mode == "off":
         return None
-    return JsonSpec(mode == "auto", jc.target, jc.max_depth, jc.max_fields)
+    return JsonSpec(mode == "auto", jc.target, jc.max_depth, jc.max_fields, jc.keep_original)

@@ -18,14 +18,23 @@ its last: the resume would start with the line's tail. The decoder reports such 
 first and last part times (`note_spans`), and `since` goes back to the first part of any
 line it would cut. Podman's `since` is applied to every part on its own, like Docker's.
 
+A container with a rate limit that drops (`sources/quota.py`) also keeps the limiter's state
+as of the lines the checkpoint covers, so that a restart continues its bucket and its summary
+record where they were instead of starting them afresh: an opaque list of numbers, written
+only by the quota module (older shippers ignore the key).
+
 A source may keep what it needs to resume a container with its position (`source_state`,
 a JSON object only the source reads): the CRI source keeps the container's log file, whether
 it was read to its end, and the metadata its documents carry, so that lines read after the
 pod is gone (deleted while the shipper was down, say) still carry it. Its `name` is what
 `shipper status` shows without the agent.
 
+Containers without a saved position begin where the first start on this storage decided
+(`first_start.py`): `CheckpointBook(..., unknown_start=...)`.
+
 File format (`checkpoints.json` under storage.path), written tmp → fsync → rename → fsync(dir):
-    {"version": 1, "containers": {"<id>": {"since_ns": 1700000000123456789, "skip": 3}}}
+    {"version": 1, "containers": {"<id>": {"since_ns": 1700000000123456789, "skip": 3,
+                                           "rate_limit": [...]}}}   # rate_limit: optional
 A container of a source that keeps state has a `source` key beside them (older shippers,
 which read `since_ns` and `skip` only, ignore it):
     "<id>": {"since_ns": ..., "skip": ..., "source": {"kind": "cri", "name": "ns/pod/ctr",
@@ -38,8 +47,8 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,10 +61,15 @@ FORMAT_VERSION = 1
 DEFAULT_SLACK_NS = 1_000_000_000
 
 
+# A rate limiter's state, opaque here (see `sources/quota.py`): ints stay exact in JSON.
+LimiterState = tuple[int | float, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     since_ns: int
     skip: int
+    rate_limit: LimiterState | None = None
     # What the source keeps with the position (see the module docstring); None: nothing.
     source_state: Mapping[str, Any] | None = None
 
@@ -161,6 +175,7 @@ class CheckpointStore:
                 result[str(container_id)] = Checkpoint(
                     int(entry["since_ns"]),
                     int(entry["skip"]),
+                    _limiter_state(entry),
                     state if isinstance(state, dict) else None,
                 )
         return result
@@ -184,11 +199,22 @@ class CheckpointFileError(Exception):
     pass
 
 
-def _entry(checkpoint: Checkpoint) -> dict[str, Any]:
-    entry: dict[str, Any] = {"since_ns": checkpoint.since_ns, "skip": checkpoint.skip}
+def _entry(checkpoint: Checkpoint) -> dict[str, object]:
+    entry: dict[str, object] = {"since_ns": checkpoint.since_ns, "skip": checkpoint.skip}
+    if checkpoint.rate_limit is not None:
+        entry["rate_limit"] = list(checkpoint.rate_limit)
     if checkpoint.source_state is not None:
         entry["source"] = checkpoint.source_state
     return entry
+
+
+def _limiter_state(entry: Mapping[str, object]) -> LimiterState | None:
+    state = entry.get("rate_limit")
+    if not isinstance(state, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in state
+    ):
+        return None  # absent, or not ours: the limiter starts afresh, nothing else changes
+    return tuple(state)
 
 
 class HasCheckpoint(Protocol):
@@ -222,9 +248,20 @@ class CheckpointBook:
     checkpoint never counts a line whose record is not durably in the buffer.
     """
 
-    def __init__(self, store: CheckpointStore, saved: Mapping[str, Checkpoint]) -> None:
+    def __init__(
+        self,
+        store: CheckpointStore,
+        saved: Mapping[str, Checkpoint],
+        unknown_start: Checkpoint | None = None,
+    ) -> None:
         self._store = store
         self._saved = dict(saved)
+        # Where a container without a saved position begins (first_start.py); None: its
+        # first line.
+        self._unknown_start = unknown_start
+        # Each container's rate limiter state as of the lines taken (set by the composition
+        # root: the intake's limiters); saved with the position.
+        self._limiter_state: Callable[[str], LimiterState | None] | None = None
         self._live: dict[str, HasCheckpoint] = {}
         self._destroyed: set[str] = set()
         self._last_written: dict[str, Checkpoint] = {}
@@ -232,7 +269,22 @@ class CheckpointBook:
 
     def start_of(self, container_id: str) -> Checkpoint | None:
         self._destroyed.discard(container_id)
-        return self._saved.get(container_id)
+        return self._saved.get(container_id, self._unknown_start)
+
+    def saved_limiter_states(self) -> dict[str, LimiterState]:
+        """The rate limiter states saved with the positions (to restore the limiters)."""
+        return {cid: cp.rate_limit for cid, cp in self._saved.items() if cp.rate_limit is not None}
+
+    def keep_limiter_states(self, states: Callable[[str], LimiterState | None]) -> None:
+        self._limiter_state = states
+
+    def _with_state(self, container_id: str, checkpoint: Checkpoint) -> Checkpoint:
+        if self._limiter_state is None:
+            return checkpoint
+        state = self._limiter_state(container_id)
+        return (
+            checkpoint if state == checkpoint.rate_limit else replace(checkpoint, rate_limit=state)
+        )
 
     def saved(self, container_id: str) -> Checkpoint | None:
         """The position last saved for a container (or kept when its follower ended)."""
@@ -247,7 +299,9 @@ class CheckpointBook:
         if follower.container_id in self._destroyed:
             self._destroyed.discard(follower.container_id)
             return
-        self._saved[follower.container_id] = follower.checkpoint()
+        self._saved[follower.container_id] = self._with_state(
+            follower.container_id, follower.checkpoint()
+        )
         self._dirty = True
 
     def container_destroyed(self, container_id: str) -> None:
@@ -265,7 +319,7 @@ class CheckpointBook:
     def snapshot(self) -> dict[str, Checkpoint]:
         current = dict(self._saved)
         for container_id, follower in self._live.items():
-            current[container_id] = follower.checkpoint()
+            current[container_id] = self._with_state(container_id, follower.checkpoint())
         return current
 
     def save(self, snapshot: Mapping[str, Checkpoint]) -> bool:

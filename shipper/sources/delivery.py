@@ -12,7 +12,9 @@ checkpoint. From there on the handling is this one, shared:
    multiline processor only up to the first line an event still holds (`_take_settled`):
    after a crash those lines are read again and the same event (same first line, same `_id`)
    is rebuilt;
-5. count lines, bytes, flags and the processor's statistics in the metrics.
+5. report what was read (`Intake.read`) and what processing made of it (`Intake.processed`,
+   before the records it describes are put), where metrics and accounting live; and when a
+   stream ended, that everything the runtime held of it was handed over (`caught_up`).
 
 A follower makes one `Delivery` per container and calls `begin` at every (re)read: the read
 starts from the checkpoint with a fresh decoder and processor, exactly as after a restart of
@@ -30,10 +32,9 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol, TypeVar
 
 from shipper import telemetry
-from shipper.backoff import Backoff
-from shipper.errors import DiskFullError
 from shipper.model import ContainerMeta, LogRecord, record_field
 from shipper.pipeline.processor import ContainerProcessor
+from shipper.pipeline.stats import ProcessorStats
 from shipper.sources.batch_facts import BatchFacts, batch_facts, python_batch_facts
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint, StreamPosition
 
@@ -44,9 +45,21 @@ _Chunk = TypeVar("_Chunk")
 
 
 class Intake(Protocol):
-    """Where a follower's records go; `put` returns once they are durable enough to count."""
+    """Where a follower's records go; `put` returns once they are durable enough to count.
+
+    Every source reports to it what it read (`read`) and what processing made of it
+    (`processed`, before the `put` of those records): metrics and accounting live there.
+    """
 
     async def put(self, meta: ContainerMeta, records: list[LogRecord]) -> None: ...
+
+    def read(self, container_id: str, facts: BatchFacts) -> None: ...
+
+    def processed(self, container_id: str, stats: ProcessorStats, held_lines: int) -> None: ...
+
+    def caught_up(self, container_id: str) -> None:
+        """Everything the runtime holds of the container's run was handed over."""
+        ...
 
     def container_changed(self, meta: ContainerMeta) -> None: ...
 
@@ -74,7 +87,10 @@ class Delivery:
         # (timestamp_ns, stream, seq) of lines read but not yet counted as taken, in stream
         # order: only ever non-empty while a multiline event holds lines.
         self._untaken: list[tuple[int, str, int]] = []
-        self._counted_ahead = 0  # lines to re-read before counting starts again
+        # Lines an earlier read's multiline events held when it ended: counted as read
+        # then, read again now, and not counted again (by identity: lines of the other
+        # stream in between were sent, and are sent, and counted, again).
+        self._held_ahead: set[tuple[int, str, int]] = set()
         self._to_skip = 0  # lines of this read the checkpoint counts as taken already
         self._warned_hints = False
 
@@ -90,7 +106,8 @@ class Delivery:
         self.position = StreamPosition(start, self._slack_ns)
         # Lines a multiline event held were counted as read but not taken: they are read
         # again now, and must not be counted twice.
-        self._counted_ahead = len(self._untaken)
+        if self.processor is not None:
+            self._held_ahead.update(self.processor.held_identities())
         self._untaken = []
         self._to_skip = start.skip
         self.processor = processor
@@ -125,11 +142,13 @@ class Delivery:
                 return
         facts = batch_facts(records)
         assert facts is not None  # records is not empty here
+        had_held = bool(self._held_ahead)
         self._count(records, facts)
         if processor.active:
             if processor.multiline is not None:
                 self._untaken.extend((r.timestamp_ns, r.stream, r.seq) for r in records)
             out = processor.process(records)
+            self._report(processor)
             if out:
                 # A stage that changed nothing hands the very list back: its flags are known.
                 flagged = facts.flagged if out is records else None
@@ -138,8 +157,9 @@ class Delivery:
                 self._take_settled(processor)
             else:
                 self.position.take(facts.timestamps, facts.oldest, facts.newest)
-            self._report(processor)
         else:
+            if had_held:
+                self._report(processor)  # lines held before a reload turned joining off
             await self._put_durably(meta, records, facts.flagged)
             self.position.take(facts.timestamps, facts.oldest, facts.newest)
         self.last_read_monotonic = time.monotonic()
@@ -149,20 +169,22 @@ class Delivery:
         processor = self.processor
         assert processor is not None, "begin() first"
         out = processor.flush_due(time.monotonic())
+        self._report(processor)
         if out:
             await self._put_durably(meta, out)
         self._take_settled(processor)
-        self._report(processor)
 
     async def finish(self, meta: ContainerMeta) -> None:
-        """The container's stream ended: events still held are complete now."""
+        """The container's stream ended, and all of it was delivered: events still held are
+        complete now."""
         processor = self.processor
         assert processor is not None, "begin() first"
         held = processor.flush_all()
+        self._report(processor)
         if held:
             await self._put_durably(meta, held)
         self._take_settled(processor)
-        self._report(processor)
+        self._intake.caught_up(self.container_id)
 
     def _take_settled(self, processor: ContainerProcessor) -> None:
         """Counts as taken every read line before the first one a multiline event holds."""
@@ -190,50 +212,30 @@ class Delivery:
                 by_flag.update(record.flags)
             for flag, count in by_flag.items():
                 telemetry.records_flagged.labels(flag).inc(count)
-        backoff = Backoff(base_s=0.5, cap_s=10.0)
-        while True:
-            try:
-                await self._intake.put(meta, records)
-                return
-            except DiskFullError as exc:
-                # Nothing was taken: keep the records, pause reading, retry when space is back.
-                telemetry.disk_full.labels("buffer").inc()
-                telemetry.error(
-                    "disk_full",
-                    "The disk buffer is full (no space left on device); reading is paused.",
-                    container_id=self.container_id[:12],
-                    error=str(exc),
-                )
-                await asyncio.sleep(backoff.next_delay_s())
+        # A full disk makes it wait (and reading with it) until there is space again.
+        await self._intake.put(meta, records)
 
     def _count(self, records: list[LogRecord], facts: BatchFacts) -> None:
-        if self._counted_ahead:
-            ahead = min(self._counted_ahead, len(records))
-            self._counted_ahead -= ahead
-            if ahead:
-                records = records[ahead:]
-                if not records:
+        if self._held_ahead:
+            held = self._held_ahead
+            fresh = []
+            for record in records:
+                identity = (record.timestamp_ns, record.stream, record.seq)
+                if identity in held:
+                    held.discard(identity)
+                else:
+                    fresh.append(record)
+            if len(fresh) < len(records):
+                if not fresh:
                     return
-                facts = python_batch_facts(records)
-        if facts.stdout_lines:
-            telemetry.lines_read.labels("stdout").inc(facts.stdout_lines)
-            telemetry.bytes_read.labels("stdout").inc(facts.stdout_bytes)
-        if facts.stderr_lines:
-            telemetry.lines_read.labels("stderr").inc(facts.stderr_lines)
-            telemetry.bytes_read.labels("stderr").inc(facts.stderr_bytes)
+                facts = python_batch_facts(fresh)
+        self._intake.read(self.container_id, facts)
 
     def _report(self, processor: ContainerProcessor) -> None:
-        stats = processor.stats.take()
-        for rule, count in stats.dropped.items():
-            telemetry.records_dropped.labels(rule).inc(count)
-        for rule, count in stats.redacted.items():
-            telemetry.records_redacted.labels(rule).inc(count)
-        for reason, count in stats.json_errors.items():
-            telemetry.json_errors.labels(reason).inc(count)
-        if stats.json_parsed:
-            telemetry.json_parsed.inc(stats.json_parsed)
-        if stats.multiline_events:
-            telemetry.multiline_events.inc(stats.multiline_events)
+        """Hands processing's counts on, with the lines held now: before the records they
+        describe are put, so the accounting adds up while the put waits."""
+        held = processor.held_lines() + len(self._held_ahead)
+        self._intake.processed(self.container_id, processor.stats.take(), held)
 
 
 async def with_flush_ticks(

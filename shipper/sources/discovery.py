@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 
@@ -36,7 +35,7 @@ from shipper.docker.api import (
     DockerRequestFailed,
     DockerUnavailable,
 )
-from shipper.docker.engine import DOCKER
+from shipper.docker.engine import DOCKER, containers_path_of
 from shipper.model import ContainerMeta
 from shipper.sources.checkpoint import CheckpointKeeper
 from shipper.sources.follower import ContainerFollower, FollowerSettings, Intake
@@ -156,9 +155,9 @@ class Discovery:
         # Podman's logs are read through its API only: no files to look for.
         on_docker = engine is None or engine.runtime == DOCKER
         if self._settings.containers_path is None and on_docker:
-            root = str((await self._docker.info()).get("DockerRootDir") or "")
-            if root:
-                self._containers_path = os.path.join(root, "containers")
+            self._containers_path = (
+                containers_path_of(await self._docker.info()) or self._containers_path
+            )
         seen = (engine, version, self._containers_path)
         if seen != self._engine_seen:
             self._engine_seen = seen

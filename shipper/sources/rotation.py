@@ -102,10 +102,20 @@ class RotationRisk:
     backlog_bytes: int
     capacity_bytes: int
     lag_s: float
+    rate_limited: bool = False  # held back by its rate limit (action pause) right now
 
 
 class _Container:
-    __slots__ = ("at_risk", "last_put_end", "limits", "meta", "newest_ns", "put_since", "window")
+    __slots__ = (
+        "at_risk",
+        "last_put_end",
+        "limits",
+        "meta",
+        "newest_ns",
+        "put_since",
+        "throttled",
+        "window",
+    )
 
     def __init__(self, meta: ContainerMeta) -> None:
         self.meta = meta
@@ -116,6 +126,7 @@ class _Container:
         self.put_since: float | None = None
         self.last_put_end = 0.0
         self.at_risk = False
+        self.throttled = False  # waiting for its rate limit (pause) right now
 
 
 class RotationWatch:
@@ -147,6 +158,13 @@ class RotationWatch:
         state = self._containers.get(container_id)
         if state is not None and state.limits is not None:
             state.put_since = now_monotonic
+
+    def throttled(self, container_id: str, waiting: bool) -> None:
+        """A container's put waits for its rate limit (pause): it is busy, and held back by
+        the shipper on purpose, which the warning says."""
+        state = self._containers.get(container_id)
+        if state is not None:
+            state.throttled = waiting
 
     def put_finished(
         self, container_id: str, records: Sequence[LogRecord], now_monotonic: float
@@ -202,6 +220,7 @@ class RotationWatch:
                             int(backlog),
                             limits.capacity_bytes,
                             round(max(0.0, (now_ns - state.newest_ns) / 1e9), 1),
+                            state.throttled,
                         )
                     )
             elif backlog < 0.5 * self._ratio * limits.capacity_bytes:

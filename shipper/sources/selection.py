@@ -22,10 +22,11 @@ Evaluated when a container starts, so renaming or relabelling takes effect at it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
+from typing import Protocol
 
-from shipper.config import SelectionConfig, SelectionRule
+from shipper.config import SelectionConfig
 from shipper.model import ContainerMeta
 from shipper.pipeline.labels import ENABLE, K8S_NAMESPACE, K8S_POD_UID, parse_bool
 
@@ -49,7 +50,27 @@ def label_selector_matches(selector: str, container_labels: Mapping[str, str]) -
     return container_labels.get(key) == value
 
 
-def rule_matches(rule: SelectionRule, meta: ContainerMeta) -> bool:
+class MatchRule(Protocol):
+    """What a rule matches containers by: selection rules, and rate-limit rules the same way."""
+
+    @property
+    def labels(self) -> Sequence[str]: ...
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def image(self) -> str | None: ...
+
+    @property
+    def compose_project(self) -> str | None: ...
+
+    @property
+    def namespace(self) -> str | None: ...
+
+
+def rule_matches(rule: MatchRule, meta: ContainerMeta) -> bool:
+    """Every condition the rule gives holds (a rule without conditions matches everything)."""
     if rule.name is not None and not fnmatchcase(meta.name, rule.name):
         return False
     if rule.image is not None and not fnmatchcase(meta.image, rule.image):

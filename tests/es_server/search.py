@@ -115,6 +115,7 @@ def compile_query(q: dict[str, Any] | None, index: Index) -> Callable[[dict[str,
         path, type_ = _field_info(m, field)
         if type_ is None:
             return lambda src, _id: False
+        _check_searchable(index, field)
         analyzed = type_ in ("text", "match_only_text")
         if kind == "range":
             bounds = {
@@ -185,6 +186,22 @@ def compile_query(q: dict[str, Any] | None, index: Index) -> Callable[[dict[str,
         extra={"line": 1, "col": 13},
         caused_by=cause("named_object_not_found_exception", f"[1:13] unknown field [{kind}]"),
     )
+
+
+def _check_searchable(index: Index, field: str) -> None:
+    """A field mapped `index: false, doc_values: false` is stored in _source only: a query on
+    it fails (MappedFieldType.failIfNotIndexedNorDocValuesFallback; ECS maps event.original
+    so). With doc values it is still searchable, slowly."""
+    definition = index.mappings.fields.get(field) or {}
+    if definition.get("index", True) is False and definition.get("doc_values", True) is False:
+        reason = cause(
+            "query_shard_exception",
+            f"failed to create query: Cannot search on field [{field}] since it is not "
+            "indexed nor has doc values.",
+            index_uuid=index.uuid,
+            index=index.name,
+        )
+        raise search_phase_failure(index.name, reason)
 
 
 def _field_and_values(kind: str, spec: dict[str, Any]) -> tuple[str, list[Any]]:

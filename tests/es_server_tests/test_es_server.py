@@ -313,6 +313,47 @@ async def test_search_count_sort_and_probe(es_server: Any, uid: str) -> None:
     assert "Result window is too large" in resp.body["error"]["caused_by"]["reason"]
 
 
+async def test_a_field_neither_indexed_nor_with_doc_values_is_kept_but_not_searchable(
+    es_server: Any, uid: str
+) -> None:
+    """As ECS maps event.original (and json_logs.keep_original relies on): in _source only."""
+    name = f"o-{uid}"
+    mapping = {
+        "mappings": {
+            "properties": {
+                "event": {
+                    "properties": {
+                        "original": {"type": "keyword", "index": False, "doc_values": False}
+                    }
+                },
+                "msg": {"type": "keyword"},
+            }
+        }
+    }
+    probe = es_server.probe()
+    status, _ = await probe.request("PUT", f"/{name}", mapping)
+    assert status == 200
+    line = '{"msg":"x","password":"' + "p" * 40000 + '"}'  # longer than a keyword term may be
+    await bulk(
+        es_server,
+        ndjson({"create": {"_index": name, "_id": "d"}}, {"event": {"original": line}, "msg": "x"}),
+        "?refresh=true",
+    )
+    (doc,) = await probe.fetch_all(name)
+    assert doc["_source"]["event"]["original"] == line
+    query = {"query": {"term": {"event.original": line}}}
+    resp = await probe.send("POST", f"/{name}/_search", orjson.dumps(query))
+    assert resp.status == 400
+    assert resp.body["error"]["type"] == "search_phase_execution_exception"
+    assert resp.body["error"]["root_cause"][0]["reason"] == (
+        "failed to create query: Cannot search on field [event.original] since it is not "
+        "indexed nor has doc values."
+    )
+    found = {"query": {"term": {"msg": "x"}}}
+    _, res = await probe.request("POST", f"/{name}/_search", found)
+    assert res["hits"]["total"]["value"] == 1
+
+
 async def test_refresh_visibility(es_server: Any, uid: str) -> None:
     name = f"v-{uid}"
     probe = es_server.probe()

@@ -102,7 +102,8 @@ async def test_the_failure_store_keeps_what_cannot_be_indexed(
             {"elasticsearch": {"failure_store": "on", "compression": False}},
         )
         shipper.start()
-        await asyncio.to_thread(shipper.wait_ready_http)
+        # Ready: connected, and the templates (asked for below) are installed.
+        await asyncio.to_thread(shipper.wait_ready)
         _, template = await server.probe().request("GET", f"/_index_template/shipper-{STREAM}")
         assert template["index_templates"][0]["index_template"]["template"] == {
             "data_stream_options": {"failure_store": {"enabled": True}}
@@ -160,7 +161,11 @@ async def test_the_failure_store_keeps_what_cannot_be_indexed(
         assert shipper.metric("shipper_bulk_items_total", used) == 2
         assert shipper.metric("shipper_bulk_items_total", {"status": "201", **used}) == 2
         _, report = await asyncio.to_thread(shipper.http_get, "/status")
-        assert json.loads(report)["failure_store"] == {"since_start": 2}
+        status = json.loads(report)
+        assert status["failure_store"] == {"since_start": 2}
+        # The per-container accounting counts them apart too, and still adds up.
+        assert status["accounting"]["totals"]["failure_stored"] == 2
+        assert status["accounting"]["problems"] == []
         assert "kept them in the data stream's failure store" in shipper.stderr()
         assert await asyncio.to_thread(shipper.stop) == 0
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -91,6 +92,18 @@ class ShipperProcess:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"shipper did not answer /healthz; stderr:\n{self.stderr()}")
+
+    def wait_ready(self, timeout_s: float = 30) -> None:
+        """Until /readyz says ready: the runtime answers and the output accepts writes (for
+        Elasticsearch: connected, and the shipper's templates installed)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.assert_alive()
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                if self.http_get("/readyz")[0] == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"shipper did not become ready; stderr:\n{self.stderr()}")
 
     def http_get(self, path: str) -> tuple[int, str]:
         try:

@@ -70,8 +70,8 @@ def test_a_sources_state_is_kept_with_the_position_and_older_readers_ignore_it(
 ) -> None:
     state = {"kind": "cri", "name": "ns/pod/c", "meta": {"labels": {"app": "web"}}}
     store = CheckpointStore(tmp_path)
-    store.save({"a": Checkpoint(5, 1, state), "b": Checkpoint(7, 0)})
-    assert store.load() == {"a": Checkpoint(5, 1, state), "b": Checkpoint(7, 0)}
+    store.save({"a": Checkpoint(5, 1, source_state=state), "b": Checkpoint(7, 0)})
+    assert store.load() == {"a": Checkpoint(5, 1, source_state=state), "b": Checkpoint(7, 0)}
     raw = orjson.loads((tmp_path / "checkpoints.json").read_bytes())
     assert raw["containers"]["a"] == {"since_ns": 5, "skip": 1, "source": state}
     assert raw["containers"]["b"] == {"since_ns": 7, "skip": 0}
@@ -81,7 +81,7 @@ def test_a_sources_state_is_kept_with_the_position_and_older_readers_ignore_it(
 
 
 def test_a_position_counts_from_its_start_without_the_sources_state() -> None:
-    position = StreamPosition(Checkpoint(10 * S, 2, {"kind": "cri"}), slack_ns=S)
+    position = StreamPosition(Checkpoint(10 * S, 2, source_state={"kind": "cri"}), slack_ns=S)
     assert position.checkpoint() == Checkpoint(10 * S, 2)
     position.take([10 * S, 10 * S, 10 * S + 1])
     assert position.checkpoint() == Checkpoint(10 * S, 3)
@@ -122,3 +122,34 @@ def test_a_full_disk_keeps_the_previous_checkpoints_intact(
     assert store.load() == {"a": Checkpoint(5 * S, 2)}
     store.save({"a": Checkpoint(9 * S, 0)})  # space is back
     assert store.load() == {"a": Checkpoint(9 * S, 0)}
+
+
+def test_a_limiter_state_is_saved_with_the_position_exactly(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    state = (1, 1_800_000_000_123_456_789, 0.30000000000000004, 12.5, 5, 6, 7, 8, 9, 10)
+    store.save({"a": Checkpoint(5, 1, state), "b": Checkpoint(7, 0)})
+    assert store.load() == {"a": Checkpoint(5, 1, state), "b": Checkpoint(7, 0)}
+    raw = (tmp_path / "checkpoints.json").read_bytes()
+    assert b'"b":{"since_ns":7,"skip":0}' in raw  # no key when there is no state
+
+
+def test_the_book_saves_each_containers_limiter_state_as_of_its_position(tmp_path: Path) -> None:
+    from shipper.sources.checkpoint import CheckpointBook
+
+    class _Follower:
+        container_id = "a"
+
+        def checkpoint(self) -> Checkpoint:
+            return Checkpoint(9, 2)
+
+    saved = {"a": Checkpoint(5, 0, (1, 2)), "gone": Checkpoint(3, 0, (3, 4))}
+    book = CheckpointBook(CheckpointStore(tmp_path), saved)
+    assert book.saved_limiter_states() == {"a": (1, 2), "gone": (3, 4)}
+    states = {"a": (7, 7)}
+    book.keep_limiter_states(states.get)
+    follower = _Follower()
+    book.follower_started(follower)
+    assert book.snapshot() == {"a": Checkpoint(9, 2, (7, 7)), "gone": Checkpoint(3, 0, (3, 4))}
+    states["a"] = (8, 8)
+    book.follower_ended(follower)
+    assert book.snapshot()["a"] == Checkpoint(9, 2, (8, 8))

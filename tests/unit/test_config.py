@@ -239,3 +239,92 @@ def test_validator_messages_have_no_pydantic_prefix() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"elasticsearch": {"hosts": ["es:9200"]}})
     assert caught.value.problem == "'es:9200' is not an http:// or https:// URL (got ['es:9200'])"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "problem"),
+    [
+        ({"start_at": "yesterday"}, "start_at", "beginning, now or a duration"),
+        ({"start_at": "-5m"}, "start_at", "beginning, now or a duration"),
+        ({"docker": {"start_at": "0s"}}, "start_at", "(given as docker.start_at)"),
+        (
+            {"start_at": "now", "docker": {"start_at": "10m"}},
+            "docker.start_at",
+            "same setting",
+        ),
+        (
+            {"processing": {"rate_limit": {"rules": [{"id": "a"}]}}},
+            "processing.rate_limit.rules.0.lines_per_s",
+            "give lines_per_s, bytes_per_s or both",
+        ),
+        (
+            {"processing": {"rate_limit": {"rules": [{"id": "a", "bytes_per_s": -1}]}}},
+            "processing.rate_limit.rules.0.bytes_per_s",
+            "greater than 0",
+        ),
+        (
+            {
+                "processing": {
+                    "rate_limit": {"rules": [{"id": "a", "lines_per_s": 1, "action": "x"}]}
+                }
+            },
+            "processing.rate_limit.rules.0.action",
+            "'pause' or 'drop'",
+        ),
+        (
+            {"processing": {"rate_limit": {"rules": [{"lines_per_s": 1}]}}},
+            "processing.rate_limit.rules.0.id",
+            "Field required",
+        ),
+        (
+            {
+                "processing": {
+                    "rate_limit": {"rules": [{"id": "a", "lines_per_s": 1, "labels": ["a b"]}]}
+                }
+            },
+            "processing.rate_limit.rules.0.labels",
+            "is not 'key'",
+        ),
+        (
+            {"processing": {"rate_limit": {"summary_interval_s": 0}}},
+            "processing.rate_limit.summary_interval_s",
+            "greater than 0",
+        ),
+        (
+            {"processing": {"drop": [{"id": "rate_limit", "stream": "stdout"}]}},
+            "processing.drop.0.id",
+            "choose another id",
+        ),
+        (
+            {"processing": {"json_logs": {"keep_original": "maybe"}}},
+            "processing.json_logs.keep_original",
+            "valid boolean",
+        ),
+    ],
+)
+def test_operator_controls_are_validated_naming_the_key(
+    raw: dict[str, Any], key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert caught.value.key == key
+    assert problem in caught.value.problem
+
+
+def test_start_at_has_one_value_whatever_name_or_layer_gives_it(tmp_path: Path) -> None:
+    path = tmp_path / "shipper.yml"
+    path.write_text("docker:\n  start_at: 10m\n")
+    assert load_config(path).start_at == "10m"
+    assert load_config(path, environ={"SHIPPER_START_AT": "now"}).start_at == "now"
+    assert load_config(path, {"start_at": "beginning"}, environ={}).start_at == "beginning"
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, environ={"SHIPPER_START_AT": "now", "SHIPPER_DOCKER_START_AT": "1h"})
+    assert caught.value.key == "SHIPPER_START_AT"
+
+
+def test_a_wrong_start_at_flag_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--storage-path", str(tmp_path), "--start-at", "yesterday"])
+    assert code == 2
+    assert "start_at: must be beginning, now or a duration" in capsys.readouterr().err

@@ -153,3 +153,36 @@ def test_existing_fields_and_tags_are_kept() -> None:
 def test_the_message_getter_points_at_the_message() -> None:
     record = LogRecord("c", 1, STDOUT, 2, '{"a": 1}', (), None, 9)
     assert jsonlogs._MESSAGE_FIELD(record) == record.message
+
+
+def test_keep_original_keeps_the_line_as_written_when_it_was_decoded() -> None:
+    line = '{"msg": "slow request",  "level":"WARN", "path": "/items"}'
+    decoder = JsonDecoder(JsonSpec(True, "json", 3, 6, keep_original=True), ProcessorStats())
+    decoded, plain, broken = decoder.apply(
+        [
+            LogRecord("c", T0, STDOUT, 0, line),
+            LogRecord("c", T0, STDOUT, 1, "plain text"),
+            LogRecord("c", T0, STDOUT, 2, "{not json"),
+        ]
+    )
+    assert decoded.message == "slow request"
+    assert decoded.fields is not None and decoded.fields["event.original"] == line
+    # Lines that stay as they are need no copy.
+    assert plain.fields is None
+    assert broken.message == "{not json" and "event.original" not in (broken.fields or {})
+
+
+def test_keep_original_is_redacted_like_the_message() -> None:
+    from shipper.config import RedactionConfig
+    from shipper.pipeline.redact import Redactor
+
+    line = '{"msg": "login", "password": "hunter2"}'
+    stats = ProcessorStats()
+    [decoded] = JsonDecoder(JsonSpec(True, "json", 3, 6, keep_original=True), stats).apply(
+        [LogRecord("c", T0, STDOUT, 0, line)]
+    )
+    [masked] = Redactor(RedactionConfig(), stats).apply([decoded])
+    assert masked.fields is not None
+    assert "hunter2" not in json.dumps(masked.fields)
+    assert masked.fields["event.original"] == '{"msg": "login", "password": "[REDACTED]"}'
+    assert "redacted" in masked.flags

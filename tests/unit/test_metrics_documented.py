@@ -8,6 +8,7 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge, Histogram
 
 from shipper import telemetry
+from shipper.accounting import ContainerCounts
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -21,9 +22,11 @@ def _exported() -> set[str]:
             names.add(value._name)
     # The scrape-time collectors, given one sample each.
     sample = telemetry.ContainerSample("c", 1.0, 1.0)
+    counts = ContainerCounts().as_dict()
     collectors = [
         telemetry.PerContainerCollector(lambda: [sample]),
         telemetry.BufferReadsCollector(lambda: (1, 1)),
+        telemetry.ContainerAccountingCollector(lambda: [("c", counts)]),
     ]
     for collector in collectors:
         names.update(s.name for metric in collector.collect() for s in metric.samples)

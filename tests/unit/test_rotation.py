@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import pytest
 
-from shipper.model import ContainerMeta, LogRecord
+from shipper.model import ContainerMeta, Destination, LogRecord
 from shipper.sources.rotation import (
     RotationLimits,
     RotationWatch,
@@ -155,3 +158,37 @@ def test_forgotten_containers_are_not_checked() -> None:
     watch.forget(meta.id)
     assert watch.check(now_ns=200 * S, now_monotonic=1.0) == ([], 0)
     assert watch.write_rate(meta.id) == 0.0
+
+
+async def test_a_container_held_back_by_its_rate_limit_is_warned_about_as_such(
+    tmp_path: Path,
+) -> None:
+    """pause keeps a fast writer's lines in Docker's log: while the intake waits for the
+    quota, the container is busy and falls behind, and the risk names the rate limit."""
+    import asyncio
+    import time
+
+    from shipper.buffer import DiskBuffer
+    from shipper.config import parse_config
+    from shipper.sources.intake import BufferIntake
+
+    config = parse_config(
+        {"processing": {"rate_limit": {"rules": [{"id": "slow", "lines_per_s": 10, "burst_s": 1}]}}}
+    )
+    buffer = DiskBuffer.open(tmp_path, max_bytes=1 << 30, segment_max_bytes=1 << 20, fsync="never")
+    intake = BufferIntake(
+        buffer, lambda meta: Destination("logs-docker-default"), "h", lambda: config.processing
+    )
+    meta = _meta(**{"max-size": "10k", "max-file": "2"})
+    now = time.time()
+    # 200 lines of 500 bytes written over 0.2 s a second ago: 20 s of quota.
+    records = _lines(now - 1.0, 200, 0.001, 500)
+    put = asyncio.create_task(intake.put(meta, records))
+    await asyncio.sleep(1.2)
+    newly, at_risk = intake.rotation.check(time.time_ns() + 2 * S, time.monotonic())
+    assert at_risk == 1 and [risk.rate_limited for risk in newly] == [True]
+    assert buffer.records_held < 30  # the quota's burst and a second's worth, not more
+    put.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await put
+    await buffer.close()

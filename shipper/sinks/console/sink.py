@@ -11,13 +11,17 @@ import sys
 from typing import Any, BinaryIO
 
 from shipper import telemetry
+from shipper.accounting import Ledger
 from shipper.sinks.base import BatchSource
 
 
 class ConsoleSink:
-    def __init__(self, source: BatchSource[Any], out: BinaryIO | None = None) -> None:
+    def __init__(
+        self, source: BatchSource[Any], out: BinaryIO | None = None, ledger: Ledger | None = None
+    ) -> None:
         self._source = source
         self._out = out or sys.stdout.buffer
+        self._ledger = ledger  # printed counts as stored, for the accounting
         self._stopping = asyncio.Event()
         self.last_error: str | None = None
 
@@ -39,5 +43,7 @@ class ConsoleSink:
                 )
             )
             self._out.flush()
+            if self._ledger is not None:
+                self._ledger.acknowledged(batch, None)
             self._source.ack(batch)
             telemetry.records_shipped.inc(batch.count)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +25,17 @@ from shipper.backoff import Backoff
 
 
 class Ticket:
-    """One buffer batch in flight: acknowledged once every entry of it is settled."""
+    """One buffer batch in flight: acknowledged once every entry of it is settled.
 
-    __slots__ = ("_ack", "unsettled")
+    `outcomes` gathers what became of its entries, (container key, outcome) -> count, for
+    the accounting the acknowledgement reports (`shipper.accounting`)."""
+
+    __slots__ = ("_ack", "outcomes", "unsettled")
 
     def __init__(self, size: int, ack: Callable[[], None]) -> None:
         self.unsettled = size
         self._ack = ack
+        self.outcomes: Counter[tuple[str, str]] = Counter()
 
     def settle(self, count: int = 1) -> None:
         self.unsettled -= count

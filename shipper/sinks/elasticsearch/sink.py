@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections import Counter
@@ -50,10 +49,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipper import telemetry
+from shipper.accounting import (
+    ALREADY_STORED,
+    DEAD_LETTERED,
+    FAILURE_STORED,
+    STORED,
+    Ledger,
+    Outcomes,
+)
 from shipper.backoff import Backoff
 from shipper.config import ElasticsearchConfig
 from shipper.errors import ConfigError
-from shipper.pipeline.encoder import index_of
+from shipper.pipeline.encoder import container_key_of, index_of
 from shipper.sinks.base import BatchSource
 from shipper.sinks.elasticsearch.client import (
     ElasticsearchConnection,
@@ -87,6 +94,11 @@ _TOO_LARGE = ItemOutcome(
 )
 
 
+def _tally(item: _Item, outcome: str) -> None:
+    """Notes what became of an entry on its batch's ticket (per-item: the slow path only)."""
+    item.ticket.outcomes[(container_key_of(item.entry), outcome)] += 1
+
+
 class _Split(Exception):
     """The request was too large (413): send it in halves."""
 
@@ -110,8 +122,11 @@ class ElasticsearchSink:
         dead_letters: DeadLetters,
         templates: TemplateManager | None = None,
         static_targets: Sequence[str] = (),
+        ledger: Ledger | None = None,
     ) -> None:
         self._connection = connection
+        # Told what became of each acknowledged batch (per-container accounting).
+        self._ledger = ledger
         self._source = source
         self._config = config
         self._dead_letters = dead_letters
@@ -281,17 +296,30 @@ class ElasticsearchSink:
             telemetry.bulk_items.labels("201", "none", "none").inc(count)
             telemetry.records_shipped.inc(count)
             for batch in batches:
-                self._source.ack(batch)
+                self._acknowledge(batch, None)
             return
         outcomes = classify_bulk_response(response, count).outcomes
         await self._settle(self._items_of(batches), outcomes)
 
+    def _acknowledge(self, batch: Any, outcomes: Outcomes | None) -> None:
+        """`outcomes`: what became of each entry, gathered on its ticket; None: all stored."""
+        if self._ledger is not None:
+            self._ledger.acknowledged(batch, outcomes)
+        self._source.ack(batch)
+
     def _items_of(self, batches: list[Any]) -> list[_Item]:
         items: list[_Item] = []
         for batch in batches:
-            ticket = Ticket(batch.count, functools.partial(self._source.ack, batch))
+            ticket = self._ticket(batch)
             items.extend(_Item(entry, ticket) for entry in batch.entries)
         return items
+
+    def _ticket(self, batch: Any) -> Ticket:
+        def acknowledge() -> None:
+            self._acknowledge(batch, ticket.outcomes)
+
+        ticket = Ticket(batch.count, acknowledge)
+        return ticket
 
     async def _deliver(self, items: list[_Item]) -> None:
         """Sends items until each is settled or parked for a later retry."""
@@ -326,8 +354,12 @@ class ElasticsearchSink:
             if outcome.action is ItemAction.DONE:
                 if outcome.in_failure_store:
                     failure_stored[index_of(item.entry)] += 1
+                    _tally(item, FAILURE_STORED)
                 elif item.fallback is None:
                     stored += 1
+                    _tally(item, ALREADY_STORED if outcome.status == 409 else STORED)
+                else:
+                    _tally(item, DEAD_LETTERED)  # its dead letter is in the stream now
                 item.ticket.settle()
             elif outcome.action is ItemAction.RETRY:
                 parked += 1
@@ -389,6 +421,7 @@ class ElasticsearchSink:
         for item, outcome in to_file:
             assert item.fallback is not None
             await self._dead_letters.to_file([item.fallback], outcome)
+            _tally(item, DEAD_LETTERED)
             item.ticket.settle()
 
     def _failure_store_not_enabled(self, stream: str) -> None:

@@ -68,7 +68,16 @@ def mappings() -> dict[str, Any]:
             "log": {
                 "properties": {**_keywords("iostream", "flags", "level", "logger")},
             },
-            "event": {"properties": {"created": {"type": "date"}}},
+            "event": {
+                "properties": {
+                    "created": {"type": "date"},
+                    # json_logs.keep_original: the line as written, in _source only (ECS).
+                    "original": {"type": "keyword", "index": False, "doc_values": False},
+                    # A rate-limit summary: the first and last line it dropped.
+                    "start": {"type": "date_nanos"},
+                    "end": {"type": "date_nanos"},
+                }
+            },
             "tags": _KEYWORD,
             # Decoded JSON logs: whatever the application writes, mapped dynamically.
             "json": {"type": "object", "dynamic": True},
@@ -101,6 +110,18 @@ def mappings() -> dict[str, Any]:
             "docker": {"properties": {"compose": {"properties": _keywords("project", "service")}}},
             "ecs": {"properties": _keywords("version")},
             "data_stream": _data_stream_fields(),
+            # Rate-limit summary records (sources/quota.py).
+            "shipper": {
+                "properties": {
+                    "rate_limit": {
+                        "properties": {
+                            "rule": _KEYWORD,
+                            "dropped_lines": {"type": "long"},
+                            "dropped_bytes": {"type": "long"},
+                        }
+                    }
+                }
+            },
         }
     }
 
