@@ -227,8 +227,13 @@ async def test_every_line_of_several_pods_arrives_once_with_exact_metadata(
 
     # status names CRI containers namespace/pod/container.
     _, body = await asyncio.to_thread(shipper.http_get, "/status")
-    names = {row["name"] for row in json.loads(body)["containers"]}
+    report = json.loads(body)
+    names = {row["name"] for row in report["containers"]}
     assert f"shop/{web.name}/main" in names
+    # Every line read is accounted for, as for Docker's containers.
+    assert report["accounting"]["problems"] == []
+    rows = {row["name"]: row for row in report["containers"]}
+    assert rows[f"shop/{web.name}/main"]["accounting"]["lines_read"] == len(lines)
     await stop(shipper)
     started = log_record(shipper, "Shipper started.")
     assert (started["source"], started["source_chosen_because"]) == ("cri", "source is cri")
