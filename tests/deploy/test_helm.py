@@ -22,7 +22,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from shipper.config import Config, ElasticsearchConfig, parse_config
+from shipper.config import Config, ElasticsearchConfig, is_secret_key, parse_config
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "shipper"
 RELEASE = "logs"
@@ -171,9 +171,7 @@ def config_secret_keys(model: type[BaseModel] = Config, prefix: str = "") -> lis
         annotation = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             keys += config_secret_keys(annotation, f"{prefix}{name}.")
-        elif not name.endswith("_file") and any(
-            word in name for word in ("password", "api_key", "token", "secret")
-        ):
+        elif not name.endswith("_file") and is_secret_key(name):
             keys.append(prefix + name)
     return keys
 
@@ -442,6 +440,7 @@ def test_the_values_schema_rejects_every_inline_secret_the_shipper_config_has() 
         "elasticsearch.password",
         "elasticsearch.api_key",
         "elasticsearch.bearer_token",
+        "elasticsearch.client_key_password",
         "kibana.password",
         "kibana.api_key",
     ]

@@ -396,10 +396,11 @@ async def test_status_from_the_agent_counts_dead_letters_by_error_type(
         run_cli, "status", "--url", shipper.metrics_url, "--config", config
     )
     assert table.returncode == 0, table.stderr
-    assert table.stdout.splitlines()[-2:] == [
+    assert table.stdout.splitlines()[-3:] == [
         "dead letters in the file: 7 (document_parsing_exception: 3, mapper_parsing_exception: "
         f"2, request_entity_too_large: 1, unreadable_line: 1)  [{path}]",
         "dead letters since the agent started: 0",
+        "kept in a failure store (not as log records) since the agent started: 0",
     ]
     assert await asyncio.to_thread(shipper.stop) == 0
 
