@@ -5,8 +5,9 @@ checkpointer persists each container's position only after the buffer holding it
 synced. `Shipper.run` reads as the table of contents:
 
 * `startup`: decide (once per storage) where containers without a position begin, open the
-  disk buffer and count what it holds, the checkpoints, build the source, the intake, the
-  output and the HTTP endpoints (the builders are shared with `shipper backfill`);
+  disk buffer and count what it holds, the checkpoints, choose and build the source (Docker's
+  API or the CRI log files, see sources/choice.py), the intake, the output and the HTTP
+  endpoints (the builders are shared with `shipper backfill`);
 * `main_loop`: run discovery, the output and the checkpointer (which also writes the
   rate-limit summaries of quiet containers) until a signal;
 * `shutdown`: stop reading, sync the buffer, save checkpoints, give the output
@@ -21,10 +22,10 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.registry import Collector
 
@@ -33,7 +34,10 @@ from shipper.accounting import Ledger
 from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
 from shipper.buffer.census import entries_by_key
-from shipper.config import Config, DockerConfig, ProcessingConfig, changed_keys
+from shipper.config import Config, CriConfig, DockerConfig, ProcessingConfig, changed_keys
+from shipper.cri.discovery import CriDiscovery
+from shipper.cri.follower import CriFollowerSettings
+from shipper.cri.runtime import CriRuntimeClient
 from shipper.docker.api import DockerClient, DockerError
 from shipper.docker.own_container import detect_own_container, own_pod_uid
 from shipper.errors import ConfigError, DiskFullError
@@ -57,6 +61,7 @@ from shipper.sources.checkpoint import (
     CheckpointStore,
     LimiterState,
 )
+from shipper.sources.choice import SourceChoice, choose_source
 from shipper.sources.discovery import Discovery
 from shipper.sources.first_start import (
     FirstStart,
@@ -69,6 +74,7 @@ from shipper.sources.intake import BufferIntake
 from shipper.sources.selection import should_ship
 
 Output = ElasticsearchSink | ConsoleSink
+RuntimeClient = DockerClient | CriRuntimeClient
 
 # ---------------------------------------------------------------------------- builders
 # Shared with `shipper backfill`, so both build the same client, intake and output.
@@ -82,6 +88,10 @@ def docker_client(config: DockerConfig) -> DockerClient:
         tls_verify=config.tls_verify,
         cert_path=config.cert_path,
     )
+
+
+def cri_client(config: CriConfig, socket: str) -> CriRuntimeClient:
+    return CriRuntimeClient(socket, timeout_s=config.timeout_s)
 
 
 def buffer_intake(
@@ -131,15 +141,23 @@ def elasticsearch_output(
     return connection, sink
 
 
-async def host_name_of(config: Config, docker: DockerClient) -> str:
-    """`host_name` from the config, else the Docker host's name, else this machine's."""
+async def host_name_of(config: Config, client: RuntimeClient) -> str:
+    """`host_name` from the config, else the Docker host's name (Kubernetes: the node's,
+    NODE_NAME), else this machine's."""
     if config.host_name:
         return config.host_name
+    if isinstance(client, CriRuntimeClient):
+        return node_name() or os.uname().nodename
     try:
-        name = str((await docker.info()).get("Name") or "")
+        name = str((await client.info()).get("Name") or "")
     except DockerError:
         name = ""
     return name or os.uname().nodename
+
+
+def node_name() -> str:
+    """The Kubernetes node this runs on, as the chart passes it (downward API)."""
+    return os.environ.get("NODE_NAME", "")
 
 
 # ---------------------------------------------------------------------------- the agent
@@ -151,9 +169,9 @@ class _Parts:
 
     buffer: DiskBuffer
     book: CheckpointBook
-    docker: DockerClient
+    client: RuntimeClient  # the source's: Docker's API, or the CRI runtime's
     intake: BufferIntake
-    discovery: Discovery
+    discovery: Discovery | CriDiscovery
     output: Output
     decision: FirstStart
     first_start: bool  # the decision was made by this start
@@ -226,15 +244,20 @@ class Shipper:
         """Builds every part; None if asked to stop before the buffer could be opened."""
         config = self.config
         docker = docker_client(config.docker)
+        client: RuntimeClient = docker
         try:
+            choice = await choose_source(config, docker)
+            if choice.kind == "cri":
+                await docker.close()
+                client = cri_client(config.cri, choice.socket)
             # Before the buffer is opened (which creates it) and before anything is read.
-            decided = await self._first_start(docker)
+            decided = await self._first_start(client)
             buffer = await self._open_buffer() if decided is not None else None
         except BaseException:
-            await docker.close()
+            await client.close()
             raise
         if decided is None or buffer is None:
-            await docker.close()
+            await client.close()
             return None
         decision, first = decided
         try:
@@ -244,7 +267,7 @@ class Shipper:
                 self._saved_checkpoints(),
                 unknown_start=decision.start_without_position(),
             )
-            host_name = await host_name_of(config, docker)
+            host_name = await host_name_of(config, client)
             intake, router = buffer_intake(
                 config,
                 buffer,
@@ -254,7 +277,7 @@ class Shipper:
                 limiter_states=book.saved_limiter_states(),
             )
             book.keep_limiter_states(intake.limiter_state)
-            discovery = self._discovery(docker, intake, book)
+            discovery = self._discovery(client, intake, book)
             connection: ElasticsearchConnection | None = None
             output: Output
             if config.output == "elasticsearch":
@@ -266,13 +289,13 @@ class Shipper:
             # Credentials files are read now, so a bad one fails the start (exit 2).
             kibana = KibanaSetup(config.kibana) if config.kibana.url else None
         except BaseException:
-            await docker.close()
+            await client.close()
             await buffer.close()
             raise
         parts = _Parts(
             buffer,
             book,
-            docker,
+            client,
             intake,
             discovery,
             output,
@@ -288,8 +311,10 @@ class Shipper:
             raise
         telemetry.info(
             "Shipper started.",
+            source=choice.kind,
+            source_chosen_because=choice.why,
+            **_source_fields(config, choice),
             output=config.output,
-            docker_host=config.docker.host,
             storage_path=str(self.storage),
             host_name=host_name,
             native_hot_path=NATIVE_HOT_PATH,  # False: built without a C compiler, or off
@@ -297,7 +322,7 @@ class Shipper:
         self._say_start_position(decision, first)
         return parts
 
-    async def _first_start(self, docker: DockerClient) -> tuple[FirstStart, bool] | None:
+    async def _first_start(self, client: RuntimeClient) -> tuple[FirstStart, bool] | None:
         """Where containers without a position begin (`sources/first_start.py`); None if
         asked to stop while waiting for space to record it."""
         config = self.config
@@ -316,7 +341,7 @@ class Shipper:
             return recorded, False
         now_ns = time.time_ns()
         if not self.layout.holds_positions():
-            now_ns = await _runtime_clock_ns(docker)
+            now_ns = await _runtime_clock_ns(client)
         origin = start_at_origin(config, from_flag=self._start_at_from_flag)
         backoff = Backoff(base_s=1.0, cap_s=30.0)
         while True:
@@ -375,11 +400,14 @@ class Shipper:
             )
 
     async def _report_history(self, parts: _Parts) -> None:
-        """At the first start: how much history the containers hold, and what is skipped."""
+        """At the first start: how much history the containers hold, and what is skipped
+        (measured for Docker's containers; the CRI source does not measure it)."""
         decision = parts.decision
+        if not isinstance(parts.client, DockerClient):
+            return
         try:
             async with asyncio.timeout(60):
-                size = await history.measure(parts.docker, self._containers_path, self._select)
+                size = await history.measure(parts.client, self._containers_path, self._select)
         except (DockerError, TimeoutError) as exc:
             telemetry.info("The containers' log sizes could not be measured.", error=str(exc))
             return
@@ -461,8 +489,9 @@ class Shipper:
             return {}
 
     def _discovery(
-        self, docker: DockerClient, intake: BufferIntake, book: CheckpointBook
-    ) -> Discovery:
+        self, client: RuntimeClient, intake: BufferIntake, book: CheckpointBook
+    ) -> Discovery | CriDiscovery:
+        """The source's discovery, which runs a follower per container to read."""
         config = self.config
         own = detect_own_container()
         own_id = own.id if own is not None else None
@@ -477,8 +506,22 @@ class Shipper:
                 container_id=own.id[:12],
             )
         self._select = lambda meta: should_ship(meta, self.processing.selection, own_id, pod_uid)
+        if isinstance(client, CriRuntimeClient):
+            return CriDiscovery(
+                client,
+                Path(config.cri.log_directory),
+                intake,
+                book,
+                CriFollowerSettings(
+                    max_line_bytes=config.processing.max_line_bytes,
+                    processing=lambda: self.processing,
+                ),
+                annotations=config.cri.annotations,
+                node_name=node_name(),
+                select=self._select,
+            )
         return Discovery(
-            docker,
+            client,
             intake,
             book,
             FollowerSettings(
@@ -635,11 +678,15 @@ class Shipper:
 
     def _status_report(self, parts: _Parts) -> dict[str, Any]:
         """For /status and `shipper status` (shape: `shipper.status`)."""
-        buffer, followers = parts.buffer, parts.discovery.followers
+        buffer, followers = parts.buffer, _followers(parts.discovery)
+        checkpoints = parts.book.snapshot()
+        # Names of containers records were handed over for, those kept with positions (a
+        # CRI container read to its end), then the live ones.
         names = parts.intake.container_names()
-        names.update({cid: f.meta.name for cid, f in followers.items() if f.meta})
+        names.update(status.saved_names(checkpoints))
+        names.update({cid: f.meta.display_name for cid, f in followers.items() if f.meta})
         ledger = parts.intake.ledger
-        rows = status.container_rows(parts.book.snapshot(), names, followers.keys())
+        rows = status.container_rows(checkpoints, names, followers.keys())
         return {
             "source": "agent",
             "storage_path": str(self.storage),
@@ -709,7 +756,7 @@ class Shipper:
             telemetry.REGISTRY.unregister(collector)
         if parts.connection is not None:
             await parts.connection.close()
-        await parts.docker.close()
+        await parts.client.close()
         try:
             await parts.buffer.close()
         except OSError:
@@ -782,17 +829,40 @@ class Shipper:
         return True
 
 
-def _container_samples(discovery: Discovery) -> list[telemetry.ContainerSample]:
+def _source_fields(config: Config, choice: SourceChoice) -> dict[str, str]:
+    """What the start log says of where the source reads."""
+    if choice.kind == "cri":
+        return {"cri_socket": choice.socket, "log_directory": config.cri.log_directory}
+    return {"docker_host": config.docker.host}
+
+
+class _Followed(Protocol):
+    """What the status and the per-container metrics read of any source's follower."""
+
+    @property
+    def meta(self) -> ContainerMeta | None: ...
+
+    @property
+    def last_read_monotonic(self) -> float: ...
+
+    def checkpoint(self) -> Checkpoint: ...
+
+
+def _followers(discovery: Discovery | CriDiscovery) -> Mapping[str, _Followed]:
+    return discovery.followers
+
+
+def _container_samples(discovery: Discovery | CriDiscovery) -> list[telemetry.ContainerSample]:
     now_ns, now = time.time_ns(), time.monotonic()
     samples = []
-    for follower in list(discovery.followers.values()):
+    for follower in list(_followers(discovery).values()):
         if follower.meta is None:
             continue
         since = follower.checkpoint().since_ns
         last = follower.last_read_monotonic
         samples.append(
             telemetry.ContainerSample(
-                follower.meta.name,
+                follower.meta.display_name,
                 max(0.0, (now_ns - since) / 1e9) if since else 0.0,
                 now - last if last else None,
             )
@@ -820,8 +890,12 @@ def start_at_origin(config: Config, *, from_flag: bool) -> str:
     return "the default"
 
 
-async def _runtime_clock_ns(docker: DockerClient) -> int:
-    """Now, by the Docker daemon's clock (its lines are stamped by it); ours if it is away."""
+async def _runtime_clock_ns(client: RuntimeClient) -> int:
+    """Now, by the Docker daemon's clock (its lines are stamped by it); ours if it is away.
+    A CRI runtime stamps its lines with this node's clock, which is ours."""
+    if not isinstance(client, DockerClient):
+        return time.time_ns()
+    docker = client
     try:
         async with asyncio.timeout(5):
             info = await docker.info()

@@ -3,8 +3,8 @@
 - `/metrics`: Prometheus text format.
 - `/healthz`: 200 while the process loop is alive. It answers from the event loop itself,
   so a blocked or dead loop fails the probe (use it for liveness / Docker HEALTHCHECK).
-- `/readyz`: 200 `ready` when the shipper can do its job right now (Docker API reachable,
-  the output accepting writes); otherwise 503 `not ready` with one `- reason` line each
+- `/readyz`: 200 `ready` when the shipper can do its job right now (its source's runtime
+  API reachable: Docker's, or the CRI runtime's; the output accepting writes); otherwise 503 `not ready` with one `- reason` line each
   (use it for readiness).
 - `/status`: JSON for `shipper status`: buffer, per-container checkpoints and lag, dead
   letters, readiness (see `shipper.commands.status` for the fields).

@@ -1,4 +1,5 @@
-"""Small types shared by every stage: a container's metadata and one log record.
+"""Small types shared by every stage: a container's metadata (and its Kubernetes pod's), and
+one log record.
 
 Imports nothing of ours. `LogRecord` is a NamedTuple rather than a dataclass because one is
 created per log line on the hot path, and tuple construction is the cheapest typed option.
@@ -23,8 +24,24 @@ PODMAN_COMPOSE_SERVICE_LABEL = "io.podman.compose.service"
 
 
 @dataclass(frozen=True, slots=True)
+class PodMeta:
+    """The Kubernetes pod of a container whose logs are read from the CRI log files."""
+
+    namespace: str
+    name: str
+    uid: str
+    container_name: str  # the container's name in the pod spec
+    labels: Mapping[str, str] = field(default_factory=dict)  # the pod's own labels
+    # The pod's annotations that are shipped (cri.annotations selects them); all of them
+    # are the container's (`ContainerMeta.annotations`).
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    node_name: str = ""  # the node it runs on (NODE_NAME), "" if not known
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerMeta:
-    """What `GET /containers/{id}/json` tells about a container, reduced to what we use."""
+    """What the runtime tells about a container, reduced to what we use: Docker's
+    `GET /containers/{id}/json`, or the CRI API's answers with the pod's metadata."""
 
     id: str
     name: str  # without Docker's leading slash
@@ -45,6 +62,23 @@ class ContainerMeta:
     # The pod's annotations, for a container of a Kubernetes pod read through the CRI (the
     # runtime passes them as kubelet gave them); empty for Docker, which has none.
     annotations: Mapping[str, str] = field(default_factory=dict)
+    pod: PodMeta | None = None  # a Kubernetes pod's container read from the CRI log files
+
+    @property
+    def hints(self) -> Mapping[str, str]:
+        """Where the `shipper.*` hints are read: the container's labels, and on Kubernetes
+        its pod's annotations (a pod spec cannot set a container's labels); a label wins."""
+        if not self.annotations:
+            return self.labels
+        return {**self.annotations, **self.labels}
+
+    @property
+    def display_name(self) -> str:
+        """How people name it: `<namespace>/<pod>/<container>` on Kubernetes, else its name."""
+        pod = self.pod
+        if pod is None:
+            return self.name
+        return f"{pod.namespace}/{pod.name}/{pod.container_name}"
 
     @property
     def compose_project(self) -> str | None:

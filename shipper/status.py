@@ -77,6 +77,16 @@ def container_rows(
     return rows
 
 
+def saved_names(checkpoints: Mapping[str, Checkpoint]) -> dict[str, str]:
+    """The names a source kept with its positions (the CRI source's `ns/pod/container`)."""
+    names = {}
+    for container_id, checkpoint in checkpoints.items():
+        name = (checkpoint.source_state or {}).get("name")
+        if isinstance(name, str) and name:
+            names[container_id] = name
+    return names
+
+
 def first_start_section(decision: FirstStart | None) -> dict[str, Any] | None:
     if decision is None:
         return None
@@ -176,7 +186,7 @@ def from_storage(storage: Path) -> dict[str, Any]:
         },
         "first_start": first_start_section(decision),
         "accounting": None,
-        "containers": container_rows(checkpoints, {}),
+        "containers": container_rows(checkpoints, saved_names(checkpoints)),
         "dead_letters": dead_letter_counts(storage),
         "problems": problems,
     }

@@ -166,6 +166,12 @@ containers_at_rotation_risk = Gauge(
     "Followed containers whose unread backlog is close to Docker's rotation limit now.",
     registry=REGISTRY,
 )
+log_files_lost = Counter(
+    "shipper_log_files_lost_total",
+    "Log files the runtime's rotation deleted before the shipper read them to their end "
+    "(CRI source): the lines in them it had not read are lost.",
+    registry=REGISTRY,
+)
 errors = Counter(
     "shipper_errors_total", "Errors by kind (each is also logged).", ["kind"], registry=REGISTRY
 )
@@ -407,6 +413,22 @@ def rotation_risk(
         rotation_keeps_bytes=capacity_bytes,
         behind_s=lag_s,
         held_by_rate_limit=rate_limited_now,
+    )
+
+
+def log_file_lost(container_id: str, name: str, what: str) -> None:
+    """Counted each time; the log is rate-limited per container."""
+    log_files_lost.inc()
+    errors.labels("log_file_lost").inc()
+    rate_limited(
+        logging.WARNING,
+        f"log_file_lost:{container_id}",
+        "A container's log file was deleted by its rotation before it was read to its end: "
+        "the lines in it that were not read are lost (the shipper fell behind, or was "
+        "stopped, for longer than kubelet keeps rotated logs).",
+        container_id=container_id[:12],
+        container_name=name,
+        file=what,
     )
 
 

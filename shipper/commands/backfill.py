@@ -92,6 +92,14 @@ def main(config: Config, *, since: str, names: list[str], progress: bool) -> int
     window_s = parse_duration(since)
     if config.output != "elasticsearch":
         raise ConfigError("output", "backfill ships to Elasticsearch; output is not elasticsearch")
+    if config.source == "cri":
+        # The CRI source reads every file kubelet keeps from each container's checkpoint,
+        # or its beginning: there is no history beyond them to fetch.
+        raise ConfigError(
+            "source",
+            "backfill reads through the Docker API; with source cri the agent "
+            "already reads all that kubelet keeps",
+        )
     preflight.check(config)  # ConfigError → exit 2 in cli
     logsetup.register_secrets(config_secrets(config))
     # Our own notices go to stderr beside the bar; warnings and errors only.

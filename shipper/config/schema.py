@@ -487,12 +487,21 @@ class SelectionRule(_Closed):
 
     labels: list[str] = Field(
         default_factory=list,
-        description="Label selectors, all must hold: 'key' (present), 'key=value', 'key!=value'.",
+        description="Label selectors, all must hold: 'key' (present), 'key=value', 'key!=value'. "
+        "On Kubernetes (source cri) they see the pod's labels.",
     )
-    name: str | None = Field(default=None, description="Glob on the container name.")
+    name: str | None = Field(
+        default=None,
+        description="Glob on the container name (source cri: its name in the pod spec).",
+    )
     image: str | None = Field(default=None, description="Glob on the image reference.")
     compose_project: str | None = Field(
         default=None, description="Glob on the com.docker.compose.project label."
+    )
+    namespace: str | None = Field(
+        default=None,
+        description="Glob on the container's Kubernetes namespace (its pod's; a Docker "
+        "container's io.kubernetes.pod.namespace label).",
     )
 
     _selectors = field_validator("labels")(_label_selectors)
@@ -500,8 +509,10 @@ class SelectionRule(_Closed):
     @model_validator(mode="after")
     def _not_empty(self) -> SelectionRule:
         # An empty rule would match every container: almost surely a typo in an exclude list.
-        if not (self.labels or self.name or self.image or self.compose_project):
-            raise ValueError("a rule needs at least one of labels, name, image, compose_project")
+        if not (self.labels or self.name or self.image or self.compose_project or self.namespace):
+            raise ValueError(
+                "a rule needs at least one of labels, name, image, compose_project, namespace"
+            )
         return self
 
 
@@ -691,6 +702,9 @@ class RateLimitRule(_Closed):
     compose_project: str | None = Field(
         default=None, description="Glob on the com.docker.compose.project label."
     )
+    namespace: str | None = Field(
+        default=None, description="Glob on the container's Kubernetes namespace."
+    )
     lines_per_s: float | None = Field(
         default=None, gt=0, description="Lines (after multiline joining) per second."
     )
@@ -802,7 +816,50 @@ class KibanaConfig(_Closed):
         return self
 
 
+class CriConfig(_Closed):
+    """The CRI log source (`source: cri`): kubelet's log files and the runtime's CRI API."""
+
+    socket: str = Field(
+        default="auto",
+        description="The container runtime's CRI socket (a path); auto: containerd's "
+        "/run/containerd/containerd.sock, else CRI-O's /var/run/crio/crio.sock, whichever "
+        "answers.",
+    )
+    log_directory: str = Field(
+        default="/var/log/pods",
+        description="Where this process sees kubelet's pod log directory (mounted read-only).",
+    )
+    annotations: list[str] = Field(
+        default_factory=list,
+        description="Globs of the pod annotations shipped as kubernetes.annotations.*; [] "
+        "ships none (shipper.* annotations are read as hints either way).",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="Timeout of each CRI API call.")
+
+    @field_validator("socket")
+    @classmethod
+    def _socket(cls, value: str) -> str:
+        path = value.removeprefix("unix://")
+        if value != "auto" and not path.startswith("/"):
+            raise ValueError("must be auto or the absolute path of a unix socket")
+        return path
+
+    @field_validator("log_directory")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
+
+
 class Config(_Closed):
+    source: Literal["auto", "docker", "cri"] = Field(
+        default="auto",
+        description="Where container logs come from. docker: the Docker (or Podman) API; cri: "
+        "kubelet's CRI log files with the runtime's CRI API (Kubernetes on containerd or "
+        "CRI-O); auto: cri when a CRI runtime answers, else docker. The start log says which "
+        "and why.",
+    )
     output: Literal["elasticsearch", "console"] = "elasticsearch"
     host_name: str | None = Field(default=None, description="host.name; defaults to the host's.")
     shutdown_timeout_s: float = Field(default=10.0, ge=0)
@@ -812,6 +869,7 @@ class Config(_Closed):
         "storage: beginning, now, or a duration back from now (10m, 2h, 7d).",
     )
     docker: DockerConfig = Field(default_factory=DockerConfig)
+    cri: CriConfig = Field(default_factory=CriConfig)
     elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

@@ -274,6 +274,12 @@ class CriRuntimeClient:
             log_path=status.log_path,
         )
 
+    async def container_state(self, container_id: str) -> str:
+        """ContainerStatus alone: "created" | "running" | "exited" | "unknown"."""
+        request = api.ContainerStatusRequest(container_id=container_id)
+        status = (await self._call(CONTAINER_STATUS, request, api.ContainerStatusResponse)).status
+        return _CONTAINER_STATES.get(status.state, "unknown")
+
     # -- plumbing ------------------------------------------------------------------------------
 
     async def _call(

@@ -1,19 +1,26 @@
 """Static fields of one container, computed once per container start (pure).
 
-Precedence, lowest first: `processing.fields` from config, then labels
-`shipper.field.<path>=value` (the app team knows its container best), then what is derived
-from the container itself (Kubernetes labels, image, allow-listed env), which is a fact and
-is never overridden. Paths that would land on a field the shipper writes itself are ignored.
+Precedence, lowest first: `processing.fields` from config, then the hints
+`shipper.field.<path>=value` (a Docker container's labels, a pod's annotations: the app team
+knows its container best), then what is derived from the container itself (its Kubernetes
+pod, image, allow-listed env), which is a fact and is never overridden. Paths that would land
+on a field the shipper writes itself are ignored.
+
+A pod's labels and annotations become `kubernetes.labels.<key>` and
+`kubernetes.annotations.<key>` with the key's dots replaced as a container label's are in
+`container.labels` (`sanitize_label_key`): `app.kubernetes.io/name` would otherwise nest.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from shipper.config import SHIPPER_FIELD_ROOTS, ProcessingConfig
-from shipper.model import ContainerMeta
+from shipper.model import ContainerMeta, PodMeta
 from shipper.pipeline import labels
+from shipper.pipeline.encoder import sanitize_label_key
 
 # kubelet (dockershim / cri-dockerd) labels → ECS-style kubernetes.* as Filebeat writes them
 _K8S_FIELDS = (
@@ -61,10 +68,10 @@ def _path_allowed(path: str) -> bool:
 
 
 def label_field_paths(meta: ContainerMeta) -> tuple[dict[str, str], list[str]]:
-    """The `shipper.field.*` labels as {path: value}, and the label names that were refused."""
+    """The `shipper.field.*` hints as {path: value}, and the hint names that were refused."""
     fields: dict[str, str] = {}
     refused: list[str] = []
-    for key, value in meta.labels.items():
+    for key, value in meta.hints.items():
         if key.startswith(labels.FIELD_PREFIX):
             path = key[len(labels.FIELD_PREFIX) :]
             if _path_allowed(path):
@@ -82,6 +89,8 @@ def container_fields(meta: ContainerMeta, cfg: ProcessingConfig) -> dict[str, An
         value = meta.labels.get(label)
         if value:
             fields[path] = value
+    if meta.pod is not None:
+        fields.update(pod_fields(meta.pod))
     image = parse_image_ref(meta.image)
     # container.image.name stays the reference exactly as the container was created with it
     # (set by the encoder); its parts are added alongside.
@@ -94,3 +103,24 @@ def container_fields(meta: ContainerMeta, cfg: ProcessingConfig) -> dict[str, An
             # Dots would nest; env names rarely have them, but one must not split a field.
             fields["container.env." + name.replace(".", "_")] = meta.env[name]
     return fields
+
+
+def pod_fields(pod: PodMeta) -> dict[str, Any]:
+    """The ECS `kubernetes.*` fields of a pod's container (dotted paths; maps nest whole)."""
+    fields: dict[str, Any] = {
+        "kubernetes.namespace": pod.namespace,
+        "kubernetes.pod.name": pod.name,
+        "kubernetes.pod.uid": pod.uid,
+        "kubernetes.container.name": pod.container_name,
+    }
+    if pod.node_name:
+        fields["kubernetes.node.name"] = pod.node_name
+    if pod.labels:
+        fields["kubernetes.labels"] = _sanitized(pod.labels)
+    if pod.annotations:
+        fields["kubernetes.annotations"] = _sanitized(pod.annotations)
+    return fields
+
+
+def _sanitized(mapping: Mapping[str, str]) -> dict[str, str]:
+    return {sanitize_label_key(key): value for key, value in sorted(mapping.items())}

@@ -140,8 +140,8 @@ def resolve_multiline(
     """Labels first (`shipper.multiline.preset=none` turns joining off), then config rules."""
     ml = cfg.multiline
     limits = (ml.max_lines, ml.max_bytes, ml.flush_timeout_s)
-    preset = meta.labels.get(labels.MULTILINE_PRESET)
-    pattern = meta.labels.get(labels.MULTILINE_PATTERN)
+    preset = meta.hints.get(labels.MULTILINE_PRESET)
+    pattern = meta.hints.get(labels.MULTILINE_PATTERN)
     if preset is not None:
         preset = preset.strip().lower()
         if preset in ("none", "off", "false"):
@@ -159,11 +159,11 @@ def resolve_multiline(
         except re.error as exc:
             warnings.append(f"label {labels.MULTILINE_PATTERN} ignored: invalid regex ({exc})")
         else:
-            negate_label = meta.labels.get(labels.MULTILINE_NEGATE)
+            negate_label = meta.hints.get(labels.MULTILINE_NEGATE)
             negate = labels.parse_bool(negate_label)
             if negate_label is not None and negate is None:
                 warnings.append(f"label {labels.MULTILINE_NEGATE} ignored: not true or false")
-            match = meta.labels.get(labels.MULTILINE_MATCH, "after").strip().lower()
+            match = meta.hints.get(labels.MULTILINE_MATCH, "after").strip().lower()
             if match not in ("after", "before"):
                 warnings.append(f"label {labels.MULTILINE_MATCH} ignored: not after or before")
                 match = "after"
@@ -187,7 +187,7 @@ def resolve_json(
         if labels.rule_applies(rule, meta):
             mode = rule.mode
             break
-    label = meta.labels.get(labels.JSON)
+    label = meta.hints.get(labels.JSON)
     if label is not None:
         if label.strip().lower() == "auto":
             mode = "auto"

@@ -23,12 +23,24 @@ as of the lines the checkpoint covers, so that a restart continues its bucket an
 record where they were instead of starting them afresh: an opaque list of numbers, written
 only by the quota module (older shippers ignore the key).
 
+A source may keep what it needs to resume a container with its position (`source_state`,
+a JSON object only the source reads): the CRI source keeps the container's log file, whether
+it was read to its end, and the metadata its documents carry, so that lines read after the
+pod is gone (deleted while the shipper was down, say) still carry it. Its `name` is what
+`shipper status` shows without the agent.
+
 Containers without a saved position begin where the first start on this storage decided
 (`first_start.py`): `CheckpointBook(..., unknown_start=...)`.
 
 File format (`checkpoints.json` under storage.path), written tmp → fsync → rename → fsync(dir):
     {"version": 1, "containers": {"<id>": {"since_ns": 1700000000123456789, "skip": 3,
                                            "rate_limit": [...]}}}   # rate_limit: optional
+A container of a source that keeps state has a `source` key beside them (older shippers,
+which read `since_ns` and `skip` only, ignore it):
+    "<id>": {"since_ns": ..., "skip": ..., "source": {"kind": "cri", "name": "ns/pod/ctr",
+             "log_path": "/var/log/pods/ns_pod_uid/ctr/0.log", "finished": false,
+             "meta": {...}}}
+(`shipper/cri/follower.py` writes and reads the CRI one; see `cri_state` there.)
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -58,13 +70,16 @@ class Checkpoint:
     since_ns: int
     skip: int
     rate_limit: LimiterState | None = None
+    # What the source keeps with the position (see the module docstring); None: nothing.
+    source_state: Mapping[str, Any] | None = None
 
 
 class StreamPosition:
     """Tracks the lines taken from one container and turns them into a checkpoint."""
 
     def __init__(self, start: Checkpoint | None = None, slack_ns: int = DEFAULT_SLACK_NS) -> None:
-        self._start = start or Checkpoint(0, 0)
+        # The position only: what a source keeps with it is the source's to add.
+        self._start = Checkpoint(start.since_ns, start.skip) if start else Checkpoint(0, 0)
         self._slack_ns = slack_ns
         self._newest = 0
         # Recently taken lines batch by batch, newest batch last: (newest, oldest, timestamps).
@@ -156,8 +171,12 @@ class CheckpointStore:
         result: dict[str, Checkpoint] = {}
         for container_id, entry in (raw.get("containers") or {}).items():
             with contextlib.suppress(KeyError, TypeError, ValueError):
+                state = entry.get("source")
                 result[str(container_id)] = Checkpoint(
-                    int(entry["since_ns"]), int(entry["skip"]), _limiter_state(entry)
+                    int(entry["since_ns"]),
+                    int(entry["skip"]),
+                    _limiter_state(entry),
+                    state if isinstance(state, dict) else None,
                 )
         return result
 
@@ -184,6 +203,8 @@ def _entry(checkpoint: Checkpoint) -> dict[str, object]:
     entry: dict[str, object] = {"since_ns": checkpoint.since_ns, "skip": checkpoint.skip}
     if checkpoint.rate_limit is not None:
         entry["rate_limit"] = list(checkpoint.rate_limit)
+    if checkpoint.source_state is not None:
+        entry["source"] = checkpoint.source_state
     return entry
 
 
@@ -196,10 +217,28 @@ def _limiter_state(entry: Mapping[str, object]) -> LimiterState | None:
     return tuple(state)
 
 
-class _HasCheckpoint(Protocol):
+class HasCheckpoint(Protocol):
+    """A follower, as far as positions go."""
+
     container_id: str
 
     def checkpoint(self) -> Checkpoint: ...
+
+
+class CheckpointKeeper(Protocol):
+    """What a source's discovery asks of the positions (`CheckpointBook` keeps them)."""
+
+    def start_of(self, container_id: str) -> Checkpoint | None: ...
+
+    def saved(self, container_id: str) -> Checkpoint | None: ...
+
+    def follower_started(self, follower: HasCheckpoint) -> None: ...
+
+    def follower_ended(self, follower: HasCheckpoint) -> None: ...
+
+    def container_destroyed(self, container_id: str) -> None: ...
+
+    def known_containers(self) -> set[str]: ...
 
 
 class CheckpointBook:
@@ -223,7 +262,7 @@ class CheckpointBook:
         # Each container's rate limiter state as of the lines taken (set by the composition
         # root: the intake's limiters); saved with the position.
         self._limiter_state: Callable[[str], LimiterState | None] | None = None
-        self._live: dict[str, _HasCheckpoint] = {}
+        self._live: dict[str, HasCheckpoint] = {}
         self._destroyed: set[str] = set()
         self._last_written: dict[str, Checkpoint] = {}
         self._dirty = True
@@ -247,10 +286,14 @@ class CheckpointBook:
             checkpoint if state == checkpoint.rate_limit else replace(checkpoint, rate_limit=state)
         )
 
-    def follower_started(self, follower: _HasCheckpoint) -> None:
+    def saved(self, container_id: str) -> Checkpoint | None:
+        """The position last saved for a container (or kept when its follower ended)."""
+        return self._saved.get(container_id)
+
+    def follower_started(self, follower: HasCheckpoint) -> None:
         self._live[follower.container_id] = follower
 
-    def follower_ended(self, follower: _HasCheckpoint) -> None:
+    def follower_ended(self, follower: HasCheckpoint) -> None:
         if self._live.get(follower.container_id) is follower:
             del self._live[follower.container_id]
         if follower.container_id in self._destroyed:

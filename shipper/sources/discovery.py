@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from shipper import telemetry
 from shipper.backoff import Backoff
@@ -38,8 +37,9 @@ from shipper.docker.api import (
 )
 from shipper.docker.engine import DOCKER, containers_path_of
 from shipper.model import ContainerMeta
-from shipper.sources.checkpoint import Checkpoint
+from shipper.sources.checkpoint import CheckpointKeeper
 from shipper.sources.follower import ContainerFollower, FollowerSettings, Intake
+from shipper.sources.supervision import run_restarting
 
 # Stopped containers found at start are read once to their end; a few at a time is plenty.
 _CATCH_UP_CONCURRENCY = 16
@@ -49,18 +49,6 @@ _EVENT_REPLAY_S = 5.0
 # A container removed: Docker says "destroy", Podman "remove" (its compatible events keep
 # libpod's action names, except "died", which it sends as "die").
 _DESTROYED = frozenset({"destroy", "remove"})
-
-
-class CheckpointKeeper(Protocol):
-    def start_of(self, container_id: str) -> Checkpoint | None: ...
-
-    def follower_started(self, follower: ContainerFollower) -> None: ...
-
-    def follower_ended(self, follower: ContainerFollower) -> None: ...
-
-    def container_destroyed(self, container_id: str) -> None: ...
-
-    def known_containers(self) -> set[str]: ...
 
 
 class Discovery:
@@ -264,37 +252,18 @@ class Discovery:
         )
 
     async def _run_follower(self, follower: ContainerFollower, catch_up: bool) -> None:
-        backoff = Backoff(base_s=0.5, cap_s=max(1.0, self._settings.max_backoff_s))
         try:
             if not await self._selected(follower.container_id):
                 return
             # Counted once selected: containers that are not shipped are not "followed".
             self._shipping.add(follower.container_id)
             telemetry.containers_followed.set(len(self._shipping))
-            while True:
-                try:
-                    if catch_up:
-                        async with self._catch_up:
-                            await follower.run()
-                    else:
-                        await follower.run()
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    # A bug or an I/O error in one follower must not stop the others, nor
-                    # this container's logs: it starts over from its checkpoint, which
-                    # counts only lines already in the buffer.
-                    delay = backoff.next_delay_s()
-                    telemetry.error(
-                        "follower_crashed",
-                        "A container follower failed unexpectedly; it starts again from its "
-                        "checkpoint.",
-                        container_id=follower.container_id[:12],
-                        error=repr(exc),
-                        delay_s=round(delay, 2),
-                    )
-                    await asyncio.sleep(delay)
+            await run_restarting(
+                follower.run,
+                follower.container_id,
+                max_backoff_s=self._settings.max_backoff_s,
+                gate=self._catch_up if catch_up else None,
+            )
         finally:
             self._followers.pop(follower.container_id, None)
             self._tasks.pop(follower.container_id, None)

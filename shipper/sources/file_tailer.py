@@ -81,6 +81,9 @@ class _Watch:
     event: asyncio.Event = field(default_factory=asyncio.Event)
     state_changed: bool = False  # something other than the log files changed
     log_prefix: bytes = b""
+    # Names of the files a writer closed (IN_CLOSE_WRITE) since the watch began, when asked
+    # for (`track_closes`): the CRI tail learns from it that a rotated file is complete.
+    closed: set[bytes] | None = None
 
 
 class DirectoryWatcher:
@@ -89,6 +92,7 @@ class DirectoryWatcher:
     # IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE |
     # IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
     _MASK: Final = 0x002 | 0x004 | 0x008 | 0x040 | 0x080 | 0x100 | 0x200 | 0x400 | 0x800
+    _IN_CLOSE_WRITE: Final = 0x008
     _IN_IGNORED: Final = 0x8000
     _IN_Q_OVERFLOW: Final = 0x4000
     _HEADER: Final = struct.Struct("iIII")
@@ -113,8 +117,19 @@ class DirectoryWatcher:
     def available(self) -> bool:
         return self._fd >= 0
 
-    def watch(self, directory: Path, log_name: str) -> _Watch | None:
-        """Wakes the returned watch's event on any change in `directory`; None: poll."""
+    def watch(
+        self,
+        directory: Path,
+        log_name: str,
+        *,
+        track_closes: bool = False,
+        mask: int | None = None,
+        event: asyncio.Event | None = None,
+    ) -> _Watch | None:
+        """Wakes the returned watch's event on any change in `directory`; None: poll.
+
+        For the directory's first user: `mask`, only on these inotify events; `event`, the
+        event to set (one for many directories)."""
         if self._libc is None:
             return None
         key = str(directory)
@@ -122,11 +137,18 @@ class DirectoryWatcher:
         if known is not None:
             wd, users = known
             self._by_path[key] = (wd, users + 1)
-            return self._watches[wd]
-        wd = self._libc.inotify_add_watch(self._fd, os.fsencode(directory), self._MASK)
+            watch = self._watches[wd]
+            if track_closes and watch.closed is None:
+                watch.closed = set()
+            return watch
+        wd = self._libc.inotify_add_watch(
+            self._fd, os.fsencode(directory), self._MASK if mask is None else mask
+        )
         if wd < 0:
             return None  # e.g. ENOSPC: max_user_watches reached; this one polls
-        watch = _Watch(log_prefix=log_name.encode())
+        watch = _Watch(log_prefix=log_name.encode(), closed=set() if track_closes else None)
+        if event is not None:
+            watch.event = event
         self._watches[wd] = watch
         self._by_path[key] = (wd, 1)
         return watch
@@ -178,6 +200,8 @@ class DirectoryWatcher:
                 watch.state_changed = True
             elif not name.startswith(watch.log_prefix):
                 watch.state_changed = True
+            if mask & self._IN_CLOSE_WRITE and watch.closed is not None:
+                watch.closed.add(name)
             watch.event.set()
 
 
@@ -207,19 +231,22 @@ def _rotated(path: Path) -> list[Path]:
     return [p for _, p in sorted(numbered, reverse=True)]
 
 
-def _open(path: Path) -> int | None:
+def open_readonly(path: Path) -> int | None:
+    """A read-only descriptor of `path`, or None if it does not exist (any more)."""
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
 
 
-def _inode(fd: int) -> tuple[int, int]:
+def fd_inode(fd: int) -> tuple[int, int]:
+    """(device, inode) of an open file: what identifies it across renames."""
     st = os.fstat(fd)
     return st.st_dev, st.st_ino
 
 
-def _path_inode(path: Path) -> tuple[int, int] | None:
+def path_inode(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path` now, or None if there is none."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -280,8 +307,8 @@ class JsonFileTail:
                 if not self.follow:
                     return
                 # At the end of the newest file known: has it been rotated away?
-                current = _inode(fd)
-                if _path_inode(self.path) not in (None, current):
+                current = fd_inode(fd)
+                if path_inode(self.path) not in (None, current):
                     following = self._files_after(current)
                     data = os.read(fd, READ_BYTES)  # written just before the rename
                     if data:
@@ -314,22 +341,26 @@ class JsonFileTail:
             with contextlib.suppress(FileNotFoundError):
                 if os.stat(path).st_mtime_ns + MTIME_MARGIN_NS < self.since_ns:
                     continue
-            fd = _open(path)
+            fd = open_readonly(path)
             if fd is not None:
                 fds.append(fd)
-        fd = _open(self.path)
+        fd = open_readonly(self.path)
         if fd is not None:
             fds.append(fd)
         return _dedupe(fds)
 
     def _files_after(self, inode: tuple[int, int] | None) -> list[int]:
         """Open descriptors of the files newer than the one with `inode` (all if unknown)."""
-        fds = [fd for fd in (_open(p) for p in [*_rotated(self.path), self.path]) if fd is not None]
+        fds = [
+            fd
+            for fd in (open_readonly(p) for p in [*_rotated(self.path), self.path])
+            if fd is not None
+        ]
         fds = _dedupe(fds)
         if inode is None:
             return fds
         for index, fd in enumerate(fds):
-            if _inode(fd) == inode:
+            if fd_inode(fd) == inode:
                 for older in fds[: index + 1]:
                     os.close(older)
                 return fds[index + 1 :]
@@ -370,10 +401,10 @@ class JsonFileTail:
     def _more(self, fd: int | None) -> bool:
         """Whether the held file grew or was rotated (or the live file appeared)."""
         if fd is None:
-            return _path_inode(self.path) is not None
+            return path_inode(self.path) is not None
         if os.fstat(fd).st_size > os.lseek(fd, 0, os.SEEK_CUR):
             return True
-        return _path_inode(self.path) not in (None, _inode(fd))
+        return path_inode(self.path) not in (None, fd_inode(fd))
 
 
 def _mtime_ns(path: Path) -> int:
@@ -388,7 +419,7 @@ def _dedupe(fds: list[int]) -> list[int]:
     seen: set[tuple[int, int]] = set()
     out = []
     for fd in fds:
-        inode = _inode(fd)
+        inode = fd_inode(fd)
         if inode in seen:
             os.close(fd)
         else:

@@ -1,15 +1,13 @@
-"""One task per container: read its logs from its checkpoint, hand records on, reconnect.
+"""One task per Docker container: read its logs from its checkpoint, reconnect, follow runs.
 
-The follower owns the container's stream position. It reads whole network chunks, turns
-them into records, runs them through the container's processor (multiline, JSON, drop,
-redact), hands the result to the intake (which returns once the records are in the disk
-buffer; a full buffer makes it wait, and so reading pauses: Docker keeps the logs), and only
-then counts those lines as taken.
+The follower reads whole network chunks (or json-file chunks) and turns them into records;
+what happens to them then (skip what the checkpoint counts, process, buffer, count as taken)
+is every source's `Delivery` (delivery.py), which also holds the container's position. A
+full buffer makes delivery wait, and so reading pauses: Docker keeps the logs.
 
-Lines a multiline event still holds in memory are not counted as taken: the checkpoint
-stops before the first of them in stream order, so after a crash they are read again and
-the same event (same first line, same `_id`) is rebuilt. Every (re)connection starts from
-the checkpoint with a fresh decoder and processor and skips the lines counted in it, so a
+What is Docker's own here: which way the logs are read (API or files), reconnecting with
+backoff, and a container's runs (a restart that selection no longer wants is not shipped).
+Every (re)connection starts from the checkpoint with a fresh decoder and processor, so a
 broken stream, a daemon restart and a shipper restart all resume the same way.
 """
 
@@ -18,12 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
-from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from shipper import telemetry
 from shipper.backoff import Backoff
@@ -40,39 +35,13 @@ from shipper.docker.engine import DOCKER, stream_dialect
 from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.lines.timestamps import TimestampError, parse_timestamp
-from shipper.model import ContainerMeta, LogRecord, record_field
-from shipper.pipeline.processor import ContainerProcessor, build_processor
-from shipper.pipeline.stats import ProcessorStats
-from shipper.sources.batch_facts import BatchFacts, batch_facts, python_batch_facts
-from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint, StreamPosition
+from shipper.model import ContainerMeta, LogRecord
+from shipper.pipeline.processor import build_processor
+from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint
+from shipper.sources.delivery import Delivery, Intake, with_flush_ticks
 from shipper.sources.file_tailer import JsonFileTail, log_file_choice, shared_watcher
 
-# LogRecord's fields by position (it is a tuple): getters that run in C.
-_FLAGS_FIELD = record_field("flags")
-
-
-class Intake(Protocol):
-    """Where a follower's records go; `put` returns once they are durable enough to count.
-
-    Every source reports to it what it read (`read`) and what processing made of it
-    (`processed`, before the `put` of those records): metrics and accounting live there.
-    """
-
-    async def put(self, meta: ContainerMeta, records: list[LogRecord]) -> None: ...
-
-    def read(self, container_id: str, facts: BatchFacts) -> None: ...
-
-    def processed(self, container_id: str, stats: ProcessorStats, held_lines: int) -> None: ...
-
-    def caught_up(self, container_id: str) -> None:
-        """Everything the runtime holds of the container's run was handed over."""
-        ...
-
-    def container_changed(self, meta: ContainerMeta) -> None: ...
-
-    def forget(self, container_id: str) -> None:
-        """The container was destroyed: drop what is kept for it."""
-        ...
+__all__ = ["ContainerFollower", "FollowerSettings", "Intake"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +73,10 @@ class ContainerFollower:
         self._docker = docker
         self._intake = intake
         self._settings = settings
-        self.position = StreamPosition(start, settings.slack_ns)
+        # The container's records from decoding on, and its position.
+        self.delivery = Delivery(container_id, intake, start, settings.slack_ns)
         self.meta: ContainerMeta | None = None
         self.wake = asyncio.Event()  # set by discovery when the container starts again
-        self.last_read_monotonic = 0.0
-        # (timestamp_ns, stream, seq) of lines read but not yet counted as taken, in stream
-        # order: only ever non-empty while a multiline event holds lines.
-        self._untaken: list[tuple[int, str, int]] = []
-        self._warned_labels = False
         self._warned_fallback = False
         self._read_mode = ""  # files or api, as last chosen (logged when it changes)
         self._run_started_at = ""  # StartedAt of the run being followed
@@ -121,14 +86,13 @@ class ContainerFollower:
         # run's, which selection must decide on before they are shipped.
         self._died_at_ns: int | None = None
         self._deselected = False
-        # Lines an earlier connection's multiline events held when it ended: counted as read
-        # then, read again now, and not counted again (by identity: lines of the other
-        # stream in between were sent, and are sent, and counted, again).
-        self._held_ahead: set[tuple[int, str, int]] = set()
-        self._processor: ContainerProcessor | None = None
 
     def checkpoint(self) -> Checkpoint:
-        return self.position.checkpoint()
+        return self.delivery.checkpoint()
+
+    @property
+    def last_read_monotonic(self) -> float:
+        return self.delivery.last_read_monotonic
 
     async def run(self) -> None:
         """Follows until the container has stopped and every line it wrote was taken."""
@@ -230,43 +194,23 @@ class ContainerFollower:
 
     async def _read_once(self, meta: ContainerMeta) -> bool:
         """One logs request from the checkpoint; True when the container has stopped."""
-        start = self.position.checkpoint()
-        # A fresh position from the checkpoint: the lines it skips are re-read and counted
-        # again, exactly as after a restart of the shipper. Held multiline lines are re-read
-        # too (they were never counted), so the processor starts afresh as well.
-        self.position = StreamPosition(start, self._settings.slack_ns)
-        # Lines a multiline event held were counted as read but not taken: they are read
-        # again now, and must not be counted twice.
-        if self._processor is not None:
-            self._held_ahead.update(self._processor.held_identities())
-        self._untaken = []
-        decoder, chunks_source = self._log_source(meta, start.since_ns)
         processor = build_processor(self._settings.processing(), meta)
-        self._processor = processor
-        if processor.warnings and not self._warned_labels:
-            self._warned_labels = True
-            for warning in processor.warnings:
-                telemetry.warning(
-                    "bad_container_label",
-                    "A shipper.* label of a container was ignored.",
-                    container_id=self.container_id[:12],
-                    reason=warning,
-                )
-        to_skip = start.skip
+        start = self.delivery.begin(processor)
+        decoder, chunks_source = self._log_source(meta, start.since_ns)
         follow = meta.running
         chunks = 0
-        stream = self._chunks_with_ticks(chunks_source, processor)
+        stream = with_flush_ticks(chunks_source, processor)
         async with contextlib.aclosing(stream), contextlib.aclosing(chunks_source):
             async for chunk in stream:
                 if chunk is None:  # a tick: events of a quiet container whose time has come
-                    await self._flush_due(meta, processor)
+                    await self.delivery.flush_due(self.meta or meta)
                     continue
                 chunks += 1
                 records = decoder.feed(chunk)
                 if decoder.spans:
-                    self.position.note_spans(decoder.take_spans())
+                    self.delivery.position.note_spans(decoder.take_spans())
                 if records:
-                    to_skip = await self._deliver(meta, records, to_skip, processor)
+                    await self._deliver(meta, records)
                 # Let the output's callbacks run between two chunks: a busy follower finds
                 # data ready at every await and would otherwise starve the sink of turns,
                 # so that reading ran far ahead while shipping crawled (measured: files-mode
@@ -286,15 +230,10 @@ class ContainerFollower:
         # still a record; events still held are complete now.
         tail = decoder.finish()
         if decoder.spans:
-            self.position.note_spans(decoder.take_spans())
+            self.delivery.position.note_spans(decoder.take_spans())
         if tail:
-            to_skip = await self._deliver(meta, tail, to_skip, processor)
-        held = processor.flush_all()
-        self._report(processor)
-        if held:
-            await self._put_durably(self.meta or meta, held)
-        self._take_settled(processor)
-        self._intake.caught_up(self.container_id)
+            await self._deliver(meta, tail)
+        await self.delivery.finish(self.meta or meta)
         return True
 
     def _log_source(
@@ -372,144 +311,16 @@ class ContainerFollower:
         self._set_meta(meta)
         return meta.running
 
-    async def _chunks_with_ticks(
-        self, chunks: AsyncIterator[bytes], processor: ContainerProcessor
-    ) -> AsyncGenerator[bytes | None, None]:
-        """The stream's chunks, with `None` whenever a held multiline event is due.
-
-        Waiting on a pending `__anext__` (never cancelling it) keeps the stream intact.
-        """
-        if processor.multiline is None:
-            async for chunk in chunks:
-                yield chunk
-            return
-        iterator = chunks.__aiter__()
-        pending: asyncio.Future[bytes] | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(iterator.__anext__())
-                deadline = processor.next_flush_deadline()
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                done, _ = await asyncio.wait({pending}, timeout=timeout)
-                if not done:
-                    yield None
-                    continue
-                try:
-                    chunk = pending.result()
-                except StopAsyncIteration:
-                    return
-                pending = None
-                yield chunk
-        finally:
-            if pending is not None and not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-                    await pending
-
-    async def _deliver(
-        self,
-        meta: ContainerMeta,
-        records: list[LogRecord],
-        to_skip: int,
-        processor: ContainerProcessor,
-    ) -> int:
+    async def _deliver(self, meta: ContainerMeta, records: list[LogRecord]) -> None:
+        """Drops what is not this run's (see `_next_run_checked`), delivers the rest."""
         if self._died_at_ns is not None:
             records = await self._next_run_checked(records)
         if self._until_ns is not None:
             until = self._until_ns
             records = [r for r in records if r.timestamp_ns < until]
             if not records:
-                return to_skip
-        if to_skip:
-            skipped = records[:to_skip]
-            records = records[to_skip:]
-            to_skip -= len(skipped)
-            self.position.take([record.timestamp_ns for record in skipped])
-            if not records:
-                return to_skip
-        facts = batch_facts(records)
-        assert facts is not None  # records is not empty here
-        had_held = bool(self._held_ahead)
-        self._count(records, facts)
-        if processor.active:
-            if processor.multiline is not None:
-                self._untaken.extend((r.timestamp_ns, r.stream, r.seq) for r in records)
-            out = processor.process(records)
-            self._report(processor)
-            if out:
-                # A stage that changed nothing hands the very list back: its flags are known.
-                flagged = facts.flagged if out is records else None
-                await self._put_durably(self.meta or meta, out, flagged)
-            if processor.multiline is not None:
-                self._take_settled(processor)
-            else:
-                self.position.take(facts.timestamps, facts.oldest, facts.newest)
-        else:
-            if had_held:
-                self._report(processor)  # lines held before a reload turned joining off
-            await self._put_durably(self.meta or meta, records, facts.flagged)
-            self.position.take(facts.timestamps, facts.oldest, facts.newest)
-        self.last_read_monotonic = time.monotonic()
-        return to_skip
-
-    async def _flush_due(self, meta: ContainerMeta, processor: ContainerProcessor) -> None:
-        out = processor.flush_due(time.monotonic())
-        self._report(processor)
-        if out:
-            await self._put_durably(self.meta or meta, out)
-        self._take_settled(processor)
-
-    def _take_settled(self, processor: ContainerProcessor) -> None:
-        """Counts as taken every read line before the first one a multiline event holds."""
-        if not self._untaken:
-            return
-        heads = set(processor.pending_heads())
-        cut = len(self._untaken)
-        if heads:
-            for index, identity in enumerate(self._untaken):
-                if identity in heads:
-                    cut = index
-                    break
-        if cut:
-            self.position.take([ts for ts, _, _ in self._untaken[:cut]])
-            del self._untaken[:cut]
-
-    async def _put_durably(
-        self, meta: ContainerMeta, records: list[LogRecord], flagged: bool | None = None
-    ) -> None:
-        """`flagged`: whether some record has flags, when the caller knows it already."""
-        # Flags are counted on what is shipped: processing adds some (redacted, multiline).
-        if any(map(_FLAGS_FIELD, records)) if flagged is None else flagged:
-            by_flag: Counter[str] = Counter()
-            for record in records:
-                by_flag.update(record.flags)
-            for flag, count in by_flag.items():
-                telemetry.records_flagged.labels(flag).inc(count)
-        # A full disk makes it wait (and reading with it) until there is space again.
-        await self._intake.put(meta, records)
-
-    def _count(self, records: list[LogRecord], facts: BatchFacts) -> None:
-        if self._held_ahead:
-            held = self._held_ahead
-            fresh = []
-            for record in records:
-                identity = (record.timestamp_ns, record.stream, record.seq)
-                if identity in held:
-                    held.discard(identity)
-                else:
-                    fresh.append(record)
-            if len(fresh) < len(records):
-                if not fresh:
-                    return
-                facts = python_batch_facts(fresh)
-        self._intake.read(self.container_id, facts)
-
-    def _report(self, processor: ContainerProcessor) -> None:
-        """Hands processing's counts on, with the lines held now: before the records they
-        describe are put, so the accounting adds up while the put waits."""
-        held = processor.held_lines() + len(self._held_ahead)
-        self._intake.processed(self.container_id, processor.stats.take(), held)
+                return
+        await self.delivery.deliver(self.meta or meta, records)
 
     async def _pause(self, backoff: Backoff, kind: str, exc: Exception) -> None:
         delay = backoff.next_delay_s()

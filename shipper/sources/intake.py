@@ -310,7 +310,7 @@ class BufferIntake:
         if entry is not None and entry.config is config and entry.meta is meta:
             return entry.quota
         spec, warning = resolve_quota(config, meta)
-        if warning and (entry is None or entry.meta.labels != meta.labels):
+        if warning and (entry is None or entry.meta.hints != meta.hints):
             telemetry.warning(
                 "bad_container_label",
                 "A shipper.* label of a container was ignored.",

@@ -133,7 +133,7 @@ def parse_hint(text: str) -> _Hint | str:
 def resolve_quota(cfg: RateLimitConfig, meta: ContainerMeta) -> tuple[QuotaSpec | None, str]:
     """The container's quota (None: none), and a warning about its label ("" if none)."""
     rule: RateLimitRule | None = next((r for r in cfg.rules if rule_matches(r, meta)), None)
-    text = meta.labels.get(RATE_LIMIT)
+    text = meta.hints.get(RATE_LIMIT)
     hint = parse_hint(text) if text is not None else None
     warning = ""
     if isinstance(hint, str):

@@ -4,14 +4,19 @@ Precedence, first that applies decides:
   1. the shipper's own container (or, on Kubernetes, any container of its own pod, by the
      pod uid the chart passes in POD_UID): not shipped unless `ship_own_container` (a
      feedback loop: each line shipped could log another line);
-  2. label `shipper.enable=false`: not shipped (the app team opted out);
+  2. hint `shipper.enable=false` (a container's label; on Kubernetes a pod's annotation): not
+     shipped (the app team opted out);
   3. a config `exclude` rule matches: not shipped (exclude wins over every include);
-  4. label `shipper.enable=true`, or a config `include` rule matches: shipped;
+  4. hint `shipper.enable=true`, or a config `include` rule matches: shipped;
   5. otherwise: shipped in mode `all` when there are no include rules; not shipped in mode
      `opt_in`, or when include rules exist (they then list what is wanted).
 A rule matches when all its conditions hold: label selectors (`key`, `key=value`,
 `key!=value` where a missing label counts as "not equal"), name glob, image glob, Compose
-project glob. Globs are case-sensitive fnmatch patterns (`*`, `?`, `[...]`).
+project glob, Kubernetes namespace glob. Globs are case-sensitive fnmatch patterns (`*`, `?`,
+`[...]`). On Kubernetes a container's labels are its pod's labels together with the few
+kubelet gives the container (`io.kubernetes.container.name`, ...), and its name is the
+container's name in the pod spec; the namespace is its pod's (a Docker container run by
+kubelet names it in its `io.kubernetes.pod.namespace` label).
 Evaluated when a container starts, so renaming or relabelling takes effect at its next start.
 """
 
@@ -23,7 +28,7 @@ from typing import Protocol
 
 from shipper.config import SelectionConfig
 from shipper.model import ContainerMeta
-from shipper.pipeline.labels import ENABLE, K8S_POD_UID, parse_bool
+from shipper.pipeline.labels import ENABLE, K8S_NAMESPACE, K8S_POD_UID, parse_bool
 
 _MIN_ID_PREFIX = 12  # the short id Docker uses as the container's hostname
 
@@ -60,6 +65,9 @@ class MatchRule(Protocol):
     @property
     def compose_project(self) -> str | None: ...
 
+    @property
+    def namespace(self) -> str | None: ...
+
 
 def rule_matches(rule: MatchRule, meta: ContainerMeta) -> bool:
     """Every condition the rule gives holds (a rule without conditions matches everything)."""
@@ -71,7 +79,22 @@ def rule_matches(rule: MatchRule, meta: ContainerMeta) -> bool:
         project = meta.compose_project
         if project is None or not fnmatchcase(project, rule.compose_project):
             return False
-    return all(label_selector_matches(s, meta.labels) for s in rule.labels)
+    if rule.namespace is not None:
+        namespace = kubernetes_namespace(meta)
+        if namespace is None or not fnmatchcase(namespace, rule.namespace):
+            return False
+    if not rule.labels:
+        return True
+    container_labels = meta.labels
+    if meta.pod is not None and meta.pod.labels:
+        container_labels = {**meta.pod.labels, **meta.labels}
+    return all(label_selector_matches(s, container_labels) for s in rule.labels)
+
+
+def kubernetes_namespace(meta: ContainerMeta) -> str | None:
+    if meta.pod is not None:
+        return meta.pod.namespace
+    return meta.labels.get(K8S_NAMESPACE)
 
 
 def should_ship(
@@ -88,7 +111,7 @@ def should_ship(
         or (own_pod_uid is not None and meta.labels.get(K8S_POD_UID) == own_pod_uid)
     ):
         return False
-    enabled = parse_bool(meta.labels.get(ENABLE))
+    enabled = parse_bool(meta.hints.get(ENABLE))
     if enabled is False:
         return False
     if any(rule_matches(rule, meta) for rule in cfg.exclude):

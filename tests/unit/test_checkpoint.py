@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,6 +63,28 @@ def test_store_round_trip_and_atomic_replace(tmp_path: Path) -> None:
     store.save({"a": Checkpoint(5, 1), "b": Checkpoint(7, 0)})
     assert store.load() == {"a": Checkpoint(5, 1), "b": Checkpoint(7, 0)}
     assert not (tmp_path / "checkpoints.json.tmp").exists()
+
+
+def test_a_sources_state_is_kept_with_the_position_and_older_readers_ignore_it(
+    tmp_path: Path,
+) -> None:
+    state = {"kind": "cri", "name": "ns/pod/c", "meta": {"labels": {"app": "web"}}}
+    store = CheckpointStore(tmp_path)
+    store.save({"a": Checkpoint(5, 1, source_state=state), "b": Checkpoint(7, 0)})
+    assert store.load() == {"a": Checkpoint(5, 1, source_state=state), "b": Checkpoint(7, 0)}
+    raw = orjson.loads((tmp_path / "checkpoints.json").read_bytes())
+    assert raw["containers"]["a"] == {"since_ns": 5, "skip": 1, "source": state}
+    assert raw["containers"]["b"] == {"since_ns": 7, "skip": 0}
+    # What the previous version read of an entry: the position, whatever else is there.
+    entry = raw["containers"]["a"]
+    assert Checkpoint(int(entry["since_ns"]), int(entry["skip"])) == Checkpoint(5, 1)
+
+
+def test_a_position_counts_from_its_start_without_the_sources_state() -> None:
+    position = StreamPosition(Checkpoint(10 * S, 2, source_state={"kind": "cri"}), slack_ns=S)
+    assert position.checkpoint() == Checkpoint(10 * S, 2)
+    position.take([10 * S, 10 * S, 10 * S + 1])
+    assert position.checkpoint() == Checkpoint(10 * S, 3)
 
 
 def test_corrupt_store_is_reported_not_crashing(tmp_path: Path) -> None:

@@ -67,6 +67,16 @@ def test_docker_host_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch
         ({"metrics": {"listen": "9108"}}, "metrics.listen", "host:port"),
         ({"storage": {"fsync": "sometimes"}}, "storage.fsync", "'always'"),
         ({"output": "kafka"}, "output", "'console'"),
+        ({"source": "kubernetes"}, "source", "'cri'"),
+        ({"cri": {"socket": "containerd.sock"}}, "cri.socket", "absolute path"),
+        ({"cri": {"log_directory": "pods"}}, "cri.log_directory", "absolute path"),
+        ({"cri": {"sockets": []}}, "cri.sockets", "unknown key"),
+        ({"cri": {"timeout_s": 0}}, "cri.timeout_s", "greater than 0"),
+        (
+            {"processing": {"selection": {"include": [{}]}}},
+            "processing.selection.include.0",
+            "namespace",
+        ),
     ],
 )
 def test_wrong_config_names_the_key_and_the_problem(
@@ -76,6 +86,12 @@ def test_wrong_config_names_the_key_and_the_problem(
         parse_config(raw)
     assert caught.value.key == key
     assert problem in caught.value.problem
+
+
+def test_a_cri_socket_may_be_given_as_a_unix_url() -> None:
+    assert parse_config(
+        {"cri": {"socket": "unix:///run/k3s/containerd/containerd.sock"}}
+    ).cri.socket == ("/run/k3s/containerd/containerd.sock")
 
 
 def test_secret_values_are_not_echoed_in_errors() -> None:

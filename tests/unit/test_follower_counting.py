@@ -1,5 +1,5 @@
-"""The follower counts lines and bytes read per stream from a batch's facts, found with
-positional getters (or in C): they must keep pointing at the fields they name, and count
+"""A follower's delivery counts lines and bytes read per stream from a batch's facts, found
+with positional getters (or in C): they must keep pointing at the fields they name, and count
 exactly what a plain loop would. Lines a multiline event held when the stream broke were
 counted then: read again, they are not counted again (by identity), the others are."""
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from shipper import telemetry
 from shipper.model import LogRecord
-from shipper.sources import batch_facts, follower
+from shipper.sources import batch_facts, delivery
 from shipper.sources.intake import BufferIntake
 
 
@@ -20,7 +20,7 @@ def test_positional_getters_point_at_their_fields() -> None:
     assert batch_facts._STREAM_FIELD(record) == record.stream
     assert batch_facts._FLAGS_FIELD(record) == record.flags
     assert batch_facts._SIZE_FIELD(record) == record.size
-    assert follower._FLAGS_FIELD(record) == record.flags
+    assert delivery._FLAGS_FIELD(record) == record.flags
 
 
 def _value(counter: object, label: str) -> float:
@@ -42,7 +42,7 @@ def test_counts_per_stream_equal_a_plain_loop(
     lines: list[tuple[str, int, tuple[str, ...]]], held: set[int]
 ) -> None:
     records = [LogRecord("c", i, s, 0, "", f, None, n) for i, (s, n, f) in enumerate(lines)]
-    subject = follower.ContainerFollower.__new__(follower.ContainerFollower)
+    subject = delivery.Delivery.__new__(delivery.Delivery)
     subject.container_id = "c"
     subject._intake = BufferIntake(None, str, "h", dict)  # type: ignore[arg-type]
     # Held lines by identity; some of them may not be in this batch (read later).
@@ -53,7 +53,7 @@ def test_counts_per_stream_equal_a_plain_loop(
         for stream in ("stdout", "stderr")
     }
     facts = batch_facts.batch_facts(records)
-    if facts is not None:  # the follower counts non-empty batches only
+    if facts is not None:  # delivery counts non-empty batches only
         subject._count(records, facts)
     counted = [r for r in records if r.timestamp_ns not in held]
     for stream in ("stdout", "stderr"):

@@ -1,9 +1,9 @@
 """Which data stream a container's records go to, and through which ingest pipeline,
 decided once per container start (pure).
 
-Precedence, highest first: the container's labels `shipper.dataset` / `shipper.namespace` /
-`shipper.pipeline` (the app team knows its container best; the pipeline may also be a pod
-annotation `shipper.pipeline`, after the label), then the first
+Precedence, highest first: the container's hints `shipper.dataset` / `shipper.namespace` /
+`shipper.pipeline` (its labels, and its pod's annotations after them: the app team knows
+its container best), then the first
 `elasticsearch.routing` rule whose name/image globs match, then `elasticsearch.data_stream`
 and `elasticsearch.pipeline`. A label or rule may set only some of the three; the others come
 from the next source down.
@@ -65,8 +65,8 @@ class Router:
                 namespace = rule.namespace or namespace
                 pipeline = rule.pipeline or pipeline
                 break
-        label_dataset = sanitize_part(meta.labels.get(DATASET_LABEL, ""))
-        label_namespace = sanitize_part(meta.labels.get(NAMESPACE_LABEL, ""))
+        label_dataset = sanitize_part(meta.hints.get(DATASET_LABEL, ""))
+        label_namespace = sanitize_part(meta.hints.get(NAMESPACE_LABEL, ""))
         return Destination(
             f"logs-{label_dataset or dataset}-{label_namespace or namespace}",
             _given_pipeline(meta) or pipeline,
@@ -85,10 +85,7 @@ class Router:
 
 def _given_pipeline(meta: ContainerMeta) -> str:
     """The container's own choice: its label, else its pod's annotation ("" for none)."""
-    return (
-        meta.labels.get(PIPELINE_LABEL, "").strip()
-        or meta.annotations.get(PIPELINE_LABEL, "").strip()
-    )
+    return meta.hints.get(PIPELINE_LABEL, "").strip()
 
 
 def _matches(rule: RoutingRule, meta: ContainerMeta) -> bool:

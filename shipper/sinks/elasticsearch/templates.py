@@ -100,6 +100,10 @@ def mappings() -> dict[str, Any]:
                     "namespace": _KEYWORD,
                     "pod": {"properties": _keywords("name", "uid")},
                     "container": {"properties": _keywords("name")},
+                    "node": {"properties": _keywords("name")},
+                    # A pod's labels and annotations: flattened, as container.labels.
+                    "labels": {"type": "flattened", "ignore_above": 8191},
+                    "annotations": {"type": "flattened", "ignore_above": 8191},
                 }
             },
             "host": {"properties": _keywords("name")},
