@@ -35,8 +35,6 @@ from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
 from shipper.buffer.census import entries_by_key
 from shipper.config import Config, CriConfig, DockerConfig, ProcessingConfig, changed_keys
-from shipper.cri.discovery import CriDiscovery
-from shipper.cri.follower import CriFollowerSettings
 from shipper.cri.runtime import CriRuntimeClient
 from shipper.docker.api import DockerClient, DockerError
 from shipper.docker.own_container import detect_own_container, own_pod_uid
@@ -53,7 +51,6 @@ from shipper.sinks.elasticsearch.dead_letter import DeadLetters
 from shipper.sinks.elasticsearch.routing import Router
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.sinks.kibana import KibanaSetup
-from shipper.sources import history
 from shipper.sources.checkpoint import (
     Checkpoint,
     CheckpointBook,
@@ -62,14 +59,17 @@ from shipper.sources.checkpoint import (
     LimiterState,
 )
 from shipper.sources.choice import SourceChoice, choose_source
-from shipper.sources.discovery import Discovery
+from shipper.sources.cri.discovery import CriDiscovery
+from shipper.sources.cri.follower import CriFollowerSettings
+from shipper.sources.docker import history
+from shipper.sources.docker.discovery import Discovery
+from shipper.sources.docker.follower import FollowerSettings
 from shipper.sources.first_start import (
     FirstStart,
     FirstStartFileError,
     FirstStartStore,
     first_start,
 )
-from shipper.sources.follower import FollowerSettings
 from shipper.sources.intake import BufferIntake
 from shipper.sources.selection import should_ship
 

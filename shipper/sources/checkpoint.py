@@ -40,7 +40,7 @@ which read `since_ns` and `skip` only, ignore it):
     "<id>": {"since_ns": ..., "skip": ..., "source": {"kind": "cri", "name": "ns/pod/ctr",
              "log_path": "/var/log/pods/ns_pod_uid/ctr/0.log", "finished": false,
              "meta": {...}}}
-(`shipper/cri/follower.py` writes and reads the CRI one; see `cri_state` there.)
+(`shipper/sources/cri/follower.py` writes and reads the CRI one; see `cri_state` there.)
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shipper.cri.tail import END_OF_FILE, CriLogTail
-from shipper.sources.file_tailer import DirectoryWatcher
+from shipper.sources.cri.tail import END_OF_FILE, CriLogTail
+from shipper.sources.files import DirectoryWatcher
 
 S = 1_000_000_000
 T0 = 1_796_000_000 * S  # 2026-12-...

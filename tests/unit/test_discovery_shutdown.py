@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from shipper.docker.api import ContainerEvent
-from shipper.sources.discovery import Discovery
-from shipper.sources.follower import FollowerSettings
+from shipper.sources.docker.discovery import Discovery
+from shipper.sources.docker.follower import FollowerSettings
 
 
 class _Keeper:

@@ -20,8 +20,8 @@ from shipper.docker.api import ApiVersionRefused, DockerClient
 from shipper.docker.versions import NEWEST, ApiVersion
 from shipper.model import ContainerMeta, LogRecord
 from shipper.sources.checkpoint import Checkpoint
-from shipper.sources.discovery import Discovery
-from shipper.sources.follower import ContainerFollower, FollowerSettings
+from shipper.sources.docker.discovery import Discovery
+from shipper.sources.docker.follower import ContainerFollower, FollowerSettings
 
 pytestmark = pytest.mark.asyncio
 

@@ -13,7 +13,7 @@ from shipper.buffer import DiskBuffer
 from shipper.config import parse_config
 from shipper.docker.api import DockerUnavailable
 from shipper.model import ContainerMeta, Destination
-from shipper.sources.follower import ContainerFollower, FollowerSettings
+from shipper.sources.docker.follower import ContainerFollower, FollowerSettings
 from shipper.sources.intake import BufferIntake
 
 CID = "f" * 64

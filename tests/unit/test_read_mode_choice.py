@@ -13,7 +13,7 @@ import pytest
 from shipper.docker.frames import LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
 from shipper.model import ContainerMeta
-from shipper.sources.follower import ContainerFollower, FollowerSettings
+from shipper.sources.docker.follower import ContainerFollower, FollowerSettings
 
 CID = "c" * 64
 

@@ -38,7 +38,7 @@ from shipper.docker.api import (
 from shipper.docker.engine import DOCKER, containers_path_of
 from shipper.model import ContainerMeta
 from shipper.sources.checkpoint import CheckpointKeeper
-from shipper.sources.follower import ContainerFollower, FollowerSettings, Intake
+from shipper.sources.docker.follower import ContainerFollower, FollowerSettings, Intake
 from shipper.sources.supervision import run_restarting
 
 # Stopped containers found at start are read once to their end; a few at a time is plenty.

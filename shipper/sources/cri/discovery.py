@@ -27,7 +27,6 @@ from typing import Final
 
 from shipper import telemetry
 from shipper.backoff import Backoff
-from shipper.cri.follower import CriContainerFollower, CriFollowerSettings, cri_state
 from shipper.cri.metadata import container_meta, meta_from_state
 from shipper.cri.paths import parse_pod_directory, relocate, rotations
 from shipper.cri.runtime import (
@@ -41,8 +40,9 @@ from shipper.cri.runtime import (
 )
 from shipper.model import ContainerMeta
 from shipper.sources.checkpoint import CheckpointKeeper
+from shipper.sources.cri.follower import CriContainerFollower, CriFollowerSettings, cri_state
 from shipper.sources.delivery import Intake
-from shipper.sources.file_tailer import DirectoryWatcher
+from shipper.sources.files import DirectoryWatcher
 from shipper.sources.supervision import run_restarting
 
 LIST_INTERVAL_S: Final = 10.0

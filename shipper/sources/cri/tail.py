@@ -54,13 +54,18 @@ from typing import Final, Protocol
 
 from shipper.cri import parser
 from shipper.cri.paths import Rotation, rotations
-from shipper.sources.file_tailer import DirectoryWatcher, fd_inode, open_readonly, path_inode
+from shipper.sources.files import (
+    MTIME_MARGIN_NS,
+    POLL_INTERVAL_S,
+    READ_BYTES,
+    SAFETY_CHECK_S,
+    DirectoryWatcher,
+    fd_inode,
+    open_readonly,
+    path_inode,
+)
 
-READ_BYTES: Final = 256 * 1024
-POLL_INTERVAL_S: Final = 0.25
-SAFETY_CHECK_S: Final = 60.0
 SETTLE_S: Final = 1.0
-MTIME_MARGIN_NS: Final = 1_000_000_000
 FIRST_LINE_BYTES: Final = 128  # a CRI line's timestamp is at most 35 bytes
 END_OF_FILE: Final = b""  # yielded after the last bytes of each file but the live one
 
@@ -404,7 +409,7 @@ class CriLogTail:
 
 
 class _WatchLike(Protocol):
-    """What the tail uses of file_tailer's directory watch."""
+    """What the tail uses of the shared directory watch (sources/files.py)."""
 
     event: asyncio.Event
     closed: set[bytes] | None

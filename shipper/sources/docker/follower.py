@@ -39,7 +39,8 @@ from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline.processor import build_processor
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint
 from shipper.sources.delivery import Delivery, Intake, with_flush_ticks
-from shipper.sources.file_tailer import JsonFileTail, log_file_choice, shared_watcher
+from shipper.sources.docker.json_tail import JsonFileTail, log_file_choice
+from shipper.sources.files import shared_watcher
 
 __all__ = ["ContainerFollower", "FollowerSettings", "Intake"]
 

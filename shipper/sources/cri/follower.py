@@ -34,12 +34,12 @@ from shipper.config import ProcessingConfig
 from shipper.cri.metadata import meta_state
 from shipper.cri.parser import CriDecoder
 from shipper.cri.runtime import CriRuntimeClient, NotCriV1, NotFound, RuntimeUnavailable
-from shipper.cri.tail import SETTLE_S, CriLogTail, TailStart
 from shipper.model import ContainerMeta
 from shipper.pipeline.processor import build_processor
 from shipper.sources.checkpoint import DEFAULT_SLACK_NS, Checkpoint
+from shipper.sources.cri.tail import SETTLE_S, CriLogTail, TailStart
 from shipper.sources.delivery import Delivery, Intake, with_flush_ticks
-from shipper.sources.file_tailer import shared_watcher
+from shipper.sources.files import shared_watcher
 
 SOURCE_KIND = "cri"
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
