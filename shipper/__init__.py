@@ -1,4 +1,5 @@
-"""shipper: ships every Docker container's logs into Elasticsearch exactly once."""
+"""shipper: ships every container's logs (Docker Engine, Podman, Kubernetes on containerd or CRI-O)
+into Elasticsearch, exactly once. The map of the code: docs/architecture.md."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -25,7 +25,8 @@ EXIT_CONFIG = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shipper",
-        description="Ships every Docker container's logs into Elasticsearch, exactly once.",
+        description="Ships every container's logs (Docker, Podman, Kubernetes) into "
+        "Elasticsearch, exactly once.",
         epilog="Every config key can also be set as SHIPPER_<SECTION>_<KEY> (see the README).",
     )
     parser.add_argument("--version", action="version", version=f"shipper {__version__}")

@@ -149,7 +149,8 @@ def test_the_image_runs_unprivileged_with_a_state_volume(shipper_image: str) -> 
     assert labels == {
         "org.opencontainers.image.title": "shipper",
         "org.opencontainers.image.description": (
-            "Ships every Docker container's logs into Elasticsearch exactly once."
+            "Ships every container's logs (Docker, Podman, Kubernetes) into Elasticsearch "
+            "exactly once."
         ),
         "org.opencontainers.image.version": project["version"],
         "org.opencontainers.image.revision": revision or "unknown",

@@ -1,4 +1,5 @@
-"""Every metric the shipper exports is in the README's table, and only those."""
+"""Every metric the shipper exports is in the metrics table of docs/operations.md, and only
+those."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from shipper import telemetry
 from shipper.accounting import ContainerCounts
 
-README = Path(__file__).parents[2] / "README.md"
+METRICS_TABLE = Path(__file__).parents[2] / "docs" / "operations.md"
 
 
 def _exported() -> set[str]:
@@ -33,10 +34,11 @@ def _exported() -> set[str]:
     return names
 
 
-def test_readme_documents_every_metric() -> None:
-    table = set(re.findall(r"^\| `(shipper_[a-z_]+)` \|", README.read_text(), re.MULTILINE))
-    assert _exported() - table == set(), "metrics missing from the README table"
-    assert table - _exported() == set(), "README documents metrics that do not exist"
+def test_the_operations_guide_documents_every_metric() -> None:
+    text = METRICS_TABLE.read_text()
+    table = set(re.findall(r"^\| `(shipper_[a-z_]+)` \|", text, re.MULTILINE))
+    assert _exported() - table == set(), "metrics missing from the table in docs/operations.md"
+    assert table - _exported() == set(), "docs/operations.md documents metrics that do not exist"
 
 
 def test_names_follow_prometheus_conventions() -> None:
