@@ -17,9 +17,7 @@ from shipper import __version__
 from shipper.config import Config, load_config
 from shipper.errors import ConfigError
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
+EXIT_CONFIG = 2  # the other codes are the commands' own (module docstring)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,9 +57,7 @@ from shipper.buffer.ledger import BufferClosedError, FsyncPolicy
 from shipper.buffer.queue import SegmentQueue
 from shipper.buffer.reader import BufferBatch
 from shipper.buffer.recovery import CorruptCallback, RecoveryReport
-from shipper.config import StorageConfig
 from shipper.errors import ShipperError
-from shipper.layout import StorageLayout
 
 # Blocks a reader gets whole: at most what one bulk request should carry by default.
 DEFAULT_BLOCK_MAX_ENTRIES = 5_000
@@ -123,19 +121,6 @@ class DiskBuffer:
             ack_persist_interval_s=ack_persist_interval_s,
             block_max_entries=block_max_entries,
             block_max_bytes=block_max_bytes,
-        )
-
-    @classmethod
-    def from_config(
-        cls, storage: StorageConfig, *, on_corrupt: CorruptCallback | None = None
-    ) -> DiskBuffer:
-        """The buffer in `<storage.path>/buffer/`."""
-        return cls.open(
-            StorageLayout(Path(storage.path)).buffer_dir,
-            max_bytes=storage.max_bytes,
-            segment_max_bytes=storage.segment_max_bytes,
-            fsync=storage.fsync,
-            on_corrupt=on_corrupt,
         )
 
     # ------------------------------------------------------------------ writing

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-DEFAULT_LOG_DIRECTORY: Final = "/var/log/pods"
-
 _ROTATION_STAMP: Final = re.compile(r"\d{8}-\d{6}")
 _ATTEMPT_FILE: Final = re.compile(r"(0|[1-9]\d{0,8})\.log")
 

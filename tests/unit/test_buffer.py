@@ -15,7 +15,6 @@ from shipper.buffer import BufferBatch, BufferClosedError, DiskBuffer, SegmentQu
 from shipper.buffer import format as fmt
 from shipper.buffer.ledger import FsyncPolicy
 from shipper.buffer.tail_cache import DEFAULT_TAIL_CACHE_BYTES
-from shipper.config import StorageConfig
 from shipper.errors import DiskFullError
 
 HEADER = fmt.SEGMENT_HEADER_SIZE
@@ -209,15 +208,6 @@ async def test_nack_hands_the_same_batch_out_again_first(tmp_path: Path) -> None
     reopened = open_buffer(tmp_path)
     assert await reopened.read(10, 1000, timeout_s=0) is None
     await reopened.close()
-
-
-async def test_from_config_uses_the_buffer_subdirectory(tmp_path: Path) -> None:
-    storage = StorageConfig(path=str(tmp_path), max_bytes=1000, segment_max_bytes=500)
-    buffer = DiskBuffer.from_config(storage)
-    await buffer.append([entry(1)])
-    assert buffer.directory == tmp_path / "buffer"
-    assert seg_files(tmp_path / "buffer") == ["00000000000000000001.seg"]
-    await buffer.close()
 
 
 # ---------------------------------------------------------------------- segments and acks

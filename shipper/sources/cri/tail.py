@@ -81,7 +81,6 @@ class _File:
     reader: gzip.GzipFile | None = None
     inode: tuple[int, int] = (0, 0)
     rotated: bool = False  # no longer the live file: a rotation, or renamed since opened
-    rotated_at: float = 0.0  # monotonic time it was found rotated
 
     def read(self) -> bytes:
         if self.reader is not None:
@@ -136,7 +135,6 @@ class CriLogTail:
         self._seen_stamps: set[str] = set()  # rotations after done_stamp seen in a listing
         self._stopped = False  # the container was found not running
         self._asked_after_close = False  # whether the live file's close was looked into
-        self.files_read = 0
         self.rotations = 0
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
@@ -159,14 +157,12 @@ class CriLogTail:
                             if not await self._wait(watch, None):
                                 self._stopped = True
                             continue
-                    self.files_read += 1
                 while data := current.read():
                     yield data
                 if current.stamp is None and not current.rotated:
                     # The live file, at its current end: was it rotated away?
                     if path_inode(self.log) != current.inode:
                         current.rotated = True
-                        current.rotated_at = time.monotonic()
                         self.rotations += 1
                         continue
                     if not self.follow or self._stopped:
@@ -286,7 +282,6 @@ class CriLogTail:
             if not newer[0].compressed and path_inode(newer[0].path) == live.inode:
                 # Rotated between our listing and the open: it is that rotation.
                 live.stamp, live.path, live.rotated = newer[0].stamp, newer[0].path, True
-                live.rotated_at = time.monotonic()
                 return live
             live.close()  # a rotation came first: read it first
         return None

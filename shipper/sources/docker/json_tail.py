@@ -54,11 +54,6 @@ from shipper.sources.files import (
 )
 
 
-def visible_log_path(meta: ContainerMeta, containers_path: str | None) -> Path | None:
-    """Where this shipper sees the container's json-file log, or None to use the API."""
-    return log_file_choice(meta, containers_path)[0]
-
-
 def log_file_choice(meta: ContainerMeta, containers_path: str | None) -> tuple[Path | None, str]:
     """The container's json-file log as seen here, or None; and why, for the start log."""
     if meta.log_driver != "json-file" or not meta.log_path:
@@ -108,7 +103,6 @@ class JsonFileTail:
         self.follow = follow
         self._still_running = still_running
         self._watcher = watcher
-        self.files_read = 0
         self.rotations = 0
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
@@ -130,7 +124,6 @@ class JsonFileTail:
                                 return
                             continue
                     fd = queue.pop(0)
-                    self.files_read += 1
                 # Read the held file to its (current) end.
                 while True:
                     data = os.read(fd, READ_BYTES)
