@@ -18,11 +18,13 @@ A call site says what happened, with values, and nothing else:
 
 The rules (tests/unit/test_events.py checks each):
 
-* Only this package logs. No other module imports `logging` or calls `telemetry.error`,
-  `warning`, `warning_per`, `every_time`, `info`, `info_per`, `debug` or `rate_limited`.
+* Only this package logs. No other module imports `logging` (but `logsetup`, which sets up
+  the handlers) or calls `telemetry.error`, `warning`, `warning_per`, `every_time`, `info`,
+  `info_per`, `debug` or `rate_limited`.
 * An event takes keyword arguments that are values (exceptions, ids, paths, counts,
   seconds), not sentences; it alone decides how they are written (ids cut to 12 characters,
-  delays rounded, Elasticsearch's reasons cut to 300 characters, exceptions as `str`).
+  delays rounded, Elasticsearch's reasons cut to 300 characters, exceptions as `str`, or
+  `repr` where the exception's type is the news).
 * A warning or an error counts one `shipper_errors_total{kind}` per occurrence, logged or
   not (`telemetry.error`, `warning`, `warning_per` and `every_time` do both); any other
   counter that moves with it (`shipper_disk_full_total{what}`, `shipper_retries_total`,
