@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from prometheus_client.registry import Collector
 
-from shipper import __version__, status, telemetry
+from shipper import __version__, events, status, telemetry
 from shipper.accounting import Ledger
 from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
@@ -230,7 +230,7 @@ class Shipper:
             raise self._config_error  # exit 2 in `shipper run`, naming the key
         if self._storage_failure is not None:
             return 1
-        telemetry.info("Shipper stopped.", buffered_records=parts.buffer.records_held)
+        events.lifecycle.stopped(buffered_records=parts.buffer.records_held)
         return 0
 
     def request_stop(self) -> None:
@@ -309,15 +309,14 @@ class Shipper:
         except BaseException:
             await self.close(parts)
             raise
-        telemetry.info(
-            "Shipper started.",
+        events.lifecycle.started(
             source=choice.kind,
             source_chosen_because=choice.why,
-            **_source_fields(config, choice),
+            source_fields=_source_fields(config, choice),
             output=config.output,
-            storage_path=str(self.storage),
+            storage_path=self.storage,
             host_name=host_name,
-            native_hot_path=NATIVE_HOT_PATH,  # False: built without a C compiler, or off
+            native_hot_path=NATIVE_HOT_PATH,
         )
         self._say_start_position(decision, first)
         return parts
@@ -329,13 +328,7 @@ class Shipper:
         try:
             recorded = FirstStartStore(self.layout).load()
         except FirstStartFileError as exc:
-            telemetry.error(
-                "first_start_unreadable",
-                "The record of the first start on this storage is unreadable; containers "
-                "without a position are read from their first line (lines already stored are "
-                "recognised by their ids and not stored twice).",
-                error=str(exc),
-            )
+            events.storage.first_start_unreadable(error=exc)
             return FirstStart(None, "beginning", "an unreadable first-start.json", 0, False), False
         if recorded is not None:
             return recorded, False
@@ -355,48 +348,27 @@ class Shipper:
                     ) from None
                 # Nothing was read yet: waiting changes nothing of what will be shipped.
                 delay = backoff.next_delay_s()
-                telemetry.disk_full.labels("first_start").inc()
-                telemetry.error(
-                    "disk_full_at_start",
-                    "No space left to record the first start on this storage; waiting for "
-                    "space before reading.",
-                    storage_path=str(self.storage),
-                    delay_s=round(delay, 2),
-                )
+                events.storage.disk_full_at_first_start(storage_path=self.storage, delay_s=delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=delay)
                 if self._stop.is_set():
                     return None
 
     def _say_start_position(self, decision: FirstStart, first: bool) -> None:
-        where = (
-            "from their first line"
-            if decision.start_ns is None
-            else f"at {format_timestamp(decision.start_ns)}"
-        )
         if first and decision.storage_was_new:
-            telemetry.info(
-                f"First start on this storage: containers without a position are read {where} "
-                f"(start_at {decision.start_at}, set by {decision.chosen_by}); containers "
-                "started later are read from their first line. `shipper backfill --since` "
-                "fetches older lines on purpose.",
+            events.lifecycle.first_start(
+                start_ns=decision.start_ns,
                 start_at=decision.start_at,
                 chosen_by=decision.chosen_by,
-                start_time=None
-                if decision.start_ns is None
-                else format_timestamp(decision.start_ns),
             )
             return
         current = self.config.start_at
         if current != decision.start_at or not decision.storage_was_new:
-            telemetry.info(
-                "start_at applies only at the first start on a storage; the decision made "
-                f"then stands: containers without a position are read {where}.",
+            events.lifecycle.start_at_stands(
+                start_ns=decision.start_ns,
                 start_at_now=current,
                 start_at_then=decision.start_at if decision.storage_was_new else None,
-                decided_at=format_timestamp(decision.decided_at_ns)
-                if decision.decided_at_ns
-                else None,
+                decided_at_ns=decision.decided_at_ns,
             )
 
     async def _report_history(self, parts: _Parts) -> None:
@@ -409,21 +381,13 @@ class Shipper:
             async with asyncio.timeout(60):
                 size = await history.measure(parts.client, self._containers_path, self._select)
         except (DockerError, TimeoutError) as exc:
-            telemetry.info("The containers' log sizes could not be measured.", error=str(exc))
+            events.lifecycle.history_not_measured(error=exc)
             return
-        if decision.start_ns is None:
-            fate = "all of it is shipped (start_at beginning)"
-        elif decision.start_at == "now":
-            fate = "none of it is shipped (start_at now)"
-        else:
-            fate = f"only its last {decision.start_at} is shipped"
-        telemetry.info(
-            f"History at the first start on this storage: {size.containers} container(s) "
-            f"hold {_size_text(size.bytes)} of logs (measured for {size.visible} of them); "
-            f"{fate}, as {decision.chosen_by} chose.",
+        events.lifecycle.history_measured(
             containers=size.containers,
             log_bytes=size.bytes,
             containers_measured=size.visible,
+            start_ns=decision.start_ns,
             start_at=decision.start_at,
             chosen_by=decision.chosen_by,
         )
@@ -434,12 +398,8 @@ class Shipper:
         if buffer.records_held:
             ledger.recovered(entries_by_key(self.layout.buffer_dir, container_key_of))
             if ledger.recovered_total != buffer.records_held:
-                telemetry.warning(
-                    "recovered_count_differs",
-                    "The disk buffer's records counted per container do not add up to its "
-                    "own count; the accounting will show the difference.",
-                    counted=ledger.recovered_total,
-                    buffer_records=buffer.records_held,
+                events.storage.recovered_count_differs(
+                    counted=ledger.recovered_total, buffer_records=buffer.records_held
                 )
         telemetry.buffer_records_recovered.set(ledger.recovered_total)
         return ledger
@@ -463,13 +423,8 @@ class Shipper:
                 )
             except DiskFullError as exc:
                 delay = backoff.next_delay_s()
-                telemetry.disk_full.labels("buffer").inc()
-                telemetry.error(
-                    "disk_full_at_start",
-                    "No space left to open the disk buffer; waiting for space before reading.",
-                    storage_path=str(self.storage),
-                    error=str(exc),
-                    delay_s=round(delay, 2),
+                events.storage.disk_full_opening_buffer(
+                    storage_path=self.storage, error=exc, delay_s=delay
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=delay)
@@ -480,12 +435,7 @@ class Shipper:
         try:
             return CheckpointStore(self.storage).load()
         except CheckpointFileError as exc:
-            telemetry.error(
-                "checkpoint_unreadable",
-                "The checkpoint file is unreadable; containers are read from their start "
-                "(lines already stored are recognised by their ids and not stored twice).",
-                error=str(exc),
-            )
+            events.storage.checkpoint_unreadable(error=exc)
             return {}
 
     def _discovery(
@@ -498,13 +448,7 @@ class Shipper:
         pod_uid = own_pod_uid()
         self._containers_path = config.docker.containers_path_here(in_container=own is not None)
         if own is not None and own.source == "network_files":
-            telemetry.warning(
-                "own_container_uncertain",
-                "The shipper's own container id was found only in its network files; if it "
-                "shares another container's network, that container is taken for it (label "
-                "the shipper's container shipper.enable=false to be sure).",
-                container_id=own.id[:12],
-            )
+            events.lifecycle.own_container_uncertain(container_id=own.id)
         self._select = lambda meta: should_ship(meta, self.processing.selection, own_id, pod_uid)
         if isinstance(client, CriRuntimeClient):
             return CriDiscovery(
@@ -582,12 +526,7 @@ class Shipper:
             # Known only once the cluster answered. Reading stops and positions are saved as
             # on SIGTERM; what is buffered stays for the next start with a fixed config.
             self._config_error = exc
-            telemetry.error(
-                "config_error",
-                "The configuration does not fit the Elasticsearch cluster; stopping.",
-                key=exc.key,
-                problem=exc.problem,
-            )
+            events.lifecycle.config_does_not_fit_cluster(key=exc.key, problem=exc.problem)
             self.request_stop()
 
     async def _checkpoint_loop(self, parts: _Parts) -> None:
@@ -612,15 +551,7 @@ class Shipper:
             if await asyncio.to_thread(parts.book.save, snapshot):
                 telemetry.checkpoint_writes.inc()
         except DiskFullError as exc:
-            telemetry.disk_full.labels("checkpoints").inc()
-            telemetry.error(
-                # Its own kind: logs are rate-limited per kind, and this line must not hide
-                # the follower's "reading is paused" one (kind disk_full), nor the reverse.
-                "checkpoint_disk_full",
-                "No space left to save checkpoints; the previous ones stay valid and reading "
-                "is paused until they can be saved again.",
-                error=str(exc),
-            )
+            events.storage.disk_full_saving_checkpoints(error=exc)
             intake.open.clear()
             return
         except OSError as exc:
@@ -630,19 +561,12 @@ class Shipper:
             # re-reads from Docker whatever it covers no longer (the buffer's checksums drop
             # what did not reach the disk). Stopping loudly is the only safe answer.
             self._storage_failure = exc
-            telemetry.error(
-                "storage_failed",
-                "Making the disk buffer or checkpoints durable failed; stopping without "
-                "saving checkpoints again. Check the disk, then start the shipper again: it "
-                "resumes from the last saved checkpoints and loses nothing.",
-                error=str(exc),
-                path=str(self.storage),
-            )
+            events.storage.storage_failed(error=exc, path=self.storage)
             intake.open.clear()
             self.request_stop()
             return
         if not intake.open.is_set():
-            telemetry.info("Checkpoints saved again; reading resumes.")
+            events.storage.checkpoints_saved_again()
             intake.open.set()
 
     async def _write_summaries(self, parts: _Parts, *, removed_only: bool) -> None:
@@ -656,13 +580,13 @@ class Shipper:
     def _check_rotation(self, intake: BufferIntake) -> None:
         newly, at_risk = intake.rotation.check(time.time_ns(), time.monotonic())
         for risk in newly:
-            telemetry.rotation_risk(
-                risk.container_id,
-                risk.container_name,
-                risk.backlog_bytes,
-                risk.capacity_bytes,
-                risk.lag_s,
-                risk.rate_limited,
+            events.sources.rotation_risk(
+                container_id=risk.container_id,
+                container_name=risk.container_name,
+                backlog_bytes=risk.backlog_bytes,
+                capacity_bytes=risk.capacity_bytes,
+                behind_s=risk.lag_s,
+                held_by_rate_limit=risk.rate_limited,
             )
         telemetry.containers_at_rotation_risk.set(at_risk)
 
@@ -744,10 +668,7 @@ class Shipper:
         deadline = asyncio.get_running_loop().time() + self.config.shutdown_timeout_s
         while buffer.records_held > 0 and not self._force.is_set() and not output.done():
             if asyncio.get_running_loop().time() >= deadline:
-                telemetry.info(
-                    "Shutdown timeout reached; the rest stays in the disk buffer for next start.",
-                    buffered_records=buffer.records_held,
-                )
+                events.lifecycle.shutdown_timeout(buffered_records=buffer.records_held)
                 return
             await asyncio.sleep(0.05)
 
@@ -787,18 +708,12 @@ class Shipper:
         a change to them is logged as a warning.
         """
         if self._reload_config is None:
-            telemetry.info("SIGHUP ignored: there is no config to reload.")
+            events.lifecycle.reload_ignored()
             return False
         try:
             new = self._reload_config()
         except ConfigError as exc:
-            telemetry.config_reloads.labels("rejected").inc()
-            telemetry.error(
-                "config_reload_rejected",
-                "The reloaded config is not valid; the rules in force stay.",
-                key=exc.key,
-                problem=exc.problem,
-            )
+            events.lifecycle.config_reload_rejected(key=exc.key, problem=exc.problem)
             return False
         changed = changed_keys(self.processing, new.processing, "processing")
         restart_keys = [
@@ -810,22 +725,12 @@ class Shipper:
         if new.processing.max_line_bytes != self.processing.max_line_bytes:
             restart_keys.append("processing.max_line_bytes")
         if restart_keys:
-            telemetry.warning(
-                "config_reload_needs_restart",
-                "These keys changed but only take effect after a restart.",
-                keys=restart_keys,
-            )
+            events.lifecycle.config_reload_needs_restart(keys=restart_keys)
         if not changed:
-            telemetry.config_reloads.labels("unchanged").inc()
-            telemetry.info("Config reloaded; the processing rules are unchanged.")
+            events.lifecycle.config_reload_unchanged()
             return False
         self.processing = new.processing
-        telemetry.config_reloads.labels("applied").inc()
-        telemetry.info(
-            "Config reloaded: the new processing rules apply to each container from its "
-            "next start or reconnection.",
-            changed=changed,
-        )
+        events.lifecycle.config_reloaded(changed=changed)
         return True
 
 
@@ -904,20 +809,5 @@ async def _runtime_clock_ns(client: RuntimeClient) -> int:
         return time.time_ns()
 
 
-def _size_text(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
 def _on_corrupt_segment(path: Path, reason: str) -> None:
-    telemetry.buffer_corrupt_segments.inc()
-    telemetry.error(
-        "buffer_corrupt",
-        "A corrupt disk buffer segment was moved aside; the rest flows on.",
-        path=str(path),
-        reason=reason,
-    )
+    events.storage.buffer_corrupt(path=path, reason=reason)

@@ -24,19 +24,16 @@ anything disagrees, the shipper warns and runs the pure-Python path.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 from collections.abc import Callable
 from typing import Any, Final, Protocol, cast
 
+from shipper import events
 from shipper.lines.assembler import LineAssembler
 from shipper.model import STDERR, STDOUT, LogRecord
 
 # The layouts `shipper/_native.c` was written for (its LAYOUT_VERSION): change both together.
 LAYOUT_VERSION: Final = 1
-
-log = logging.getLogger(__name__)
-
 
 # The C functions' signatures (their arguments are documented in shipper/_native.c), for the
 # modules that bind them or their Python stand-ins.
@@ -207,11 +204,7 @@ def _load() -> tuple[NativeHotPath | None, str]:
         return None, "not built (no C compiler at install)"
     problem = contract_problem(module)
     if problem is not None:
-        log.warning(
-            "The C hot path (shipper/_native) does not fit this code, so the pure-Python path "
-            "runs instead (the same records, only slower): %s.",
-            problem,
-        )
+        events.lifecycle.native_hot_path_unfit(problem=problem)
         return None, f"does not fit this code: {problem}"
     # The module's functions are the protocol's (a compiled module has no types of its own).
     return cast(NativeHotPath, module), ""

@@ -1,11 +1,12 @@
-"""Prometheus metrics and the notable events that both log and count.
+"""Prometheus metrics, and the logging primitives that the notable events use.
 
 Naming follows Prometheus conventions: `shipper_<noun>_<unit>_total` for counters, base
 units (seconds, bytes). Labels are low-cardinality on purpose (stream, status, error type,
 reason); nothing is labelled by container unless an operator asks for it.
 
-Every notable event is one function here, so each one logs a sentence with structured
-fields and moves its counter in the same place, and repeated errors are rate-limited.
+The events themselves (each logs a sentence with structured fields and moves its counters in
+one place) are in `shipper/events/`: no other module calls `error`, `warning`, `info`,
+`debug` or `rate_limited` here (tests/unit/test_events.py checks it).
 """
 
 from __future__ import annotations
@@ -380,88 +381,46 @@ def error(kind: str, message: str, /, **fields: Any) -> None:
     rate_limited(logging.ERROR, kind, message, **fields)
 
 
-def rotation_risk(
-    container_id: str,
-    name: str,
-    backlog_bytes: int,
-    capacity_bytes: int,
-    lag_s: float,
-    rate_limited_now: bool = False,
-) -> None:
-    """Counted once per episode; the log is rate-limited per container, not for all."""
-    rotation_risks.inc()
-    errors.labels("rotation_risk").inc()
-    if rate_limited_now:
-        message = (
-            "A container's rate limit (action pause) holds it back for so long that Docker's "
-            "log rotation may delete lines before they are read (raise its quota, use action "
-            "drop, or raise the driver's max-size/max-file)."
-        )
-    else:
-        message = (
-            "A container writes faster than its logs are shipped: Docker's log rotation may "
-            "delete lines before they are read (raise the driver's max-size/max-file, or make "
-            "room in the buffer and the output)."
-        )
-    rate_limited(
-        logging.WARNING,
-        f"rotation_risk:{container_id}",
-        message,
-        container_id=container_id[:12],
-        container_name=name,
-        estimated_backlog_bytes=backlog_bytes,
-        rotation_keeps_bytes=capacity_bytes,
-        behind_s=lag_s,
-        held_by_rate_limit=rate_limited_now,
-    )
-
-
-def log_file_lost(container_id: str, name: str, what: str) -> None:
-    """Counted each time; the log is rate-limited per container."""
-    log_files_lost.inc()
-    errors.labels("log_file_lost").inc()
-    rate_limited(
-        logging.WARNING,
-        f"log_file_lost:{container_id}",
-        "A container's log file was deleted by its rotation before it was read to its end: "
-        "the lines in it that were not read are lost (the shipper fell behind, or was "
-        "stopped, for longer than kubelet keeps rotated logs).",
-        container_id=container_id[:12],
-        container_name=name,
-        file=what,
-    )
-
-
 def warning(kind: str, message: str, /, **fields: Any) -> None:
+    """A warning: counted, and logged at most every 30 s."""
     errors.labels(kind).inc()
     rate_limited(logging.WARNING, kind, message, **fields)
 
 
-def engine_connected(
-    engine_version: str,
-    engine: str,
-    spoken: str,
-    containers_path: str | None,
-    runtime: str = "docker",
+def warning_per(kind: str, subject: str, message: str, /, **fields: Any) -> None:
+    """A warning counted under `kind`, its log rate-limited per `subject` (a container, a
+    data stream): one subject's line must not hide another's."""
+    errors.labels(kind).inc()
+    rate_limited(logging.WARNING, f"{kind}:{subject}", message, **fields)
+
+
+def every_time(
+    logger: str,
+    level: int,
+    kind: str,
+    message: str,
+    /,
+    *args: object,
+    exc: BaseException | None = None,
 ) -> None:
-    """Connected to a Docker Engine (or Podman, `runtime`): said at the first connection and
-    whenever it changed (a restart is often an upgrade)."""
-    docker_engine.clear()
-    docker_engine.labels(engine_version, spoken).set(1)
-    info(
-        "Connected to the Docker Engine.",
-        engine_version=engine_version,
-        engine=engine,
-        runtime=runtime,
-        api_version=spoken,
-        containers_path=containers_path,
-    )
+    """A warning or error counted under `kind` and logged every time on `logger`, the
+    message %-formatted with `args`: for lines that name a different file or problem each
+    time and are few by nature, where a rate limit would hide which."""
+    errors.labels(kind).inc()
+    logging.getLogger(logger).log(level, message, *args, exc_info=exc)
 
 
 def info(message: str, /, **fields: Any) -> None:
+    """A fact worth a line (starts, stops, choices); not counted as an error."""
     log.info(message, extra={"fields": fields})
 
 
+def info_per(key: str, subject: str, message: str, /, **fields: Any) -> None:
+    """An info line that can repeat quickly, rate-limited per `key` and `subject`."""
+    rate_limited(logging.INFO, f"{key}:{subject}", message, **fields)
+
+
 def debug(message: str, /, **fields: Any) -> None:
+    """A line for debugging only (`log.level: debug`)."""
     if log.isEnabledFor(logging.DEBUG):
         log.debug(message, extra={"fields": fields})

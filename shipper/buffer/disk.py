@@ -47,19 +47,17 @@ is acknowledged, so the disk may hold up to about one extra segment per in-fligh
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from shipper import events
 from shipper.buffer import format as fmt
 from shipper.buffer.ledger import BufferClosedError, FsyncPolicy
 from shipper.buffer.queue import SegmentQueue
 from shipper.buffer.reader import BufferBatch
 from shipper.buffer.recovery import CorruptCallback, RecoveryReport
 from shipper.errors import ShipperError
-
-log = logging.getLogger(__name__)
 
 # Blocks a reader gets whole: at most what one bulk request should carry by default.
 DEFAULT_BLOCK_MAX_ENTRIES = 5_000
@@ -226,7 +224,7 @@ class DiskBuffer:
             await self._run_sync(data=False, acks=True)
         except (ShipperError, OSError) as exc:
             # Only costs duplicates after a crash; the next sync() or read() retries.
-            log.warning("Could not persist disk buffer acks, will retry: %s", exc)
+            events.storage.buffer_acks_not_saved(error=exc)
             self._last_ack_persist = time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle

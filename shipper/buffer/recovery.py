@@ -20,18 +20,16 @@ damage mid-flight.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shipper import events
 from shipper.buffer import format as fmt
 from shipper.buffer.ledger import Ledger
 from shipper.buffer.segment_file import Segment
 from shipper.durable import fsync_directory
-
-log = logging.getLogger(__name__)
 
 CorruptCallback = Callable[[Path, str], None]
 
@@ -81,7 +79,7 @@ class CorruptFiles:
             fsync_directory(self.directory)
         self.total += 1
         self._report.corrupt.append((target, reason))
-        log.error("Set aside the corrupt disk buffer file %s as %s: %s.", path, target, reason)
+        events.storage.buffer_file_set_aside(path=path, target=target, reason=reason)
         if self._on_corrupt is not None:
             self._on_corrupt(target, reason)
         return target
@@ -125,13 +123,11 @@ def recover(ledger: Ledger, corrupt: CorruptFiles, report: RecoveryReport) -> No
     ledger.ack_version += 1
     ledger.sync()
     if report.torn_bytes_truncated or report.corrupt:
-        log.warning(
-            "Recovered the disk buffer: %d records held in %d segments, %d torn bytes "
-            "truncated, %d segments set aside as corrupt.",
-            ledger.records_held,
-            len(ledger.segments),
-            report.torn_bytes_truncated,
-            len(report.corrupt),
+        events.storage.buffer_recovered_with_damage(
+            records=ledger.records_held,
+            segments=len(ledger.segments),
+            torn_bytes=report.torn_bytes_truncated,
+            corrupt_files=len(report.corrupt),
         )
 
 
@@ -209,7 +205,7 @@ def _recover_segment(
         except fmt.FormatError as exc:
             if last and _torn_at_creation(path):
                 # Created just before a crash, header never reached the disk.
-                log.warning("Removed the disk buffer segment %s torn at creation.", path)
+                events.storage.buffer_segment_torn_at_creation(path=path)
                 report.torn_bytes_truncated += size
                 path.unlink()
                 ledger.dir_version += 1
@@ -224,11 +220,8 @@ def _recover_segment(
         if last and reaches_eof:
             # A write cut by kill -9 or power loss: its lines were never checkpointed,
             # the caller reads them from Docker again.
-            log.warning(
-                "Truncated a torn tail of %d bytes from the disk buffer segment %s (%s).",
-                size - end,
-                path,
-                problem,
+            events.storage.buffer_torn_tail_truncated(
+                path=path, torn_bytes=size - end, problem=problem
             )
             _truncate(path, end, fsync=ledger.fsync_policy != "never")
             report.torn_bytes_truncated += size - end

@@ -7,17 +7,15 @@ decided by the writer, the reader and the ledger.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from shipper import events
 from shipper.buffer import format as fmt
 from shipper.durable import raise_if_disk_full, write_all
-
-log = logging.getLogger(__name__)
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 
@@ -87,10 +85,10 @@ class Segment:
         except OSError as exc:
             try:
                 os.ftruncate(fd, start)
-            except OSError:
+            except OSError as cut_failed:
                 # Its `end` stays before the garbage, so nothing reads it; recovery sees it
                 # as a torn tail or sets the file aside.
-                log.exception("Could not truncate %s after a failed write.", self.path)
+                events.storage.buffer_truncate_failed(path=self.path, error=cut_failed)
                 self.seal()
             raise_if_disk_full(exc, f"appending to {self.path}")
             raise
@@ -177,8 +175,8 @@ class Segment:
         self.close()
         try:
             self.path.unlink(missing_ok=True)
-        except OSError:
-            log.exception("Could not delete the acknowledged segment %s.", self.path)
+        except OSError as exc:
+            events.storage.buffer_segment_not_deleted(path=self.path, error=exc)
 
 
 def _pwritev_all(fd: int, parts: Sequence[bytes], offset: int) -> None:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from shipper import logsetup, telemetry
+from shipper import events, logsetup
 from shipper.commands import preflight
 from shipper.commands.secrets import config_secrets
 from shipper.config import Config, masked
@@ -26,7 +26,7 @@ def main(
     preflight.check(config)  # ConfigError → exit 2 in cli
     logsetup.register_secrets(config_secrets(config))
     logsetup.configure(config.log.level, config.log.format)
-    telemetry.debug("Effective configuration (secrets masked).", config=masked(config))
+    events.lifecycle.effective_config(masked_config=masked(config))
     try:
         import uvloop
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from shipper import telemetry
+from shipper import events
 from shipper.backoff import Backoff
 from shipper.config import KibanaConfig
 from shipper.errors import ConfigError
@@ -83,13 +83,7 @@ class KibanaSetup:
         self.done = False
         if self._base.startswith("https://") and not config.verify_certs:
             # As loud as the Elasticsearch side: the Kibana credentials travel on this link.
-            telemetry.error(
-                "kibana_tls_verification_disabled",
-                "TLS CERTIFICATE VERIFICATION IS OFF (kibana.verify_certs: false): anyone "
-                "between the shipper and Kibana can read and change the requests and the "
-                "credentials. Use kibana.ca_certs instead.",
-                url=self._base,
-            )
+            events.kibana.tls_verification_off(url=self._base)
 
     async def ensure_data_view(self) -> bool:
         """One attempt: True if the data view exists now (created or already there)."""
@@ -123,25 +117,16 @@ class KibanaSetup:
             try:
                 created = await self.ensure_data_view()
             except KibanaRefused as exc:
-                telemetry.error(
-                    "kibana_setup",
-                    "Kibana refused to create the data view; fix kibana.* and restart.",
-                    error=str(exc),
-                )
+                events.kibana.refused(error=exc)
                 return
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 delay = backoff.next_delay_s()
-                telemetry.warning(
-                    "kibana_unavailable",
-                    "Kibana is not reachable yet; the data view is created when it is.",
-                    error=str(exc) or type(exc).__name__,
-                    delay_s=round(delay, 2),
-                )
+                events.kibana.unavailable(error=exc, delay_s=delay)
                 await asyncio.sleep(delay)
                 continue
             self.done = True
-            telemetry.info(
-                "Created the Kibana data view." if created else "The Kibana data view exists.",
+            events.kibana.data_view_ready(
+                created=created,
                 data_view=self._config.data_view_id,
                 pattern=self._config.data_view_pattern,
             )

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol, TypeVar
 
-from shipper import telemetry
+from shipper import events, telemetry
 from shipper.model import ContainerMeta, LogRecord, record_field
 from shipper.pipeline.processor import ContainerProcessor
 from shipper.pipeline.stats import ProcessorStats
@@ -114,12 +114,8 @@ class Delivery:
         if processor.warnings and not self._warned_hints:
             self._warned_hints = True
             for warning in processor.warnings:
-                telemetry.warning(
-                    "bad_container_label",
-                    "A shipper.* hint of a container (its label, or its pod's annotation) "
-                    "was ignored.",
-                    container_id=self.container_id[:12],
-                    reason=warning,
+                events.sources.container_hint_ignored(
+                    container_id=self.container_id, reason=warning
                 )
         return start
 

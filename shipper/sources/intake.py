@@ -20,12 +20,11 @@ done for all of them:
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from shipper import telemetry
+from shipper import events, telemetry
 from shipper.accounting import ContainerCounts, Ledger
 from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
@@ -207,13 +206,7 @@ class BufferIntake:
                 await self._buffer.append(entries)
                 return
             except DiskFullError as exc:
-                telemetry.disk_full.labels("buffer").inc()
-                telemetry.error(
-                    "disk_full",
-                    "The disk buffer is full (no space left on device); reading is paused.",
-                    container_id=meta.id[:12],
-                    error=str(exc),
-                )
+                events.storage.disk_full(container_id=meta.id, error=exc)
                 await asyncio.sleep(backoff.next_delay_s())
 
     def _buffered(
@@ -255,14 +248,8 @@ class BufferIntake:
             start = end
 
     async def _held_back(self, meta: ContainerMeta, gate: PauseGate, wait: float) -> None:
-        telemetry.rate_limited(
-            logging.INFO,
-            f"rate_limit_pause:{meta.id}",
-            "A container is over its rate limit: reading it pauses until the quota allows "
-            "more (its lines wait in the runtime's log).",
-            container_id=meta.id[:12],
-            container_name=meta.name,
-            rate_limit=gate.spec.describe(),
+        events.sources.rate_limit_pause(
+            container_id=meta.id, container_name=meta.name, rate_limit=gate.spec.describe()
         )
         self.rotation.throttled(meta.id, True)
         started = time.monotonic()
@@ -311,12 +298,7 @@ class BufferIntake:
             return entry.quota
         spec, warning = resolve_quota(config, meta)
         if warning and (entry is None or entry.meta.hints != meta.hints):
-            telemetry.warning(
-                "bad_container_label",
-                "A shipper.* label of a container was ignored.",
-                container_id=meta.id[:12],
-                reason=warning,
-            )
+            events.sources.container_label_ignored(container_id=meta.id, reason=warning)
         quota = entry.quota if entry is not None else None
         if quota is None or quota.spec != spec:
             quota = self._new_quota(meta, spec, quota, config)
@@ -335,9 +317,8 @@ class BufferIntake:
             state = old.limiter.committed
         if spec is None:
             return None
-        telemetry.info(
-            "A rate limit applies to a container.",
-            container_id=meta.id[:12],
+        events.sources.rate_limit_applies(
+            container_id=meta.id,
             container_name=meta.name,
             rate_limit=spec.describe(),
             action=spec.action,
@@ -348,15 +329,11 @@ class BufferIntake:
     def _dropped(self, meta: ContainerMeta, dropped: int) -> None:
         if not dropped:
             return
-        telemetry.records_dropped.labels(RATE_LIMIT_DROP_REASON).inc(dropped)
-        telemetry.rate_limited(
-            logging.INFO,
-            f"rate_limit_drop:{meta.id}",
-            "Lines of a container over its rate limit were dropped (a summary record in its "
-            "stream says how many).",
-            container_id=meta.id[:12],
+        events.sources.rate_limit_dropped(
+            container_id=meta.id,
             container_name=meta.name,
             dropped=dropped,
+            reason=RATE_LIMIT_DROP_REASON,
         )
 
     # -- summaries of quiet and removed containers -----------------------------------------

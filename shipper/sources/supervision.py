@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from shipper import telemetry
+from shipper import events
 from shipper.backoff import Backoff
 
 
@@ -35,11 +35,5 @@ async def run_restarting(
             raise
         except Exception as exc:
             delay = backoff.next_delay_s()
-            telemetry.error(
-                "follower_crashed",
-                "A container follower failed unexpectedly; it starts again from its checkpoint.",
-                container_id=container_id[:12],
-                error=repr(exc),
-                delay_s=round(delay, 2),
-            )
+            events.sources.follower_crashed(container_id=container_id, error=exc, delay_s=delay)
             await asyncio.sleep(delay)

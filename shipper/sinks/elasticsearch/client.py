@@ -19,7 +19,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TlsError
 from elasticsearch import ApiError, AsyncElasticsearch, UnsupportedProductError
 
-from shipper import telemetry
+from shipper import events
 from shipper.config import ElasticsearchConfig
 from shipper.errors import ConfigError, PermanentError, TransientError
 from shipper.fastzlib import gzip_parts
@@ -75,13 +75,7 @@ class ElasticsearchConnection:
         uses_tls = any(host.startswith("https://") for host in config.hosts)
         self._uses_tls = uses_tls
         if uses_tls and not config.verify_certs and not config.ssl_assert_fingerprint:
-            telemetry.error(
-                "tls_verification_disabled",
-                "TLS CERTIFICATE VERIFICATION IS OFF (elasticsearch.verify_certs: false): "
-                "anyone between the shipper and Elasticsearch can read and change the logs "
-                "and the credentials. Use ca_certs or ssl_assert_fingerprint instead.",
-                hosts=list(config.hosts),
-            )
+            events.elasticsearch.tls_verification_off(hosts=config.hosts)
         self._client = AsyncElasticsearch(
             hosts=list(config.hosts),
             basic_auth=basic_auth,

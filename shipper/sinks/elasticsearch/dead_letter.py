@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from shipper import telemetry
+from shipper import events
 from shipper.durable import write_all
 from shipper.lines.timestamps import format_timestamp
 from shipper.pipeline.encoder import index_of
@@ -98,12 +98,9 @@ class DeadLetters:
         """Counts and logs a record that can never be indexed; returns the bulk entry that
         sends its dead letter to the stream (None: no stream) and the document for the file."""
         self.count += 1
-        telemetry.dead_lettered.labels(outcome.error_type or str(outcome.status)).inc()
-        telemetry.error(
-            "dead_letter",
-            "Elasticsearch can never index a record; it was dead-lettered with the reason.",
+        events.elasticsearch.dead_lettered(
             error_type=outcome.error_type,
-            reason=outcome.reason[:300],
+            reason=outcome.reason,
             status=outcome.status,
             target_index=index_of(entry),
             destination=self.data_stream or str(self._path),
@@ -119,14 +116,11 @@ class DeadLetters:
         if not documents:
             return
         if self.data_stream is not None:
-            telemetry.error(
-                "dead_letter_file",
-                "The dead-letter data stream can never take some records; they were written "
-                "to the dead-letter file.",
+            events.elasticsearch.dead_letters_to_file(
                 records=len(documents),
                 error_type=outcome.error_type,
-                reason=outcome.reason[:300],
-                path=str(self._path),
+                reason=outcome.reason,
+                path=self._path,
             )
         data = b"".join(orjson.dumps(document) + b"\n" for document in documents)
         await asyncio.to_thread(self._append, data)

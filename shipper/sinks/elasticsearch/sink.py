@@ -41,14 +41,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipper import telemetry
+from shipper import events, telemetry
 from shipper.accounting import (
     ALREADY_STORED,
     DEAD_LETTERED,
@@ -194,19 +193,12 @@ class ElasticsearchSink:
                 # Nothing we send would be right for it; an upgrade (or a fixed hosts list)
                 # is an operator's job. Keep the data, say why, look again now and then.
                 self._request_error = str(exc)
-                telemetry.error(
-                    "elasticsearch_unsupported",
-                    "The cluster is not a supported Elasticsearch (8.x or 9.x); nothing is "
-                    "sent, the buffer keeps the data.",
-                    error=str(exc),
-                )
+                events.elasticsearch.unsupported(error=exc)
                 await self._sleep(max(AUTH_MIN_DELAY_S, backoff.next_delay_s()))
                 continue
             self._request_error = None
             self._prepared = True
-            telemetry.info(
-                "Connected to Elasticsearch.", version=self._connection.version, major=major
-            )
+            events.elasticsearch.connected(version=self._connection.version, major=major)
             return True
         return False
 
@@ -387,21 +379,9 @@ class ElasticsearchSink:
             telemetry.bulk_items.labels(str(status), error_type, failure_store).inc(number)
         telemetry.records_shipped.inc(stored)
         for stream, number in failure_stored.items():
-            telemetry.warning(
-                "failure_store_used",
-                "Elasticsearch could not index some records and kept them in the data stream's "
-                "failure store (search <stream>::failures); they are not stored as log records.",
-                records=number,
-                data_stream=stream,
-            )
+            events.elasticsearch.failure_store_used(data_stream=stream, records=number)
         if parked:
-            telemetry.retries.labels("item_rejected").inc(parked)
-            telemetry.warning(
-                "bulk_items_retried",
-                "Elasticsearch rejected items for now; they are sent again after a backoff.",
-                items=parked,
-                retry_queue=len(self._retry_queue),
-            )
+            events.elasticsearch.items_retried(items=parked, retry_queue=len(self._retry_queue))
         if auth_problem is not None:
             self._item_auth_at = time.monotonic()
             self._item_auth_error = (
@@ -409,14 +389,10 @@ class ElasticsearchSink:
                 f"(HTTP {auth_problem.status} {auth_problem.error_type}: "
                 f"{auth_problem.reason[:300]}); the documents are kept and retried"
             )
-            telemetry.error(
-                "elasticsearch_item_auth",
-                "Elasticsearch denied the shipper's user a privilege it needs for some "
-                "documents (create_doc and auto_configure on their data stream); they are "
-                "kept and sent again.",
+            events.elasticsearch.item_auth_denied(
                 status=auth_problem.status,
                 error_type=auth_problem.error_type,
-                reason=auth_problem.reason[:300],
+                reason=auth_problem.reason,
             )
         for item, outcome in to_file:
             assert item.fallback is not None
@@ -428,18 +404,7 @@ class ElasticsearchSink:
         if stream in self._failure_store_off:
             return
         self._failure_store_off.add(stream)
-        # Counted under one kind; logged once per stream (the kind's rate limit would hide
-        # the second stream's line).
-        telemetry.errors.labels("failure_store_not_enabled").inc()
-        telemetry.rate_limited(
-            logging.WARNING,
-            f"failure_store_not_enabled:{stream}",
-            "elasticsearch.failure_store is on, but this data stream has no failure store: it "
-            "was created before, and a template's data stream options apply only when a stream "
-            "is created. Enable it with PUT _data_stream/<name>/_options "
-            '{"failure_store":{"enabled":true}}; meanwhile its failures are dead-lettered.',
-            data_stream=stream,
-        )
+        events.elasticsearch.failure_store_not_enabled(data_stream=stream)
 
     async def _retry_rejected(self) -> None:
         config = self._config
@@ -500,23 +465,18 @@ class ElasticsearchSink:
                     f"with HTTP {exc.status}; check elasticsearch.hosts (scheme, host, path)"
                 )
             self._request_error = f"{cause}: {exc}"
-            telemetry.error(
-                "elasticsearch_auth" if exc.status in AUTH_STATUSES else "elasticsearch_refused",
-                cause + ". Data is kept in the buffer and sending is retried.",
+            events.elasticsearch.request_refused(
+                auth=exc.status in AUTH_STATUSES,
+                cause=cause,
                 status=exc.status,
-                error=str(exc),
+                error=exc,
                 during=during,
-                delay_s=round(delay, 2),
+                delay_s=delay,
             )
         else:
             self._request_error = str(exc)
-            telemetry.warning(
-                "elasticsearch_request_failed",
-                "Elasticsearch request failed; it will be retried, the buffer keeps the data.",
-                status=exc.status,
-                error=str(exc),
-                during=during,
-                delay_s=round(delay, 2),
+            events.elasticsearch.request_failed(
+                status=exc.status, error=exc, during=during, delay_s=delay
             )
         return delay
 

@@ -35,8 +35,9 @@ from typing import Any
 
 import orjson
 
-from shipper import telemetry
+from shipper import events
 from shipper.config import ElasticsearchConfig, IlmConfig
+from shipper.events.elasticsearch import Installable
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection, RequestFailed
 
 TEMPLATE_VERSION = 2
@@ -280,14 +281,7 @@ class TemplateManager:
                 )
             except TemplateRefused as exc:
                 # Shipping goes on: the stream then gets whatever template matches it.
-                telemetry.error(
-                    "template_refused",
-                    "Elasticsearch refused the shipper's template; documents are sent anyway "
-                    "with the cluster's matching template. Grant manage_index_templates or set "
-                    "elasticsearch.install_template: false.",
-                    data_stream=stream,
-                    error=str(exc),
-                )
+                events.elasticsearch.template_refused(data_stream=stream, error=exc)
             self._ready.add(stream)
 
     async def _install_shared(self) -> None:
@@ -316,7 +310,7 @@ class TemplateManager:
 
     async def _put_if_needed(
         self,
-        kind: str,
+        kind: Installable,
         name: str,
         path: str,
         body: dict[str, Any],
@@ -328,11 +322,7 @@ class TemplateManager:
         write, why = should_write(existing, desired, self._config.template_overwrite)
         if not write:
             if why != "up to date":
-                telemetry.info(
-                    f"The {kind} is left as it is ({why}); set "
-                    "elasticsearch.template_overwrite: true to replace it.",
-                    name=name,
-                )
+                events.elasticsearch.template_left_alone(what=kind, name=name, why=why)
             return
         try:
             await self._connection.request("PUT", path, body=body)
@@ -340,7 +330,7 @@ class TemplateManager:
             if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
                 raise TemplateRefused(f"{kind} {name}: {exc}") from exc
             raise
-        telemetry.info(f"Installed the {kind}.", name=name, reason=why)
+        events.elasticsearch.template_installed(what=kind, name=name, why=why)
 
     async def _get(self, get: Any, name: str) -> dict[str, Any] | None:
         try:

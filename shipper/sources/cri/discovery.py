@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from shipper import telemetry
+from shipper import events, telemetry
 from shipper.backoff import Backoff
 from shipper.cri.metadata import container_meta, meta_from_state
 from shipper.cri.paths import parse_pod_directory, relocate, rotations
@@ -115,13 +115,7 @@ class CriDiscovery:
                 except (RuntimeUnavailable, NotCriV1) as exc:
                     self._problem = f"CRI runtime not reachable: {exc}"
                     if self.connected:
-                        telemetry.warning(
-                            "cri_unavailable",
-                            "Lost the container runtime's CRI API; listing again when it "
-                            "answers (followers keep reading their files).",
-                            socket=self._runtime.socket_path,
-                            error=str(exc),
-                        )
+                        events.cri.lost(socket=self._runtime.socket_path, error=exc)
                     self.connected = False
                     await asyncio.sleep(backoff.next_delay_s())
                     continue
@@ -138,13 +132,12 @@ class CriDiscovery:
 
     def _connected(self, version: RuntimeVersion) -> None:
         self.version = version
-        telemetry.info(
-            "Connected to the container runtime's CRI API.",
+        events.cri.connected(
             runtime=version.name,
             runtime_version=version.version,
             cri_api=version.api_version,
             socket=self._runtime.socket_path,
-            log_directory=str(self._log_directory),
+            log_directory=self._log_directory,
         )
 
     @property
@@ -233,13 +226,7 @@ class CriDiscovery:
         try:
             meta = meta_from_state(container_id, log_path, state.get("meta") or {})
         except (KeyError, TypeError, ValueError) as exc:
-            telemetry.warning(
-                "checkpoint_state_unreadable",
-                "The metadata kept with a container's position is unreadable; its remaining "
-                "lines are not read.",
-                container_id=container_id[:12],
-                error=repr(exc),
-            )
+            events.cri.checkpoint_state_unreadable(container_id=container_id, error=exc)
             return
         self._start(
             CriContainerFollower(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipper import telemetry
+from shipper import events
 from shipper.backoff import Backoff
 from shipper.config import ProcessingConfig
 from shipper.cri.metadata import meta_state
@@ -120,14 +120,12 @@ class CriContainerFollower:
                 # Unreadable (permissions, I/O): start again from the checkpoint, which
                 # counts only lines already in the buffer.
                 delay = backoff.next_delay_s()
-                telemetry.warning(
-                    "log_files_unreadable",
-                    "Reading a container's CRI log files failed; retrying from its checkpoint.",
-                    container_id=self.container_id[:12],
+                events.cri.log_files_unreadable(
+                    container_id=self.container_id,
                     container_name=self.meta.display_name,
-                    path=str(self.log),
-                    error=str(exc),
-                    delay_s=round(delay, 2),
+                    path=self.log,
+                    error=exc,
+                    delay_s=delay,
                 )
                 await asyncio.sleep(delay)
                 continue
@@ -197,20 +195,17 @@ class CriContainerFollower:
         )
 
     def _file_lost(self, what: str) -> None:
-        telemetry.log_file_lost(
-            self.container_id,
-            self.meta.display_name if self.meta is not None else "",
-            what,
+        events.cri.log_file_lost(
+            container_id=self.container_id,
+            container_name=self.meta.display_name if self.meta is not None else "",
+            file=what,
         )
 
     def _report_invalid(self, decoder: CriDecoder) -> None:
         if decoder.invalid_lines > self._invalid_lines_reported:
-            telemetry.warning(
-                "invalid_log_lines",
-                "Lines of a container's CRI log file are not in the CRI log format; they are "
-                "skipped.",
-                container_id=self.container_id[:12],
-                path=str(self.log),
+            events.cri.invalid_log_lines(
+                container_id=self.container_id,
+                path=self.log,
                 lines=decoder.invalid_lines - self._invalid_lines_reported,
             )
             self._invalid_lines_reported = decoder.invalid_lines

@@ -24,7 +24,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from shipper import telemetry
+from shipper import events, telemetry
 from shipper.backoff import Backoff
 from shipper.docker.api import (
     ApiVersionRefused,
@@ -98,16 +98,15 @@ class Discovery:
                 # At every (re)connection: a daemon restart is often an upgrade.
                 await self._connect()
                 since = time.time() - _EVENT_REPLAY_S
-                async with self._docker.event_stream(since_s=since) as events:
+                async with self._docker.event_stream(since_s=since) as stream:
                     self.connected = True
                     self._problem = None
                     if not first:
-                        telemetry.docker_reconnects.inc()
-                        telemetry.info("Reconnected to the Docker daemon.")
+                        events.docker.reconnected()
                     first = False
                     await self._list_and_follow()
                     backoff.reset()
-                    async for event in events:
+                    async for event in stream:
                         await self._on_event(event)
                 raise DockerUnavailable("the event stream ended")
             except ApiVersionRefused as exc:
@@ -115,36 +114,19 @@ class Discovery:
                 self.connected = False
                 self._problem = f"Docker API version refused: {exc}"
                 delay = backoff.next_delay_s()
-                telemetry.error(
-                    "docker_api_version_refused",
-                    "The Docker Engine answers but refuses the API version; retrying "
-                    "(shipping starts by itself once the engine accepts one).",
-                    error=str(exc),
-                    delay_s=round(delay, 2),
-                )
+                events.docker.api_version_refused(error=exc, delay_s=delay)
                 await asyncio.sleep(delay)
             except DockerRequestFailed as exc:
                 self.connected = False
                 self._problem = f"Docker API answers with errors: {exc}"
                 delay = backoff.next_delay_s()
-                telemetry.warning(
-                    "docker_request_failed",
-                    "The Docker daemon answered with an error; retrying.",
-                    error=str(exc),
-                    status=exc.status,
-                    delay_s=round(delay, 2),
-                )
+                events.docker.request_failed(error=exc, status=exc.status, delay_s=delay)
                 await asyncio.sleep(delay)
             except DockerUnavailable as exc:
                 self.connected = False
                 self._problem = None
                 delay = backoff.next_delay_s()
-                telemetry.warning(
-                    "docker_unavailable",
-                    "Lost the Docker daemon; reconnecting.",
-                    error=str(exc),
-                    delay_s=round(delay, 2),
-                )
+                events.docker.lost(error=exc, delay_s=delay)
                 await asyncio.sleep(delay)
 
     async def _connect(self) -> None:
@@ -161,12 +143,12 @@ class Discovery:
         seen = (engine, version, self._containers_path)
         if seen != self._engine_seen:
             self._engine_seen = seen
-            telemetry.engine_connected(
-                engine.engine if engine else "unknown",
-                engine.describe() if engine else "unknown",
-                str(version),
-                self._containers_path,
-                engine.runtime if engine else "unknown",
+            events.docker.engine_connected(
+                engine_version=engine.engine if engine else "unknown",
+                engine=engine.describe() if engine else "unknown",
+                api_version=str(version),
+                containers_path=self._containers_path,
+                runtime=engine.runtime if engine else "unknown",
             )
 
     async def stop(self) -> None:

@@ -19,8 +19,9 @@ import dataclasses
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from shipper import telemetry
+from shipper import events
 from shipper.backoff import Backoff
 from shipper.config import ProcessingConfig
 from shipper.docker.api import (
@@ -34,6 +35,7 @@ from shipper.docker.api import (
 from shipper.docker.engine import DOCKER, stream_dialect
 from shipper.docker.frames import DEFAULT_MAX_LINE_BYTES, LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
+from shipper.events.docker import ReadFailure
 from shipper.lines.timestamps import TimestampError, parse_timestamp
 from shipper.model import ContainerMeta, LogRecord
 from shipper.pipeline.processor import build_processor
@@ -105,7 +107,7 @@ class ContainerFollower:
             except ContainerGone:
                 return
             except DockerError as exc:
-                await self._pause(backoff, _error_kind(exc, "docker_unavailable"), exc)
+                await self._pause(backoff, _read_failure(exc, "docker_unavailable"), exc)
                 continue
             self._set_meta(meta)
             if self._deselected_on_restart(meta):
@@ -131,17 +133,12 @@ class ContainerFollower:
             except ContainerGone:
                 return
             except LogsNotReadable as exc:
-                telemetry.warning(
-                    "logs_not_readable",
-                    "A container's log driver keeps no logs the Docker API can read; it is "
-                    "skipped (use the json-file or local driver, or enable dual logging).",
-                    container_id=self.container_id[:12],
-                    log_driver=meta.log_driver,
-                    error=str(exc),
+                events.docker.logs_not_readable(
+                    container_id=self.container_id, log_driver=meta.log_driver, error=exc
                 )
                 return
             except DockerError as exc:
-                await self._pause(backoff, _error_kind(exc, "log_stream_broken"), exc)
+                await self._pause(backoff, _read_failure(exc, "log_stream_broken"), exc)
                 continue
             backoff.reset()
             if finished and not self.wake.is_set():
@@ -177,12 +174,7 @@ class ContainerFollower:
         return [r for r in records if r.timestamp_ns <= died_at]
 
     def _say_deselected(self, meta: ContainerMeta) -> None:
-        telemetry.info(
-            "A container started again but is no longer selected (renamed or relabelled); "
-            "its new run is not shipped.",
-            container_id=self.container_id[:12],
-            container_name=meta.name,
-        )
+        events.docker.container_deselected(container_id=self.container_id, container_name=meta.name)
 
     def _deselected_on_restart(self, meta: ContainerMeta) -> bool:
         restarted = bool(self._run_started_at) and meta.started_at != self._run_started_at
@@ -277,25 +269,16 @@ class ContainerFollower:
             path, why = None, f"{meta.runtime} containers are read through its API only"
         else:
             path, why = log_file_choice(meta, self._settings.containers_path)
-        chosen = "files" if path is not None else "api"
+        chosen: Literal["files", "api"] = "files" if path is not None else "api"
         if chosen != self._read_mode:
             self._read_mode = chosen
             if chosen == "api" and mode == "files" and not self._warned_fallback:
                 self._warned_fallback = True
-                telemetry.warning(
-                    "log_files_not_readable",
-                    "A container's json-file logs are not visible here (other driver, "
-                    "compressed rotation, or docker.containers_path not mounted); its logs "
-                    "are read through the Docker API.",
-                    container_id=self.container_id[:12],
-                    log_driver=meta.log_driver,
-                    reason=why,
+                events.docker.log_files_not_readable(
+                    container_id=self.container_id, log_driver=meta.log_driver, reason=why
                 )
-            telemetry.info(
-                "Reading a container's logs from its json-file log."
-                if path is not None
-                else "Reading a container's logs through the Docker API.",
-                container_id=self.container_id[:12],
+            events.docker.read_mode_chosen(
+                container_id=self.container_id,
                 container_name=meta.name,
                 read_mode=chosen,
                 reason=why,
@@ -323,21 +306,19 @@ class ContainerFollower:
                 return
         await self.delivery.deliver(self.meta or meta, records)
 
-    async def _pause(self, backoff: Backoff, kind: str, exc: Exception) -> None:
+    async def _pause(self, backoff: Backoff, kind: ReadFailure, exc: Exception) -> None:
         delay = backoff.next_delay_s()
-        telemetry.warning(
-            kind,
-            "Reading a container's logs failed; retrying from its checkpoint.",
-            container_id=self.container_id[:12],
-            error=str(exc),
-            delay_s=round(delay, 2),
+        events.docker.read_failed(
+            kind=kind, container_id=self.container_id, error=exc, delay_s=delay
         )
         await asyncio.sleep(delay)
 
 
-def _error_kind(exc: DockerError, unavailable: str) -> str:
-    """The log kind of a Docker error: a refused version or an error answer is not a
-    daemon that went away."""
+def _read_failure(
+    exc: DockerError, unavailable: Literal["docker_unavailable", "log_stream_broken"]
+) -> ReadFailure:
+    """The kind a Docker error is counted under: a refused version or an error answer is
+    not a daemon that went away."""
     if isinstance(exc, ApiVersionRefused):
         return "docker_api_version_refused"
     if isinstance(exc, DockerRequestFailed):
