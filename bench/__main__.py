@@ -14,9 +14,18 @@ and removed afterwards. Figures come from /proc:
   writing cost per line is measured while the ceiling's writer runs, with no reader): the
   CPU that reading the logs costs, whoever does it. dockerd writes the file anyway.
 
+The `cri` mode runs the noisy and backlog scenarios for the CRI log source (`source: cri`)
+against a private containerd (bench/cri.py): one pod whose container writes the same lines,
+containerd's CRI plugin writing them to a kubelet-style log file. There, no dockerd takes
+part (its column is empty); containerd's own process writes the file, the part dockerd plays
+for the json-file: `containerd_cpu_s_per_mline` is its CPU, `shim_cpu_s_per_mline` its shims',
+"total s/M" the shipper's plus containerd's, and "ours s/M" the shipper's alone (reading the
+files costs the runtime nothing).
+
     python -m bench                         # everything, full sizes (about 15 minutes)
     python -m bench --quick                 # small sizes, a smoke run (about 2 minutes)
     python -m bench --scenarios noisy --modes api,files
+    python -m bench --scenarios backlog,noisy --modes files,cri
     python -m bench --churn-duration-s 10
 
 A table goes to stdout, the JSON to bench/results/<UTC time>.json (or --out).
@@ -47,6 +56,7 @@ from bench import pagecache, procstat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cri import BenchContainerd  # noqa: E402
 from tests.support.shipper_process import ShipperProcess  # noqa: E402
 
 IMAGE = "shipper-test-busybox:latest"
@@ -158,6 +168,7 @@ class Bench:
         self.dockerd = procstat.pids_named("dockerd")
         self.results: list[dict[str, Any]] = []
         self.created: list[str] = []
+        self.containerd: BenchContainerd | None = None  # started for the first cri scenario
 
     # -- processes --------------------------------------------------------------------
 
@@ -171,7 +182,14 @@ class Bench:
             "log": {"level": "info", "format": "json"},
             "processing": {"selection": {"include": [{"labels": [f"{LABEL}={LABEL_VALUE}"]}]}},
         }
-        if mode != "api" or self.args.pass_read_mode:
+        if mode == "cri":
+            assert self.containerd is not None
+            config["source"] = "cri"
+            config["cri"] = {
+                "socket": str(self.containerd.socket),
+                "log_directory": str(self.containerd.log_root),
+            }
+        elif mode != "api" or self.args.pass_read_mode:
             config["docker"] = {"read_mode": mode}
         workdir = self.workdir / name
         workdir.mkdir(parents=True, exist_ok=True)
@@ -307,6 +325,9 @@ class Bench:
         self.remove([container.id])
 
     def noisy(self, mode: str) -> None:
+        if mode == "cri":
+            self.noisy_cri()
+            return
         lines = self.sizes["noisy_lines"]
         es, shipper = self.start_pipeline(mode, f"noisy-{mode}")
         try:
@@ -366,6 +387,8 @@ class Bench:
             es.stop()
 
     def many(self, mode: str) -> None:
+        if self.docker_only("many", mode):
+            return
         count, lines = self.sizes["many_containers"], self.sizes["many_lines"]
         es, shipper = self.start_pipeline(mode, f"many-{mode}")
         try:
@@ -418,6 +441,9 @@ class Bench:
             es.stop()
 
     def idle(self, modes: list[str]) -> None:
+        modes = [mode for mode in modes if not self.docker_only("idle", mode)]
+        if not modes:
+            return
         count = self.sizes["idle_containers"]
         log(f"idle: starting {count} quiet containers")
         with ThreadPoolExecutor(8) as pool:
@@ -478,6 +504,8 @@ class Bench:
             es.stop()
 
     def churn(self, mode: str) -> None:
+        if self.docker_only("churn", mode):
+            return
         rate, lines = self.sizes["churn_rate"], self.sizes["churn_lines"]
         duration = self.args.churn_duration_s or (5.0 if self.args.quick else 60.0)
         es, shipper = self.start_pipeline(mode, f"churn-{mode}")
@@ -566,6 +594,9 @@ class Bench:
         an outage of the shipper), then shipped with nothing else running. What the shipper
         alone costs and how fast it drains a backlog, without the writer and dockerd's
         writing competing for the cores (the noisy scenario's figures move with them)."""
+        if mode == "cri":
+            self.backlog_cri()
+            return
         lines = self.sizes["noisy_lines"]
         marker = "backlog-written"
         container = self.run_container(f"{self.writer(lines)}; echo {marker}; sleep 3600")
@@ -604,6 +635,115 @@ class Bench:
         finally:
             self.stop_shipper(shipper)
             es.stop()
+
+    # -- the CRI source (bench/cri.py) ------------------------------------------------------
+
+    def bench_containerd(self) -> BenchContainerd:
+        if self.containerd is None:
+            log("cri: starting a private containerd")
+            self.containerd = BenchContainerd()
+        return self.containerd
+
+    def noisy_cri(self) -> None:
+        """The noisy scenario for the CRI source: one pod's container writes the lines while
+        the shipper follows its log file."""
+        lines = self.sizes["noisy_lines"]
+        containerd = self.bench_containerd()
+        es, shipper = self.start_pipeline("cri", "noisy-cri")
+        try:
+            time.sleep(1.0)
+            log(f"noisy (cri): {lines} lines from one pod's container")
+            pod = containerd.pod({LABEL: LABEL_VALUE})
+            assert shipper.process is not None
+            shipper_cpu = procstat.CpuMeter([shipper.process.pid]).start()
+            daemon = procstat.CpuMeter(containerd.daemon_pids()).start()
+            shims = procstat.CpuMeter(containerd.shim_pids()).start()
+            es_cpu = procstat.CpuMeter([es.process.pid]).start()
+            container = containerd.start(pod, self.writer(lines))
+            done_at = self.wait_counts(es, {container.id: lines}, timeout_s=900)[container.id]
+            cpu, daemon_cpu, shim_cpu = shipper_cpu.stop(), daemon.stop(), shims.stop()
+            es_server_cpu = es_cpu.stop()
+            started, finished = containerd.times(container)
+            seconds = done_at - started
+            self.add(
+                "single noisy container",
+                "cri",
+                lines,
+                lines * 100,
+                seconds,
+                cpu,
+                None,
+                daemon_cpu + shim_cpu,
+                procstat.peak_rss_mb(shipper.process.pid),
+                {
+                    "writer_seconds": round(finished - started, 2) if finished else None,
+                    "writer_lines_per_s": round(lines / max(finished - started, 1e-9))
+                    if finished
+                    else None,
+                    "es_server_cpu_s_per_mline": round(es_server_cpu / lines * 1e6, 2),
+                    **self.cri_columns(lines, cpu, daemon_cpu, shim_cpu),
+                    **self.buffer_reads(shipper),
+                },
+            )
+            containerd.remove(container)
+        finally:
+            self.stop_shipper(shipper)
+            es.stop()
+
+    def backlog_cri(self) -> None:
+        """The backlog scenario for the CRI source: the log file written before the start."""
+        lines = self.sizes["noisy_lines"]
+        marker = "backlog-written"
+        containerd = self.bench_containerd()
+        container = containerd.start(
+            containerd.pod({LABEL: LABEL_VALUE}),
+            f"{self.writer(lines)}; echo {marker}; sleep 3600",
+        )
+        try:
+            log(f"backlog (cri): writing {lines} lines before the shipper starts")
+            containerd.wait_for(container, marker.encode(), timeout_s=600)
+            es, shipper = self.start_pipeline("cri", "backlog-cri")
+            try:
+                assert shipper.process is not None
+                started = time.time()
+                shipper_cpu = procstat.CpuMeter([shipper.process.pid]).start()
+                daemon = procstat.CpuMeter(containerd.daemon_pids()).start()
+                shims = procstat.CpuMeter(containerd.shim_pids()).start()
+                es_cpu = procstat.CpuMeter([es.process.pid]).start()
+                done = self.wait_counts(es, {container.id: lines + 1}, timeout_s=900)
+                cpu, daemon_cpu, shim_cpu = shipper_cpu.stop(), daemon.stop(), shims.stop()
+                self.add(
+                    "backlog: written before the start",
+                    "cri",
+                    lines,
+                    lines * 100,
+                    done[container.id] - started,
+                    cpu,
+                    None,
+                    daemon_cpu + shim_cpu,
+                    procstat.peak_rss_mb(shipper.process.pid),
+                    {
+                        "es_server_cpu_s_per_mline": round(es_cpu.stop() / lines * 1e6, 2),
+                        **self.cri_columns(lines, cpu, daemon_cpu, shim_cpu),
+                        **self.buffer_reads(shipper),
+                    },
+                )
+            finally:
+                self.stop_shipper(shipper)
+                es.stop()
+        finally:
+            containerd.remove(container)
+
+    @staticmethod
+    def cri_columns(lines: int, cpu: float, daemon_cpu: float, shim_cpu: float) -> dict[str, Any]:
+        """A cri row's runtime figures (see the module's docstring); they replace the
+        dockerd-based totals of the Docker rows."""
+        return {
+            "containerd_cpu_s_per_mline": round(daemon_cpu / lines * 1e6, 2),
+            "shim_cpu_s_per_mline": round(shim_cpu / lines * 1e6, 2),
+            "total_cpu_s_per_mline": round((cpu + daemon_cpu) / lines * 1e6, 2),
+            "attributable_cpu_s_per_mline": round(cpu / lines * 1e6, 2),
+        }
 
     # -- measurement plumbing ----------------------------------------------------------------
 
@@ -658,12 +798,17 @@ class Bench:
         nbytes: int,
         seconds: float,
         shipper_cpu: float,
-        dockerd_cpu: float,
+        dockerd_cpu: float | None,
         shim_cpu: float,
         peak_rss: float,
         extra: dict[str, Any],
     ) -> None:
-        per_m = (lambda cpu: round(cpu / lines * 1e6, 2)) if lines else (lambda cpu: None)
+        """`dockerd_cpu` None: no dockerd took part (cri); `extra` goes last, so it may
+        replace a column (the cri rows' totals)."""
+
+        def per_m(cpu: float | None) -> float | None:
+            return round(cpu / lines * 1e6, 2) if lines and cpu is not None else None
+
         result = {
             "scenario": scenario,
             "mode": mode,
@@ -672,11 +817,11 @@ class Bench:
             "lines_per_s": round(lines / seconds) if lines and seconds > 0 else None,
             "mb_per_s": round(nbytes / seconds / 1e6, 1) if lines and seconds > 0 else None,
             "shipper_cpu_s": round(shipper_cpu, 2),
-            "dockerd_cpu_s": round(dockerd_cpu, 2),
+            "dockerd_cpu_s": None if dockerd_cpu is None else round(dockerd_cpu, 2),
             "containerd_cpu_s": round(shim_cpu, 2),
             "shipper_cpu_s_per_mline": per_m(shipper_cpu),
             "dockerd_cpu_s_per_mline": per_m(dockerd_cpu),
-            "total_cpu_s_per_mline": per_m(shipper_cpu + dockerd_cpu),
+            "total_cpu_s_per_mline": per_m(shipper_cpu + (dockerd_cpu or 0.0)),
             "peak_rss_mb": round(peak_rss, 1),
             "loadavg_after": loadavg(),
             **extra,
@@ -693,8 +838,18 @@ class Bench:
         self.remove([c["Id"] for c in leftovers])
         return len(leftovers)
 
+    @staticmethod
+    def docker_only(scenario: str, mode: str) -> bool:
+        """The scenarios with many containers have no cri version (yet)."""
+        if mode == "cri":
+            log(f"{scenario}: no cri version, skipped")
+            return True
+        return False
+
     def cleanup(self) -> None:
         self.remove(list(self.created))
+        if self.containerd is not None:
+            self.containerd.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -738,7 +893,10 @@ def main() -> int:
         help="comma-separated subset of ceiling,noisy,backlog,many,idle,churn",
     )
     parser.add_argument(
-        "--modes", default="api,files", help="docker.read_mode values to run the shipper with"
+        "--modes",
+        default="api,files",
+        help="docker.read_mode values to run the shipper with, and cri: the CRI source on a "
+        "private containerd (noisy and backlog only)",
     )
     parser.add_argument("--churn-duration-s", type=float, default=None, help="default 60 (5 quick)")
     parser.add_argument("--noisy-lines", type=int, default=None, help="default 2,000,000")

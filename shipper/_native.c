@@ -9,6 +9,7 @@
  *
  *   scan_frames    logs API multiplexed frames  -> LogRecords   (docker/frames.py)
  *   scan_jsonfile  json-file lines              -> LogRecords   (docker/jsonfile.py)
+ *   scan_cri       CRI log file lines           -> LogRecords   (cri/parser.py)
  *   encode_joined  plain LogRecords             -> bulk entries, concatenated
  *                                                               (pipeline/encoder.py)
  *   redaction_candidates  messages -> which ones a redaction preset could match
@@ -393,10 +394,15 @@ static PyObject *make_str(const unsigned char *s, Py_ssize_t n, int ascii) {
     return PyUnicode_DecodeUTF8((const char *)s, n, "strict");
 }
 
-/* Strict UTF-8 of raw bytes: 1 all ASCII, 0 valid, -1 invalid. */
+/* Strict UTF-8 of raw bytes: 1 all ASCII, 0 valid, -1 invalid. Eight ASCII bytes at a time
+ * (messages are mostly ASCII). */
 static int utf8_check(const unsigned char *p, const unsigned char *end) {
     int ascii = 1;
     while (p < end) {
+        if (end - p >= 8 && (load8(p) & SWAR_HIGHS) == 0) {
+            p += 8;
+            continue;
+        }
         if (*p < 0x80) {
             p++;
             continue;
@@ -639,6 +645,122 @@ static PyObject *scan_jsonfile(PyObject *self, PyObject *const *args, Py_ssize_t
     }
     PyMem_Free(buf);
     if (failed || state_store(args[7], &rs) < 0) return NULL;
+    return PyLong_FromSsize_t(line - data);
+}
+
+/* ---- scan_cri --------------------------------------------------------------------------- */
+
+/* The timestamp that starts a CRI line at p, up to the space after it (before nl):
+ * `YYYY-MM-DDTHH:MM:SS`, an optional `.` with 1 to 9 digits, then `Z` or `±HH:MM` (any two
+ * digits each, as the Python rule takes them) -> nanoseconds since the epoch, UTC, in *ts.
+ * Returns the position of that space, or NULL when the line does not start in exactly that
+ * form (the Python rule then decides: no or more than 9 digits, years outside 1970..2261, a
+ * second of 60, lower-case letters, ...). `cache` holds the 19 bytes last parsed and their
+ * epoch second: lines come many to a second. */
+typedef struct {
+    const unsigned char *second;
+    int64_t epoch;
+} SecondCache;
+
+static const unsigned char *cri_timestamp(const unsigned char *p, const unsigned char *nl,
+                                          SecondCache *cache, int64_t *ts) {
+    if (nl - p < 21) return NULL; /* the 19 bytes, a zone and the space */
+    int64_t epoch;
+    if (cache->second != NULL && memcmp(cache->second, p, 19) == 0) {
+        epoch = cache->epoch;
+    } else {
+        epoch = parse_second(p);
+        if (epoch < 0) return NULL;
+        cache->second = p;
+        cache->epoch = epoch;
+    }
+    const unsigned char *q = p + 19;
+    int64_t nanos = 0;
+    if (*q == '.') {
+        const unsigned char *digits = ++q;
+        int64_t value = 0;
+        while (q < nl && *q >= '0' && *q <= '9' && q - digits < 10) value = value * 10 + (*q++ - '0');
+        Py_ssize_t n_digits = q - digits;
+        if (n_digits < 1 || n_digits > 9) return NULL;
+        nanos = value * FRACTION_SCALE[n_digits];
+    }
+    int64_t offset = 0;
+    if (q < nl && *q == 'Z') {
+        q++;
+    } else if (nl - q >= 6 && (*q == '+' || *q == '-') && q[3] == ':') {
+        int hours, minutes;
+        if (two_digits(q + 1, &hours) || two_digits(q + 4, &minutes)) return NULL;
+        offset = (int64_t)hours * 3600 + (int64_t)minutes * 60;
+        if (*q == '-') offset = -offset;
+        q += 6;
+    } else {
+        return NULL;
+    }
+    if (q >= nl || *q != ' ') return NULL;
+    /* At most 2261-12-31T23:59:59.999999999 plus 99:99 hours: still within 64 bits. */
+    *ts = (epoch - offset) * NS + nanos;
+    return q;
+}
+
+/* scan_cri(data, pos, out, ctx, since_ns, max_bytes, state) -> the position of the first line
+ * not taken. data[pos:] must end with a newline. A line is taken when it is exactly
+ * `<timestamp> stdout|stderr F <message>` (see cri_timestamp) with a message of valid UTF-8 of
+ * at most max_bytes: a whole line in one part, which makes a record when the assembler holds
+ * no line (the caller's duty), as LineAssembler.add_part makes it. Its seq is counted even when
+ * it is stamped before since_ns, and then it makes no record: CriDecoder drops those records
+ * after joining. Everything else (a `P` part, a tag with a `:`, a message too long, ...) stops
+ * the scan. The fast loop of CriDecoder.feed (shipper/cri/parser.py). */
+static PyObject *scan_cri(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 7 || !PyBytes_Check(args[0]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "scan_cri(data, pos, out, ctx, since_ns, max_bytes, state)");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    const unsigned char *end = data + PyBytes_GET_SIZE(args[0]);
+    long long pos_ll, since, max_bytes;
+    RecordContext rc;
+    RunState rs;
+    if (parse_ll(args[1], &pos_ll) || parse_ll(args[4], &since) || parse_ll(args[5], &max_bytes) ||
+        context_load(args[3], &rc))
+        return NULL;
+    int loaded = state_load(args[6], &rs);
+    if (loaded < 0) return NULL;
+    if (pos_ll < 0 || pos_ll > (long long)(end - data)) {
+        PyErr_SetString(PyExc_ValueError, "pos out of range");
+        return NULL;
+    }
+    if (loaded == 1) return PyLong_FromLongLong(pos_ll);
+    const unsigned char *line = data + pos_ll;
+    SecondCache cache = {NULL, -1};
+    int failed = 0;
+    while (line < end) {
+        const unsigned char *nl = memchr(line, '\n', (size_t)(end - line));
+        if (nl == NULL) break;
+        int64_t ts;
+        const unsigned char *p = cri_timestamp(line, nl, &cache, &ts);
+        /* then " stdout F " or " stderr F ": the space ending the tag must be there */
+        if (p == NULL || nl - p < 10 || p[7] != ' ' || p[8] != 'F' || p[9] != ' ') break;
+        int stream;
+        if (memcmp(p, " stdout", 7) == 0) stream = 0;
+        else if (memcmp(p, " stderr", 7) == 0) stream = 1;
+        else break;
+        const unsigned char *text = p + 10;
+        Py_ssize_t size = nl - text;
+        if (size > max_bytes) break;
+        int ascii = utf8_check(text, nl);
+        if (ascii < 0) break;
+        long long seq = next_seq(&rs, stream, ts);
+        if (ts >= since) {
+            PyObject *message = make_str(text, size, ascii);
+            if (message == NULL || append_record(args[2], &rc, ts, stream, seq, message, size) < 0) {
+                failed = 1;
+                break;
+            }
+        }
+        line = nl + 1;
+    }
+    if (failed || state_store(args[6], &rs) < 0) return NULL;
     return PyLong_FromSsize_t(line - data);
 }
 
@@ -1123,6 +1245,7 @@ python:
 static PyMethodDef methods[] = {
     {"scan_frames", (PyCFunction)(void (*)(void))scan_frames, METH_FASTCALL, NULL},
     {"scan_jsonfile", (PyCFunction)(void (*)(void))scan_jsonfile, METH_FASTCALL, NULL},
+    {"scan_cri", (PyCFunction)(void (*)(void))scan_cri, METH_FASTCALL, NULL},
     {"encode_joined", (PyCFunction)(void (*)(void))encode_joined, METH_FASTCALL, NULL},
     {"redaction_candidates", (PyCFunction)(void (*)(void))redaction_candidates, METH_FASTCALL, NULL},
     {"batch_facts", (PyCFunction)(void (*)(void))batch_facts, METH_FASTCALL, NULL},

@@ -6,6 +6,7 @@ the pure-Python one when it is None, and never asks again:
 
   docker/frames.py                `_scan_frames`         (C scan, or none: every frame in Python)
   docker/jsonfile.py              `_scan_jsonfile`       (likewise, every line)
+  cri/parser.py                   `_scan_cri`            (likewise, every line)
   pipeline/encoder.py             `encode_records`, `encode_joined`
   pipeline/redact.py              `_BatchPrefilter.candidates`
   sources/batch_facts.py          `batch_facts`
@@ -43,6 +44,8 @@ ScanFrames = Callable[[bytes, int, list[LogRecord], tuple[Any, ...], int, list[i
 ScanJsonFile = Callable[
     [bytes, int, list[LogRecord], tuple[Any, ...], int, int, bool, list[int]], int
 ]
+# scan_cri(data, pos, out, ctx, since_ns, max_bytes, runs) -> where it stopped
+ScanCri = Callable[[bytes, int, list[LogRecord], tuple[Any, ...], int, int, list[int]], int]
 # encode_joined(records, pos, out, lengths, parts) -> the first record not encoded
 EncodeJoined = Callable[[list[LogRecord], int, list[bytes], list[int], tuple[Any, ...]], int]
 # redaction_candidates(messages, lower_needles, exact_needles, cards) -> indexes
@@ -59,6 +62,7 @@ class NativeHotPath(Protocol):
     RECORD_FIELDS: tuple[str, ...]
     scan_frames: ScanFrames
     scan_jsonfile: ScanJsonFile
+    scan_cri: ScanCri
     encode_joined: EncodeJoined
     redaction_candidates: RedactionCandidates
     batch_facts: FindBatchFacts
@@ -71,6 +75,12 @@ def contract_problem(module: Any) -> str | None:
         return (
             f"it was built for layout {version} and this code has layout {LAYOUT_VERSION} "
             "(a build from another version: reinstall the shipper to rebuild it)"
+        )
+    missing = [name for name in _FUNCTIONS if not callable(getattr(module, name, None))]
+    if missing:
+        return (
+            f"it has no {', '.join(missing)} (a build from another version: reinstall the "
+            "shipper to rebuild it)"
         )
     fields = getattr(module, "RECORD_FIELDS", None)
     if fields != LogRecord._fields:
@@ -146,6 +156,24 @@ def _scan_jsonfile_check(module: NativeHotPath) -> str | None:
     return _records_problem("scan_jsonfile", out, runs, pos, len(data))
 
 
+def _scan_cri_check(module: NativeHotPath) -> str | None:
+    lines = LineAssembler("c", max_line_bytes=100, tty=False, parts_share_timestamp=False)
+    # A line stamped before `since` (its seq counts, it makes no record), the two lines at
+    # one instant written in UTC and with an offset (as CRI-O writes it), then a `P` part,
+    # where the C code must stop and leave the rest to the Python code.
+    data = (
+        b"2026-11-28T04:13:42Z stderr F older\n"
+        + _TIMESTAMP + " stderr F café\n".encode()
+        + b"2026-11-28T09:43:43.517053725+05:30 stderr F x\n"
+    )  # fmt: skip
+    end = len(data)
+    data += _TIMESTAMP + b" stderr P a part\n"
+    out: list[LogRecord] = []
+    runs = lines.seq.runs
+    pos = module.scan_cri(data, 0, out, lines.native_ctx, _TIMESTAMP_NS, 100, runs)
+    return _records_problem("scan_cri", out, runs, pos, end)
+
+
 def _encode_joined_check(module: NativeHotPath) -> str | None:
     # parts: (action head, id middle stdout, id middle stderr, tail stdout, tail stderr, the
     # stream names), as encoder.py's `container_document` makes them.
@@ -185,9 +213,19 @@ def _batch_facts_check(module: NativeHotPath) -> str | None:
     return None
 
 
+# Every function the Python code binds (the NativeHotPath protocol's).
+_FUNCTIONS: Final = (
+    "scan_frames",
+    "scan_jsonfile",
+    "scan_cri",
+    "encode_joined",
+    "redaction_candidates",
+    "batch_facts",
+)
 _SELF_TESTS: Final[tuple[Callable[[NativeHotPath], str | None], ...]] = (
     _scan_frames_check,
     _scan_jsonfile_check,
+    _scan_cri_check,
     _encode_joined_check,
     _redaction_candidates_check,
     _batch_facts_check,

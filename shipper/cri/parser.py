@@ -18,6 +18,11 @@ timestamp, caps the line at `max_line_bytes` (flag `truncated`), decodes UTF-8 (
 the same stream's first line in the next. Records stamped before `since_ns` were taken
 before: they are dropped *after* joining, so a line whose first part is older than `since`
 is never shipped as a tail of its own.
+
+The common line, a whole one (`F`) in valid UTF-8 within `max_line_bytes` while no line is
+held, is read by `scan_cri` in shipper/_native.c where it was built (shipper/native.py
+decides): a faster copy of these rules for that case only, which stops at any other line
+and leaves it to the code here (tests/unit/test_native.py checks the two agree).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Final, NamedTuple
 from shipper.lines.assembler import LineAssembler
 from shipper.lines.timestamps import TimestampError, parse_timestamp
 from shipper.model import STDERR, STDOUT, LogRecord, record_field
+from shipper.native import ScanCri, native
 
 _STREAMS: Final = {b"stdout": STDOUT, b"stderr": STDERR}
 _TIMESTAMP_FIELD: Final = record_field("timestamp_ns")
@@ -66,6 +72,15 @@ def parse_line(line: bytes) -> CriLine:
         raise InvalidLine(str(exc)) from None
     message = b"" if third < 0 else line[third + 1 :]
     return CriLine(timestamp_ns, stream, tag == FULL_TAG, message)
+
+
+def _scan_no_lines(data: bytes, pos: int, *_: object) -> int:
+    """Without the C hot path: takes none, so `_line` reads every line."""
+    return pos
+
+
+# Chosen once, at import (shipper/native.py decides whether the C hot path is usable).
+_scan_cri: ScanCri = native.scan_cri if native is not None else _scan_no_lines
 
 
 def line_timestamp(data: bytes) -> int | None:
@@ -153,19 +168,51 @@ class CriDecoder:
         self._pending = data[end:]
         if end == 0:
             return out
-        add_part = self._assembler.add_part
-        for line in data[: end - 1].split(b"\n"):
-            try:
-                timestamp_ns, stream, complete, message = parse_line(line)
-            except InvalidLine:
-                self.invalid_lines += 1
-                continue
-            if self._dropping and stream in self._dropping:
-                if complete:
-                    self._dropping.discard(stream)
-                continue
-            add_part(stream, timestamp_ns, message, complete, out)
-        return self._since(out)
+        body = data[:end] if end < len(data) else data
+        if _scan_cri is _scan_no_lines:
+            # Without the C hot path, every line is read here, from one split (11% fewer
+            # instructions per line than the loop below, measured with callgrind).
+            read_line = self._line
+            for line in body[:-1].split(b"\n"):
+                read_line(line, out)
+            return self._since(out)
+        assembler = self._assembler
+        pos = 0
+        handed_back = False
+        while pos < end:
+            if assembler.idle and not self._dropping:
+                # The C hot path takes the whole lines in the common form, up to the first
+                # that is not: that one is read below, by the rules here.
+                pos = _scan_cri(
+                    body,
+                    pos,
+                    out,
+                    assembler.native_ctx,
+                    self.since_ns,
+                    assembler.max_line_bytes,
+                    assembler.seq.runs,
+                )
+                if pos >= end:
+                    break
+            newline = body.index(b"\n", pos)
+            self._line(body[pos:newline], out)
+            handed_back = True
+            pos = newline + 1
+        # (The C path makes no record stamped before `since`: only the lines read here can.)
+        return self._since(out) if handed_back else out
+
+    def _line(self, line: bytes, out: list[LogRecord]) -> None:
+        """One line (without its newline), by the grammar and the shared line rules."""
+        try:
+            timestamp_ns, stream, complete, message = parse_line(line)
+        except InvalidLine:
+            self.invalid_lines += 1
+            return
+        if self._dropping and stream in self._dropping:
+            if complete:
+                self._dropping.discard(stream)
+            return
+        self._assembler.add_part(stream, timestamp_ns, message, complete, out)
 
     def finish(self) -> list[LogRecord]:
         """The container's output ended: every line still in parts is a record."""

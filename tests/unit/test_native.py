@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from shipper import native as native_module
 from shipper.buffer.format import JoinedEntries
 from shipper.config import RedactionConfig
+from shipper.cri import parser as cri_parser
+from shipper.cri.parser import CriDecoder
 from shipper.docker import frames, jsonfile
 from shipper.docker.frames import LogStreamDecoder
 from shipper.docker.jsonfile import JsonFileDecoder
@@ -46,6 +48,7 @@ BASE_S = 1_795_000_000
 _PYTHON_IMPLEMENTATIONS: list[tuple[Any, str, Any]] = [
     (frames, "_scan_frames", frames._scan_no_frames),
     (jsonfile, "_scan_jsonfile", jsonfile._scan_no_lines),
+    (cri_parser, "_scan_cri", cri_parser._scan_no_lines),
     (encoder, "encode_records", encoder.python_encode_records),
     (encoder, "encode_joined", encoder.python_encode_joined),
     (redact._BatchPrefilter, "candidates", redact._BatchPrefilter.python_candidates),
@@ -73,13 +76,18 @@ def test_every_binding_is_c_backed_here_and_switched_by_pure_python() -> None:
             assert getattr(owner, name) is python, name
 
 
-def _state(decoder: LogStreamDecoder) -> tuple[Any, ...]:
-    lines = decoder._lines
+def _state(decoder: LogStreamDecoder | CriDecoder) -> tuple[Any, ...]:
+    if isinstance(decoder, CriDecoder):
+        lines = decoder._assembler
+        own: tuple[Any, ...] = (decoder.invalid_lines, set(decoder._dropping), lines.spans)
+    else:
+        lines = decoder._lines
+        own = (decoder.invalid_timestamps, getattr(decoder, "invalid_lines", None))
     return (
         list(lines.seq.runs),
-        decoder.invalid_timestamps,
-        getattr(decoder, "invalid_lines", None),
-        {k: (v.timestamp_ns, v.parts, v.kept, v.seen) for k, v in lines._held.items()},
+        *own,
+        {k: (v.timestamp_ns, v.last_ns, v.parts, v.kept, v.seen) for k, v in lines._held.items()},
+        [getattr(item, "record", item) for item in lines._queue],
         decoder._pending,
     )
 
@@ -223,6 +231,136 @@ def test_jsonfile_native_takes_docker_lines_whole() -> None:
     assert state == [ts, 3, -1, 0, ts]
 
 
+# ---- CRI log files
+
+
+def _cri_time(draw: Any, *, common: bool) -> bytes:
+    """The forms containerd (fraction trimmed, `Z`) and CRI-O (nine digits, offset) write,
+    from a few instants so that equal timestamps are common; unless `common`, also anything
+    near them."""
+    ns = (BASE_S + draw(st.integers(0, 2))) * 1_000_000_000 + draw(
+        st.sampled_from([0, 1, 500_000_000, 123_456_789, 999_999_999])
+    )
+    kind = draw(st.integers(0, 6 if common else 9))
+    if kind <= 4:
+        text = format_timestamp(ns)
+        fraction = text[20:29].rstrip("0")
+        return (text[:19] + (f".{fraction}" if fraction else "") + "Z").encode()
+    if kind <= 6:  # as CRI-O writes it, in some zone (any two digits: the rule takes them)
+        offset = draw(st.sampled_from(["+00:00", "-00:00", "+05:30", "-07:00", "+99:99"]))
+        sign = 1 if offset[0] == "+" else -1
+        shift = sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60) * 1_000_000_000
+        return (format_timestamp(ns + shift)[:29] + offset).encode()
+    if kind == 7:
+        return draw(rfc3339_times())
+    return draw(
+        st.sampled_from(
+            [b"2026-11-28T04:13:43.Z", b"2026-11-28T04:13:43.1234567891Z",
+             b"2026-11-28t04:13:43.5Z", b"2026-11-28T04:13:43.5z", b"2026-11-28T04:13:60Z",
+             b"2026-11-28T04:13:43+0530", b"2026-11-28T04:13:43.5+05:3a", b"", b"x",
+             b"2026-11-28T04:13:43.5Z\xff", b"1969-12-31T23:59:59.5Z", b"2262-01-01T00:00:00Z"]
+        )
+    )  # fmt: skip
+
+
+@st.composite
+def cri_lines(draw: Any) -> bytes:
+    """Runs of lines in the common form (which the C code takes) between lines of every
+    other kind: parts, other tags and streams, odd times, invalid or cut UTF-8, lines over
+    the cap, lines that are not CRI lines at all."""
+    odd_share = draw(st.integers(1, 8))  # in 8: how many lines are drawn from every kind
+    lines = []
+    for _ in range(draw(st.integers(0, 30))):
+        stream = draw(st.sampled_from([b"stdout", b"stdout", b"stderr", b"stderr", b"stdin"]))
+        tag = draw(st.sampled_from([b"F", b"F", b"F", b"P", b"P", b"F:x", b"P:1", b"X"]))
+        message = draw(_text).encode("utf-8", "surrogatepass").replace(b"\n", b"")
+        kind = draw(st.integers(0, 9))
+        if draw(st.integers(1, 8)) > odd_share:  # the common form
+            stream, tag, kind = stream.replace(b"stdin", b"stdout"), b"F", 9
+        if kind == 0:  # not a CRI line at all, or a torn one
+            lines.append(draw(st.sampled_from([b"", b" ", b"garbage", b"\xff\xfe", b"a b c d"])))
+            continue
+        if kind == 1:
+            message += b"\xff"  # invalid UTF-8
+        elif kind == 2:
+            message = b"x" * draw(st.sampled_from([16383, 16384, 16385, 40000]))
+        elif kind == 3:
+            message += b"\xc3"  # a character cut in half (as containerd's 16 KiB split does)
+        separator = b"" if kind == 4 and not message else b" "  # `F` without its space
+        time = _cri_time(draw, common=kind == 9)
+        lines.append(time + b" " + stream + b" " + tag + separator + message)
+    return b"".join(line + b"\n" for line in lines)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=cri_lines(),
+    cuts=st.lists(st.integers(0, 100_000), max_size=6),
+    since_offset=st.integers(-1, 3),
+    max_bytes=st.sampled_from([1024 * 1024, 16384, 8, 5, 3, 1, 0]),
+    continued=st.sets(st.sampled_from(["stdout", "stderr"])),
+)
+def test_cri_native_matches_python(
+    data: bytes, cuts: list[int], since_offset: int, max_bytes: int, continued: set[str]
+) -> None:
+    # Cuts anywhere: mid-line, mid-timestamp, mid-character; a repeated cut feeds an empty
+    # chunk, which says a file ended (a torn last line of it is dropped).
+    since = 0 if since_offset < 0 else (BASE_S + since_offset) * 1_000_000_000 + 500_000_000
+
+    def make() -> CriDecoder:
+        return CriDecoder(CID, max_line_bytes=max_bytes, since_ns=since, continued=continued)
+
+    _both_paths(make, data, cuts)
+
+
+def test_cri_native_takes_containerd_and_cri_o_lines_whole() -> None:
+    """The common form is really taken by C (not silently handed back line by line), in
+    both runtimes' timestamp forms, and a part stops it."""
+    lines = [
+        b"2026-11-28T04:13:43.517053725Z stdout F GET /health 200\n",
+        b"2026-11-28T04:13:43.51705Z stderr F caf\xc3\xa9\n",
+        b"2026-11-28T04:13:43Z stdout F \n",
+        b"2026-11-28T09:43:43.517053725+05:30 stdout F GET /health 200\n",
+        b"2026-11-27T21:13:43.517053725-07:00 stdout F GET /health 200\n",
+    ]
+    decoder = CriDecoder(CID, max_line_bytes=1024)
+    state = decoder._assembler.seq.runs
+    assert native_module.native is not None
+    out: list[LogRecord] = []
+    data = b"".join(lines) + b"2026-11-28T04:13:44Z stdout P part\n"
+    end = native_module.native.scan_cri(data, 0, out, decoder._assembler.native_ctx, 0, 1024, state)
+    assert end == len(b"".join(lines))
+    ts = parse_timestamp(b"2026-11-28T04:13:43.517053725Z")
+    second = parse_timestamp(b"2026-11-28T04:13:43Z")
+    assert out == [
+        LogRecord(CID, ts, "stdout", 0, "GET /health 200", (), None, 15),
+        LogRecord(CID, ts - 3725, "stderr", 0, "café", (), None, 5),
+        LogRecord(CID, second, "stdout", 0, "", (), None, 0),
+        LogRecord(CID, ts, "stdout", 0, "GET /health 200", (), None, 15),
+        LogRecord(CID, ts, "stdout", 1, "GET /health 200", (), None, 15),
+    ]
+    assert state == [ts, 2, ts - 3725, 1, ts]
+
+
+def test_cri_seq_goes_on_across_lines_c_takes_and_lines_it_hands_back() -> None:
+    # One timestamp for every line, so every seq counts on from the line before, whichever
+    # path made it: C (plain lines) or Python (invalid UTF-8, long lines, parts, a line
+    # before `since`, which counts but is not shipped).
+    ts = b"2026-11-28T04:13:43.517053725Z"
+    lines = [
+        b"stdout F plain", b"stdout F bad \xff", b"stderr F err", b"stdout F plain",
+        b"stdout F " + b"x" * 40, b"stderr P part one ", b"stdout F waits behind it",
+        b"stderr F part two", b"stderr F err", b"stdout F plain",
+    ]  # fmt: skip
+    data = b"".join(ts + b" " + line + b"\n" for line in lines)
+    for cuts in ([], [100], [50, 51, 300]):
+        records = _both_paths(lambda: CriDecoder(CID, max_line_bytes=30), data, cuts)
+        stdout = [r.seq for r in records if r.stream == "stdout"]
+        stderr = [r.seq for r in records if r.stream == "stderr"]
+        assert stdout == [0, 1, 2, 3, 4, 5] and stderr == [0, 1, 2]
+        assert [r.message for r in records][5:7] == ["part one part two", "waits behind it"]
+
+
 # ---- logs API frames
 
 
@@ -328,11 +466,29 @@ def test_timestamps_native_match_python(times: list[bytes], streams: list[int]) 
         payload = time + b" m\n"
         api += bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
     records += _both_paths(lambda: LogStreamDecoder(CID, tty=False), api, [])
+    cri = b"".join(
+        b"%s %s F %d\n" % (time, b"stderr" if stream == 2 else b"stdout", n)
+        for n, (time, stream) in enumerate(zip(times, streams, strict=False))
+    )
+    cri_records = _both_paths(
+        lambda: CriDecoder(CID, max_line_bytes=99, since_ns=-(2**63)), cri, []
+    )
+    for record in cri_records:  # (a line whose time is not RFC 3339 is not a CRI line)
+        assert record.timestamp_ns == parse_timestamp(times[int(record.message)])
+    assert len(cri_records) == sum(_parses(time) for time in times)
     # (The API decoder looks for the space after a timestamp within 36 bytes.)
     api_times = [time if len(time) < 36 else b"" for time in times]
     for record, time in zip(records, times + api_times, strict=True):
         with contextlib.suppress(TimestampError):
             assert record.timestamp_ns == parse_timestamp(time)
+
+
+def _parses(time: bytes) -> bool:
+    try:
+        parse_timestamp(time)
+    except TimestampError:
+        return False
+    return True
 
 
 def test_the_c_parse_stops_where_nanoseconds_leave_64_bits() -> None:
@@ -603,3 +759,23 @@ def test_word_at_a_time_scans_find_every_special_character_at_every_position() -
         return JsonFileDecoder(CID, tty=False, since_ns=0, max_line_bytes=1 << 20)
 
     _both_paths(make, lines, [])
+
+
+def test_word_at_a_time_utf8_checks_find_every_non_ascii_byte_at_every_position() -> None:
+    # The C scans of raw messages (CRI lines, API frames) check UTF-8 eight bytes at a time:
+    # a valid or invalid non-ASCII byte must be seen wherever it falls in a word.
+    specials = [s.encode() for s in _SPECIALS if s != "\n"] + [b"\xff", b"\xc3", b"\xed\xa0\x80"]
+    messages = [
+        b"a" * before + special + b"b" * after
+        for special in specials
+        for before in range(0, 20)
+        for after in (0, 1, 7, 8, 9, 17)
+    ]
+    cri = b"".join(b"2026-12-02T00:00:00Z stdout F " + m + b"\n" for m in messages)
+    records = _both_paths(lambda: CriDecoder(CID, max_line_bytes=1 << 20), cri, [])
+    assert len(records) == len(messages)
+    api = b""
+    for message in messages:
+        payload = b"2026-12-02T00:00:00.000000000Z " + message + b"\n"
+        api += bytes([1, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+    _both_paths(lambda: LogStreamDecoder(CID, tty=False, max_line_bytes=1 << 20), api, [])

@@ -40,6 +40,7 @@ def _copy(module: Any, **changes: Any) -> types.ModuleType:
         "RECORD_FIELDS",
         "scan_frames",
         "scan_jsonfile",
+        "scan_cri",
         "encode_joined",
         "redaction_candidates",
         "batch_facts",
@@ -96,6 +97,34 @@ def test_a_module_that_names_the_fields_right_but_writes_them_wrong_is_refused()
     assert problem is not None and problem.startswith("scan_frames made")
 
 
+def test_a_build_without_a_function_this_code_binds_is_refused() -> None:
+    # A build from before scan_cri: its layout is the same, but the CRI parser needs it.
+    stale = _copy(_real_module())
+    del stale.scan_cri
+    problem = native.contract_problem(stale)
+    assert problem is not None and problem.startswith("it has no scan_cri") and "rebuild" in problem
+
+
+def test_a_cri_scan_that_ignores_the_offset_or_since_is_refused() -> None:
+    # The self-test's lines: one before `since`, one instant in UTC and with +05:30, a `P`.
+    module = _real_module()
+
+    def offset_ignored(data: bytes, *args: Any) -> int:
+        pos: int = module.scan_cri(data.replace(b"+05:30", b"Z"), *args)
+        return pos
+
+    def since_ignored(data: bytes, pos: int, out: Any, ctx: Any, since: int, *rest: Any) -> int:
+        taken: int = module.scan_cri(data, pos, out, ctx, 0, *rest)
+        return taken
+
+    def takes_parts(data: bytes, *args: Any) -> int:
+        return len(data) if module.scan_cri(data, *args) else 0
+
+    for wrong in (offset_ignored, since_ignored, takes_parts):
+        problem = native.contract_problem(_copy(module, scan_cri=wrong))
+        assert problem is not None and problem.startswith("scan_cri made"), wrong.__name__
+
+
 def test_a_function_that_raises_is_a_problem_not_a_crash() -> None:
     def broken(*args: Any) -> Any:
         raise TypeError("batch_facts(records, stderr, extra)")
@@ -127,6 +156,7 @@ def test_a_stale_module_at_import_means_every_hot_loop_runs_python() -> None:
         sys.modules["shipper._native"] = stale
 
         from shipper import native
+        from shipper.cri import parser
         from shipper.docker import frames, jsonfile
         from shipper.pipeline import redact
         from shipper.pipeline import encoder
@@ -135,6 +165,7 @@ def test_a_stale_module_at_import_means_every_hot_loop_runs_python() -> None:
         assert native.native is None and not native.ACTIVE, native.WHY_NOT_NATIVE
         assert frames._scan_frames is frames._scan_no_frames
         assert jsonfile._scan_jsonfile is jsonfile._scan_no_lines
+        assert parser._scan_cri is parser._scan_no_lines
         assert encoder.encode_records is encoder.python_encode_records
         assert encoder.encode_joined is encoder.python_encode_joined
         assert redact._BatchPrefilter.candidates is redact._BatchPrefilter.python_candidates
