@@ -1,10 +1,11 @@
 """A pod's container, as the runtime's CRI API and its log path tell it → `ContainerMeta`.
 
 The log path gives namespace, pod name, pod uid and container name (the facts every document
-carries); the CRI API gives the container's id, labels and image, and its pod's labels and
-annotations. Of the annotations, those matching `cri.annotations` are shipped
-(`kubernetes.annotations.*`), and the `shipper.*` ones are the container's hints (a pod spec
-cannot label its containers; see `ContainerMeta.hints`).
+carries); the CRI API gives the container's id, labels (but the four kubelet adds, which
+repeat those facts) and image, and its pod's labels and annotations. Of the annotations,
+those matching `cri.annotations` are shipped (`kubernetes.annotations.*`), and the
+`shipper.*` ones are the container's hints (a pod spec cannot label its containers; see
+`ContainerMeta.hints`).
 
 The same metadata is kept with the container's position in the checkpoint file
 (`meta_state` / `meta_from_state`), so that lines read after the pod is gone still carry it:
@@ -43,7 +44,7 @@ def container_meta(
         name=log.container_name,
         image=container.image_name,
         image_id=container.image_ref,
-        labels=dict(container.labels),
+        labels=container.own_labels,
         log_driver=LOG_DRIVER,
         log_path=str(log.path),
         created=_rfc3339(container.created_at_ns),

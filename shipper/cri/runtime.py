@@ -59,6 +59,7 @@ READ_METHODS: Final = frozenset(
 KUBELET_POD_LABELS: Final = frozenset(
     {"io.kubernetes.pod.name", "io.kubernetes.pod.namespace", "io.kubernetes.pod.uid"}
 )
+KUBELET_CONTAINER_LABELS: Final = KUBELET_POD_LABELS | {"io.kubernetes.container.name"}
 
 _POD_STATES: Final = {api.SANDBOX_READY: "ready", api.SANDBOX_NOTREADY: "notready"}
 _CONTAINER_STATES: Final = {
@@ -148,6 +149,13 @@ class Container:
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
     log_path: str  # the host path of its CRI log file
+
+    @property
+    def own_labels(self) -> dict[str, str]:
+        """The container's labels without the four kubelet adds: the `kubernetes.*` fields
+        carry those, and shipping them again as `container.labels` cost 170 of a document's
+        944 bytes (measured), each encoded, buffered, compressed and indexed."""
+        return {k: v for k, v in self.labels.items() if k not in KUBELET_CONTAINER_LABELS}
 
 
 class CriRuntimeClient:

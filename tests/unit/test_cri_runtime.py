@@ -21,8 +21,10 @@ from shipper.cri import runtime as runtime_module
 from shipper.cri import runtime_v1_pb2 as api
 from shipper.cri.runtime import (
     READ_METHODS,
+    Container,
     CriRuntimeClient,
     NotCriV1,
+    Pod,
     RuntimeUnavailable,
     _image_name,
     _log_directory_of,
@@ -139,6 +141,46 @@ def test_image_name_prefers_a_name_to_an_id() -> None:
     assert _image_name(spec(image=digest, user_specified_image=name), spec(image=digest)) == name
     assert _image_name(spec(), spec(image=digest, user_specified_image=name)) == name
     assert _image_name(spec(), spec()) == ""
+
+
+def test_kubelets_own_labels_are_left_to_the_kubernetes_fields() -> None:
+    kubelet = {
+        "io.kubernetes.pod.name": "web-7d9",
+        "io.kubernetes.pod.namespace": "shop",
+        "io.kubernetes.pod.uid": "0d1e2f30",
+        "io.kubernetes.container.name": "main",
+    }
+    container = Container(
+        id="c" * 64,
+        pod_sandbox_id="p" * 64,
+        name="main",
+        attempt=0,
+        state="running",
+        created_at_ns=1,
+        started_at_ns=2,
+        finished_at_ns=0,
+        exit_code=0,
+        image_name="docker.io/library/nginx:1.25",
+        image_ref="sha256:" + "ab" * 32,
+        labels={**kubelet, "team": "shop", "io.kubernetes.other": "kept"},
+        annotations={},
+        log_path="/var/log/pods/shop_web-7d9_0d1e2f30/main/0.log",
+    )
+    assert container.own_labels == {"team": "shop", "io.kubernetes.other": "kept"}
+    pod = Pod(
+        id="p" * 64,
+        name="web-7d9",
+        namespace="shop",
+        uid="0d1e2f30",
+        attempt=0,
+        state="ready",
+        created_at_ns=1,
+        labels={**kubelet, "app": "web"},
+        annotations={},
+        log_directory=None,
+    )
+    # A sandbox carries no container name label; a pod label of that name would stay.
+    assert pod.pod_labels == {"app": "web", "io.kubernetes.container.name": "main"}
 
 
 def test_log_directory_comes_from_containerd_verbose_info() -> None:
