@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import signal
 import time
@@ -41,7 +40,7 @@ from shipper.docker.own_container import detect_own_container, own_pod_uid
 from shipper.errors import ConfigError, DiskFullError
 from shipper.http import HttpServer
 from shipper.layout import StorageLayout
-from shipper.lines.timestamps import TimestampError, format_timestamp, parse_timestamp
+from shipper.lines.timestamps import format_timestamp
 from shipper.model import ContainerMeta
 from shipper.native import ACTIVE as NATIVE_HOT_PATH
 from shipper.pipeline.encoder import container_key, container_key_of
@@ -64,12 +63,7 @@ from shipper.sources.cri.follower import CriFollowerSettings
 from shipper.sources.docker import history
 from shipper.sources.docker.discovery import Discovery
 from shipper.sources.docker.follower import FollowerSettings
-from shipper.sources.first_start import (
-    FirstStart,
-    FirstStartFileError,
-    FirstStartStore,
-    first_start,
-)
+from shipper.sources.first_start import FirstStart, decide_at_start, say_start_position
 from shipper.sources.intake import BufferIntake
 from shipper.sources.selection import should_ship
 
@@ -251,7 +245,9 @@ class Shipper:
                 await docker.close()
                 client = cri_client(config.cri, choice.socket)
             # Before the buffer is opened (which creates it) and before anything is read.
-            decided = await self._first_start(client)
+            decided = await decide_at_start(
+                self.layout, config, client, self._stop, start_at_from_flag=self._start_at_from_flag
+            )
             buffer = await self._open_buffer() if decided is not None else None
         except BaseException:
             await client.close()
@@ -318,79 +314,8 @@ class Shipper:
             host_name=host_name,
             native_hot_path=NATIVE_HOT_PATH,
         )
-        self._say_start_position(decision, first)
+        say_start_position(decision, first, config.start_at)
         return parts
-
-    async def _first_start(self, client: RuntimeClient) -> tuple[FirstStart, bool] | None:
-        """Where containers without a position begin (`sources/first_start.py`); None if
-        asked to stop while waiting for space to record it."""
-        config = self.config
-        try:
-            recorded = FirstStartStore(self.layout).load()
-        except FirstStartFileError as exc:
-            events.storage.first_start_unreadable(error=exc)
-            return FirstStart(None, "beginning", "an unreadable first-start.json", 0, False), False
-        if recorded is not None:
-            return recorded, False
-        now_ns = time.time_ns()
-        if not self.layout.holds_positions():
-            now_ns = await _runtime_clock_ns(client)
-        origin = start_at_origin(config, from_flag=self._start_at_from_flag)
-        backoff = Backoff(base_s=1.0, cap_s=30.0)
-        while True:
-            try:
-                return first_start(self.layout, config.start_at, origin, now_ns)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                    raise ConfigError(
-                        "storage.path",
-                        f"cannot write {self.layout.first_start_file}: {exc.strerror}",
-                    ) from None
-                # Nothing was read yet: waiting changes nothing of what will be shipped.
-                delay = backoff.next_delay_s()
-                events.storage.disk_full_at_first_start(storage_path=self.storage, delay_s=delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                if self._stop.is_set():
-                    return None
-
-    def _say_start_position(self, decision: FirstStart, first: bool) -> None:
-        if first and decision.storage_was_new:
-            events.lifecycle.first_start(
-                start_ns=decision.start_ns,
-                start_at=decision.start_at,
-                chosen_by=decision.chosen_by,
-            )
-            return
-        current = self.config.start_at
-        if current != decision.start_at or not decision.storage_was_new:
-            events.lifecycle.start_at_stands(
-                start_ns=decision.start_ns,
-                start_at_now=current,
-                start_at_then=decision.start_at if decision.storage_was_new else None,
-                decided_at_ns=decision.decided_at_ns,
-            )
-
-    async def _report_history(self, parts: _Parts) -> None:
-        """At the first start: how much history the containers hold, and what is skipped
-        (measured for Docker's containers; the CRI source does not measure it)."""
-        decision = parts.decision
-        if not isinstance(parts.client, DockerClient):
-            return
-        try:
-            async with asyncio.timeout(60):
-                size = await history.measure(parts.client, self._containers_path, self._select)
-        except (DockerError, TimeoutError) as exc:
-            events.lifecycle.history_not_measured(error=exc)
-            return
-        events.lifecycle.history_measured(
-            containers=size.containers,
-            log_bytes=size.bytes,
-            containers_measured=size.visible,
-            start_ns=decision.start_ns,
-            start_at=decision.start_at,
-            chosen_by=decision.chosen_by,
-        )
 
     def _count_recovered(self, buffer: DiskBuffer) -> Ledger:
         """The accounting, with what the buffer holds from an earlier run, per container."""
@@ -512,8 +437,12 @@ class Shipper:
             discovery = group.create_task(parts.discovery.run(), name="discovery")
             checkpointer = group.create_task(self._checkpoint_loop(parts), name="checkpoints")
             kibana = group.create_task(parts.kibana.run(), name="kibana") if parts.kibana else None
-            if parts.first_start and parts.decision.storage_was_new:
-                group.create_task(self._report_history(parts), name="history")
+            # At the first start: how much history there is, and what start_at skips
+            # (Docker's containers; the CRI source does not measure it).
+            client, first = parts.client, parts.first_start and parts.decision.storage_was_new
+            if first and isinstance(client, DockerClient):
+                size = history.report(client, self._containers_path, self._select, parts.decision)
+                group.create_task(size, name="history")
             await self._stop.wait()
             if kibana is not None:
                 kibana.cancel()
@@ -781,32 +710,6 @@ def _accounting_samples(parts: _Parts) -> list[tuple[str, dict[str, int]]]:
         (names.get(key, key), counts.as_dict())
         for key, counts in parts.intake.ledger.rows().items()
     ]
-
-
-def start_at_origin(config: Config, *, from_flag: bool) -> str:
-    """Which setting chose `start_at`, for the log and `first-start.json`."""
-    if from_flag:
-        return "--start-at"
-    for variable in ("SHIPPER_START_AT", "SHIPPER_DOCKER_START_AT"):
-        if variable in os.environ:
-            return f"the environment variable {variable}"
-    if "start_at" in config.model_fields_set:
-        return "the config file"
-    return "the default"
-
-
-async def _runtime_clock_ns(client: RuntimeClient) -> int:
-    """Now, by the Docker daemon's clock (its lines are stamped by it); ours if it is away.
-    A CRI runtime stamps its lines with this node's clock, which is ours."""
-    if not isinstance(client, DockerClient):
-        return time.time_ns()
-    docker = client
-    try:
-        async with asyncio.timeout(5):
-            info = await docker.info()
-        return parse_timestamp(str(info.get("SystemTime") or "").encode("ascii", "replace"))
-    except (DockerError, TimeoutError, TimestampError):
-        return time.time_ns()
 
 
 def _on_corrupt_segment(path: Path, reason: str) -> None:
