@@ -57,6 +57,7 @@ from shipper.sources.checkpoint import (
     CheckpointStore,
     LimiterState,
 )
+from shipper.sources.checkpointer import Checkpointer
 from shipper.sources.choice import SourceChoice, choose_source
 from shipper.sources.cri.discovery import CriDiscovery
 from shipper.sources.cri.follower import CriFollowerSettings
@@ -166,6 +167,7 @@ class _Parts:
     client: RuntimeClient  # the source's: Docker's API, or the CRI runtime's
     intake: BufferIntake
     discovery: Discovery | CriDiscovery
+    checkpointer: Checkpointer
     output: Output
     decision: FirstStart
     first_start: bool  # the decision was made by this start
@@ -193,10 +195,6 @@ class Shipper:
         self.http: HttpServer | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
-        self._stop_checkpoints = asyncio.Event()
-        # Set when making the buffer or checkpoints durable failed for another reason than a
-        # full disk (EIO, say): see _save_checkpoints.
-        self._storage_failure: OSError | None = None
         # Set when the output finds the config wrong for the cluster it reached (a failure
         # store it does not have): the shipper stops in order, then exits 2 naming the key.
         self._config_error: ConfigError | None = None
@@ -222,7 +220,7 @@ class Shipper:
             await self.close(parts)
         if self._config_error is not None:
             raise self._config_error  # exit 2 in `shipper run`, naming the key
-        if self._storage_failure is not None:
+        if parts.checkpointer.storage_failure is not None:
             return 1
         events.lifecycle.stopped(buffered_records=parts.buffer.records_held)
         return 0
@@ -288,12 +286,21 @@ class Shipper:
             await client.close()
             await buffer.close()
             raise
+        checkpointer = Checkpointer(
+            book,
+            buffer,
+            intake,
+            interval_s=config.storage.checkpoint_interval_s,
+            storage_path=self.storage,
+            on_storage_failure=self.request_stop,
+        )
         parts = _Parts(
             buffer,
             book,
             client,
             intake,
             discovery,
+            checkpointer,
             output,
             decision,
             first,
@@ -435,7 +442,7 @@ class Shipper:
             # Reading starts at once; while the output is not there yet, the buffer holds.
             output = group.create_task(self._run_output(parts), name="output")
             discovery = group.create_task(parts.discovery.run(), name="discovery")
-            checkpointer = group.create_task(self._checkpoint_loop(parts), name="checkpoints")
+            checkpointer = group.create_task(parts.checkpointer.run(), name="checkpoints")
             kibana = group.create_task(parts.kibana.run(), name="kibana") if parts.kibana else None
             # At the first start: how much history there is, and what start_at skips
             # (Docker's containers; the CRI source does not measure it).
@@ -457,67 +464,6 @@ class Shipper:
             self._config_error = exc
             events.lifecycle.config_does_not_fit_cluster(key=exc.key, problem=exc.problem)
             self.request_stop()
-
-    async def _checkpoint_loop(self, parts: _Parts) -> None:
-        interval = self.config.storage.checkpoint_interval_s
-        while not self._stop_checkpoints.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_checkpoints.wait(), timeout=interval)
-            if self._stop_checkpoints.is_set():
-                return
-            await self._save_checkpoints(parts)
-            self._check_rotation(parts.intake)
-            await self._write_summaries(parts, removed_only=False)
-
-    async def _save_checkpoints(self, parts: _Parts) -> None:
-        """Syncs the buffer, then saves the positions snapshotted before the sync."""
-        if self._storage_failure is not None:
-            return
-        snapshot = parts.book.snapshot()
-        intake = parts.intake
-        try:
-            await parts.buffer.sync()
-            if await asyncio.to_thread(parts.book.save, snapshot):
-                telemetry.checkpoint_writes.inc()
-        except DiskFullError as exc:
-            events.storage.disk_full_saving_checkpoints(error=exc)
-            intake.open.clear()
-            return
-        except OSError as exc:
-            # After a failed fsync the kernel may have dropped the dirty pages and reports the
-            # error once: a later fsync can succeed over lost data. So no checkpoint is saved
-            # again by this process; the last saved one stays valid, and the next start
-            # re-reads from Docker whatever it covers no longer (the buffer's checksums drop
-            # what did not reach the disk). Stopping loudly is the only safe answer.
-            self._storage_failure = exc
-            events.storage.storage_failed(error=exc, path=self.storage)
-            intake.open.clear()
-            self.request_stop()
-            return
-        if not intake.open.is_set():
-            events.storage.checkpoints_saved_again()
-            intake.open.set()
-
-    async def _write_summaries(self, parts: _Parts, *, removed_only: bool) -> None:
-        """Rate-limit summaries of containers gone quiet or removed (never while the buffer
-        cannot take them: they wait, their counts are saved with the checkpoints)."""
-        if self._storage_failure is not None or not parts.intake.open.is_set():
-            return
-        with contextlib.suppress(DiskFullError):
-            await parts.intake.write_due_summaries(time.time_ns(), removed_only=removed_only)
-
-    def _check_rotation(self, intake: BufferIntake) -> None:
-        newly, at_risk = intake.rotation.check(time.time_ns(), time.monotonic())
-        for risk in newly:
-            events.sources.rotation_risk(
-                container_id=risk.container_id,
-                container_name=risk.container_name,
-                backlog_bytes=risk.backlog_bytes,
-                capacity_bytes=risk.capacity_bytes,
-                behind_s=risk.lag_s,
-                held_by_rate_limit=risk.rate_limited,
-            )
-        telemetry.containers_at_rotation_risk.set(at_risk)
 
     def _not_ready_reasons(self, parts: _Parts) -> list[str]:
         """For /readyz: why the shipper cannot do its job right now (empty: ready)."""
@@ -578,15 +524,13 @@ class Shipper:
         await parts.discovery.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await discovery
-        # Not cancelled: a save in flight runs in a thread that cancelling would not stop,
-        # and the final save below would race it on the same tmp file.
-        self._stop_checkpoints.set()
-        await checkpointer
+        parts.checkpointer.stop()
+        await checkpointer  # not cancelled: see Checkpointer.stop
         # The last summaries of removed containers (the others' are saved with their
         # positions and continued by the next start).
-        await self._write_summaries(parts, removed_only=True)
+        await parts.checkpointer.write_summaries(removed_only=True)
         # 2. Everything read is in the buffer: make it durable, then save positions.
-        await self._save_checkpoints(parts)
+        await parts.checkpointer.save()
         # 3. Let the output drain within the timeout.
         await self._drain(parts.buffer, output)
         parts.output.stop()
@@ -610,7 +554,7 @@ class Shipper:
         try:
             await parts.buffer.close()
         except OSError:
-            if self._storage_failure is None:
+            if parts.checkpointer.storage_failure is None:
                 raise
             # The same disk failing again as the buffer closes: reported already.
         if self.http is not None:
