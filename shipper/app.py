@@ -20,15 +20,13 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from prometheus_client.registry import Collector
 
-from shipper import __version__, events, status, telemetry
+from shipper import events, live_status, telemetry
 from shipper.accounting import Ledger
 from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
@@ -40,10 +38,9 @@ from shipper.docker.own_container import detect_own_container, own_pod_uid
 from shipper.errors import ConfigError, DiskFullError
 from shipper.http import HttpServer
 from shipper.layout import StorageLayout
-from shipper.lines.timestamps import format_timestamp
 from shipper.model import ContainerMeta
 from shipper.native import ACTIVE as NATIVE_HOT_PATH
-from shipper.pipeline.encoder import container_key, container_key_of
+from shipper.pipeline.encoder import container_key_of
 from shipper.sinks.console.sink import ConsoleSink
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
@@ -412,25 +409,12 @@ class Shipper:
 
     async def _serve_telemetry(self, parts: _Parts) -> None:
         """Metrics that read the parts' live state, and the HTTP endpoints."""
-        buffer = parts.buffer
-        telemetry.build_info.labels(__version__).set(1)
-        telemetry.buffer_bytes.set_function(lambda: buffer.bytes_held)
-        telemetry.buffer_records.set_function(lambda: buffer.records_held)
-        telemetry.oldest_unshipped_age.set_function(lambda: buffer.oldest_unacked_age_s)
-        parts.collectors.append(telemetry.enable_buffer_reads(lambda: buffer.blocks_read))
-        if self.config.metrics.per_container:
-            discovery = parts.discovery
-            parts.collectors.append(
-                telemetry.enable_per_container(lambda: _container_samples(discovery))
-            )
-            parts.collectors.append(
-                telemetry.enable_container_accounting(lambda: _accounting_samples(parts))
-            )
+        live_status.watch(parts, parts.collectors, per_container=self.config.metrics.per_container)
         if self.config.metrics.listen:
             self.http = HttpServer(
                 self.config.metrics.listen,
-                lambda: self._not_ready_reasons(parts),
-                lambda: self._status_report(parts),
+                lambda: live_status.not_ready_reasons(parts),
+                lambda: live_status.report(self.storage, parts),
             )
             await self.http.start()
 
@@ -464,51 +448,6 @@ class Shipper:
             self._config_error = exc
             events.lifecycle.config_does_not_fit_cluster(key=exc.key, problem=exc.problem)
             self.request_stop()
-
-    def _not_ready_reasons(self, parts: _Parts) -> list[str]:
-        """For /readyz: why the shipper cannot do its job right now (empty: ready)."""
-        problems = []
-        docker_problem = parts.discovery.not_ready_reason
-        if docker_problem is not None:
-            problems.append(docker_problem)
-        if parts.output.last_error is not None:
-            problems.append(f"output not accepting writes: {parts.output.last_error}")
-        return problems
-
-    def _status_report(self, parts: _Parts) -> dict[str, Any]:
-        """For /status and `shipper status` (shape: `shipper.status`)."""
-        buffer, followers = parts.buffer, _followers(parts.discovery)
-        checkpoints = parts.book.snapshot()
-        # Names of containers records were handed over for, those kept with positions (a
-        # CRI container read to its end), then the live ones.
-        names = parts.intake.container_names()
-        names.update(status.saved_names(checkpoints))
-        names.update({cid: f.meta.display_name for cid, f in followers.items() if f.meta})
-        ledger = parts.intake.ledger
-        rows = status.container_rows(checkpoints, names, followers.keys())
-        return {
-            "source": "agent",
-            "storage_path": str(self.storage),
-            "generated_at": format_timestamp(time.time_ns()),
-            "buffer": {
-                "records": buffer.records_held,
-                "bytes": buffer.bytes_held,
-                "oldest_record_age_s": round(buffer.oldest_unacked_age_s, 3),
-            },
-            "first_start": status.first_start_section(parts.decision),
-            "accounting": status.accounting_section(ledger, buffer.records_held),
-            "containers": status.with_accounting(rows, ledger, parts.intake.rate_limits()),
-            "dead_letters": {
-                **status.dead_letter_counts(self.storage),
-                "since_start": int(telemetry.counter_total(telemetry.dead_lettered)),
-            },
-            # Kept by Elasticsearch in a data stream's failure store, not as log records.
-            "failure_store": {
-                "since_start": int(
-                    telemetry.counter_total_where(telemetry.bulk_items, failure_store="used")
-                ),
-            },
-        }
 
     # -- shutdown ------------------------------------------------------------------------------
 
@@ -612,48 +551,6 @@ def _source_fields(config: Config, choice: SourceChoice) -> dict[str, str]:
     if choice.kind == "cri":
         return {"cri_socket": choice.socket, "log_directory": config.cri.log_directory}
     return {"docker_host": config.docker.host}
-
-
-class _Followed(Protocol):
-    """What the status and the per-container metrics read of any source's follower."""
-
-    @property
-    def meta(self) -> ContainerMeta | None: ...
-
-    @property
-    def last_read_monotonic(self) -> float: ...
-
-    def checkpoint(self) -> Checkpoint: ...
-
-
-def _followers(discovery: Discovery | CriDiscovery) -> Mapping[str, _Followed]:
-    return discovery.followers
-
-
-def _container_samples(discovery: Discovery | CriDiscovery) -> list[telemetry.ContainerSample]:
-    now_ns, now = time.time_ns(), time.monotonic()
-    samples = []
-    for follower in list(_followers(discovery).values()):
-        if follower.meta is None:
-            continue
-        since = follower.checkpoint().since_ns
-        last = follower.last_read_monotonic
-        samples.append(
-            telemetry.ContainerSample(
-                follower.meta.display_name,
-                max(0.0, (now_ns - since) / 1e9) if since else 0.0,
-                now - last if last else None,
-            )
-        )
-    return samples
-
-
-def _accounting_samples(parts: _Parts) -> list[tuple[str, dict[str, int]]]:
-    names = {container_key(cid): name for cid, name in parts.intake.container_names().items()}
-    return [
-        (names.get(key, key), counts.as_dict())
-        for key, counts in parts.intake.ledger.rows().items()
-    ]
 
 
 def _on_corrupt_segment(path: Path, reason: str) -> None:
