@@ -26,11 +26,10 @@ from pathlib import Path
 
 from prometheus_client.registry import Collector
 
-from shipper import events, live_status, telemetry
+from shipper import accounting, events, live_status, telemetry
 from shipper.accounting import Ledger
 from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
-from shipper.buffer.census import entries_by_key
 from shipper.config import Config, CriConfig, DockerConfig, ProcessingConfig, changed_keys
 from shipper.cri.runtime import CriRuntimeClient
 from shipper.docker.api import DockerClient, DockerError
@@ -40,7 +39,6 @@ from shipper.http import HttpServer
 from shipper.layout import StorageLayout
 from shipper.model import ContainerMeta
 from shipper.native import ACTIVE as NATIVE_HOT_PATH
-from shipper.pipeline.encoder import container_key_of
 from shipper.sinks.console.sink import ConsoleSink
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
@@ -252,7 +250,7 @@ class Shipper:
             return None
         decision, first = decided
         try:
-            ledger = self._count_recovered(buffer)
+            ledger = accounting.at_start(self.layout.buffer_dir, buffer.records_held)
             book = CheckpointBook(
                 CheckpointStore(self.storage),
                 self._saved_checkpoints(),
@@ -320,18 +318,6 @@ class Shipper:
         )
         say_start_position(decision, first, config.start_at)
         return parts
-
-    def _count_recovered(self, buffer: DiskBuffer) -> Ledger:
-        """The accounting, with what the buffer holds from an earlier run, per container."""
-        ledger = Ledger()
-        if buffer.records_held:
-            ledger.recovered(entries_by_key(self.layout.buffer_dir, container_key_of))
-            if ledger.recovered_total != buffer.records_held:
-                events.storage.recovered_count_differs(
-                    counted=ledger.recovered_total, buffer_records=buffer.records_held
-                )
-        telemetry.buffer_records_recovered.set(ledger.recovered_total)
-        return ledger
 
     async def _open_buffer(self) -> DiskBuffer | None:
         """Opens (and recovers) the disk buffer; on a full disk waits for space, saying so.
