@@ -30,7 +30,7 @@ from shipper import accounting, events, live_status, telemetry
 from shipper.accounting import Ledger
 from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
-from shipper.config import Config, CriConfig, DockerConfig, ProcessingConfig, changed_keys
+from shipper.config import Config, CriConfig, DockerConfig, ProcessingConfig
 from shipper.cri.runtime import CriRuntimeClient
 from shipper.docker.api import DockerClient, DockerError
 from shipper.docker.own_container import detect_own_container, own_pod_uid
@@ -39,6 +39,7 @@ from shipper.http import HttpServer
 from shipper.layout import StorageLayout
 from shipper.model import ContainerMeta
 from shipper.native import ACTIVE as NATIVE_HOT_PATH
+from shipper.reload import reloaded_processing
 from shipper.sinks.console.sink import ConsoleSink
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.elasticsearch.dead_letter import DeadLetters
@@ -494,41 +495,13 @@ class Shipper:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def reload(self) -> bool:
-        """SIGHUP: re-reads the config and applies its `processing` rules; True if applied.
-
-        Discovery and followers read `self.processing` whenever they open a container's
-        log stream, so new rules apply to containers started from now on, and to a followed
-        container when its stream is opened again (it restarts, or the stream reconnects);
-        until then it keeps the rules it started with (a running container the new
-        selection excludes is followed until it stops). Positions, buffer and connections
-        are untouched, so nothing is lost or sent twice. A config that does not validate is
-        logged, naming the key, and the rules in force stay. Other sections need a restart;
-        a change to them is logged as a warning.
-        """
-        if self._reload_config is None:
-            events.lifecycle.reload_ignored()
+        """SIGHUP: applies the re-read config's `processing` rules (`shipper/reload.py`);
+        True if applied. Discovery and followers read `self.processing` at each container
+        (re)start, so they apply from the next one on."""
+        processing = reloaded_processing(self.config, self.processing, self._reload_config)
+        if processing is None:
             return False
-        try:
-            new = self._reload_config()
-        except ConfigError as exc:
-            events.lifecycle.config_reload_rejected(key=exc.key, problem=exc.problem)
-            return False
-        changed = changed_keys(self.processing, new.processing, "processing")
-        restart_keys = [
-            key
-            for key in changed_keys(self.config, new, "")
-            # start_at is read at the first start on a storage only, never again.
-            if not key.startswith("processing.") and key not in ("start_at", "docker.start_at")
-        ]
-        if new.processing.max_line_bytes != self.processing.max_line_bytes:
-            restart_keys.append("processing.max_line_bytes")
-        if restart_keys:
-            events.lifecycle.config_reload_needs_restart(keys=restart_keys)
-        if not changed:
-            events.lifecycle.config_reload_unchanged()
-            return False
-        self.processing = new.processing
-        events.lifecycle.config_reloaded(changed=changed)
+        self.processing = processing
         return True
 
 
