@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,14 +26,22 @@ from pathlib import Path
 from prometheus_client.registry import Collector
 
 from shipper import accounting, events, live_status, telemetry
-from shipper.accounting import Ledger
-from shipper.backoff import Backoff
 from shipper.buffer import DiskBuffer
-from shipper.config import Config, CriConfig, DockerConfig, ProcessingConfig
+from shipper.build import (
+    RuntimeClient,
+    buffer_intake,
+    cri_client,
+    docker_client,
+    elasticsearch_output,
+    host_name_of,
+    node_name,
+    open_buffer,
+)
+from shipper.config import Config, ProcessingConfig
 from shipper.cri.runtime import CriRuntimeClient
-from shipper.docker.api import DockerClient, DockerError
+from shipper.docker.api import DockerClient
 from shipper.docker.own_container import detect_own_container, own_pod_uid
-from shipper.errors import ConfigError, DiskFullError
+from shipper.errors import ConfigError
 from shipper.http import HttpServer
 from shipper.layout import StorageLayout
 from shipper.model import ContainerMeta
@@ -42,8 +49,6 @@ from shipper.native import ACTIVE as NATIVE_HOT_PATH
 from shipper.reload import reloaded_processing
 from shipper.sinks.console.sink import ConsoleSink
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
-from shipper.sinks.elasticsearch.dead_letter import DeadLetters
-from shipper.sinks.elasticsearch.routing import Router
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.sinks.kibana import KibanaSetup
 from shipper.sources.checkpoint import (
@@ -51,7 +56,6 @@ from shipper.sources.checkpoint import (
     CheckpointBook,
     CheckpointFileError,
     CheckpointStore,
-    LimiterState,
 )
 from shipper.sources.checkpointer import Checkpointer
 from shipper.sources.choice import SourceChoice, choose_source
@@ -65,91 +69,6 @@ from shipper.sources.intake import BufferIntake
 from shipper.sources.selection import should_ship
 
 Output = ElasticsearchSink | ConsoleSink
-RuntimeClient = DockerClient | CriRuntimeClient
-
-# ---------------------------------------------------------------------------- builders
-# Shared with `shipper backfill`, so both build the same client, intake and output.
-
-
-def docker_client(config: DockerConfig) -> DockerClient:
-    return DockerClient(
-        config.host,
-        api_version=config.api_version,
-        pinned_by=config.api_version_source,
-        tls_verify=config.tls_verify,
-        cert_path=config.cert_path,
-    )
-
-
-def cri_client(config: CriConfig, socket: str) -> CriRuntimeClient:
-    return CriRuntimeClient(socket, timeout_s=config.timeout_s)
-
-
-def buffer_intake(
-    config: Config,
-    buffer: DiskBuffer,
-    host_name: str,
-    processing: Callable[[], ProcessingConfig],
-    *,
-    ledger: Ledger | None = None,
-    rate_limits: bool = True,
-    limiter_states: dict[str, LimiterState] | None = None,
-) -> tuple[BufferIntake, Router]:
-    """The intake, and the router that decides each container's data stream for it."""
-    es = config.elasticsearch
-    router = Router(es.data_stream, es.routing, es.pipeline)
-    intake = BufferIntake(
-        buffer,
-        router.route,
-        host_name,
-        processing,
-        ledger=ledger,
-        rate_limits=rate_limits,
-        limiter_states=limiter_states,
-    )
-    return intake, router
-
-
-def elasticsearch_output(
-    config: Config,
-    layout: StorageLayout,
-    buffer: DiskBuffer,
-    router: Router,
-    ledger: Ledger | None = None,
-) -> tuple[ElasticsearchConnection, ElasticsearchSink]:
-    connection = ElasticsearchConnection(config.elasticsearch)
-    dead_letters = DeadLetters(
-        layout.dead_letter_file, connection, config.elasticsearch.dead_letter.data_stream
-    )
-    sink = ElasticsearchSink(
-        connection,
-        buffer,
-        config.elasticsearch,
-        dead_letters,
-        static_targets=router.static_targets(),
-        ledger=ledger,
-    )
-    return connection, sink
-
-
-async def host_name_of(config: Config, client: RuntimeClient) -> str:
-    """`host_name` from the config, else the Docker host's name (Kubernetes: the node's,
-    NODE_NAME), else this machine's."""
-    if config.host_name:
-        return config.host_name
-    if isinstance(client, CriRuntimeClient):
-        return node_name() or os.uname().nodename
-    try:
-        name = str((await client.info()).get("Name") or "")
-    except DockerError:
-        name = ""
-    return name or os.uname().nodename
-
-
-def node_name() -> str:
-    """The Kubernetes node this runs on, as the chart passes it (downward API)."""
-    return os.environ.get("NODE_NAME", "")
-
 
 # ---------------------------------------------------------------------------- the agent
 
@@ -242,7 +161,9 @@ class Shipper:
             decided = await decide_at_start(
                 self.layout, config, client, self._stop, start_at_from_flag=self._start_at_from_flag
             )
-            buffer = await self._open_buffer() if decided is not None else None
+            buffer = None
+            if decided is not None:
+                buffer = await open_buffer(config, self.layout, self._stop)
         except BaseException:
             await client.close()
             raise
@@ -319,33 +240,6 @@ class Shipper:
         )
         say_start_position(decision, first, config.start_at)
         return parts
-
-    async def _open_buffer(self) -> DiskBuffer | None:
-        """Opens (and recovers) the disk buffer; on a full disk waits for space, saying so.
-        None if asked to stop meanwhile."""
-        config = self.config
-        backoff = Backoff(base_s=1.0, cap_s=30.0)
-        while True:
-            try:
-                return DiskBuffer.open(
-                    self.layout.buffer_dir,
-                    max_bytes=config.storage.max_bytes,
-                    segment_max_bytes=config.storage.segment_max_bytes,
-                    fsync=config.storage.fsync,
-                    on_corrupt=_on_corrupt_segment,
-                    # The output reads whole blocks: keep each within half a bulk request.
-                    block_max_entries=max(1, config.elasticsearch.batch_max_docs // 2),
-                    block_max_bytes=max(1, config.elasticsearch.batch_max_bytes // 2),
-                )
-            except DiskFullError as exc:
-                delay = backoff.next_delay_s()
-                events.storage.disk_full_opening_buffer(
-                    storage_path=self.storage, error=exc, delay_s=delay
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                if self._stop.is_set():
-                    return None
 
     def _saved_checkpoints(self) -> dict[str, Checkpoint]:
         try:
@@ -510,7 +404,3 @@ def _source_fields(config: Config, choice: SourceChoice) -> dict[str, str]:
     if choice.kind == "cri":
         return {"cri_socket": choice.socket, "log_directory": config.cri.log_directory}
     return {"docker_host": config.docker.host}
-
-
-def _on_corrupt_segment(path: Path, reason: str) -> None:
-    events.storage.buffer_corrupt(path=path, reason=reason)
