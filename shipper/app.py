@@ -1,15 +1,18 @@
 """Composition root: builds every part, runs them together, shuts them down in order.
 
 Data flows one way: runtime → followers → intake (encode) → disk buffer → output. The
-checkpointer persists each container's position only after the buffer holding its lines is
-synced. `Shipper.run` reads as the table of contents:
+checkpointer (`sources/checkpointer.py`) persists each container's position only after the
+buffer holding its lines is synced. `Shipper.run` reads as the table of contents:
 
-* `startup`: decide (once per storage) where containers without a position begin, open the
-  disk buffer and count what it holds, the checkpoints, choose and build the source (Docker's
-  API or the CRI log files, see sources/choice.py), the intake, the output and the HTTP
-  endpoints (the builders are shared with `shipper backfill`);
+* `startup`: choose the source (Docker's API or the CRI log files, `sources/choice.py`),
+  decide once per storage where containers without a position begin
+  (`sources/first_start.py`), open the disk buffer and count what it holds
+  (`accounting.at_start`), build the checkpoints, the intake, the source and the output (the
+  builders in `build.py` are shared with `shipper backfill`), then serve the metrics and the
+  HTTP endpoints (`live_status.py`);
 * `main_loop`: run discovery, the output and the checkpointer (which also writes the
-  rate-limit summaries of quiet containers) until a signal;
+  rate-limit summaries of quiet containers) until a signal; SIGHUP applies new processing
+  rules (`reload.py`);
 * `shutdown`: stop reading, sync the buffer, save checkpoints, give the output
   `shutdown_timeout_s` to drain (a second signal skips the drain), then `close` everything.
 """
@@ -19,76 +22,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.registry import Collector
 
-from shipper import accounting, events, live_status, telemetry
+from shipper import accounting, build, events, live_status, telemetry
 from shipper.buffer import DiskBuffer
-from shipper.build import (
-    RuntimeClient,
-    buffer_intake,
-    cri_client,
-    docker_client,
-    elasticsearch_output,
-    host_name_of,
-    node_name,
-    open_buffer,
-)
+from shipper.build import RuntimeClient
 from shipper.config import Config, ProcessingConfig
-from shipper.cri.runtime import CriRuntimeClient
 from shipper.docker.api import DockerClient
-from shipper.docker.own_container import detect_own_container, own_pod_uid
 from shipper.errors import ConfigError
 from shipper.http import HttpServer
 from shipper.layout import StorageLayout
-from shipper.model import ContainerMeta
 from shipper.native import ACTIVE as NATIVE_HOT_PATH
 from shipper.reload import reloaded_processing
-from shipper.sinks.console.sink import ConsoleSink
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
-from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.sinks.kibana import KibanaSetup
-from shipper.sources.checkpoint import (
-    Checkpoint,
-    CheckpointBook,
-    CheckpointFileError,
-    CheckpointStore,
-)
+from shipper.sources.checkpoint import CheckpointBook
 from shipper.sources.checkpointer import Checkpointer
-from shipper.sources.choice import SourceChoice, choose_source
+from shipper.sources.choice import SourceChoice, choose_source, source_fields
 from shipper.sources.cri.discovery import CriDiscovery
-from shipper.sources.cri.follower import CriFollowerSettings
 from shipper.sources.docker import history
 from shipper.sources.docker.discovery import Discovery
-from shipper.sources.docker.follower import FollowerSettings
 from shipper.sources.first_start import FirstStart, decide_at_start, say_start_position
 from shipper.sources.intake import BufferIntake
-from shipper.sources.selection import should_ship
-
-Output = ElasticsearchSink | ConsoleSink
-
-# ---------------------------------------------------------------------------- the agent
 
 
 @dataclass(slots=True)
 class _Parts:
     """Everything `startup` built, for `main_loop`, `shutdown` and `close`."""
 
-    buffer: DiskBuffer
-    book: CheckpointBook
     client: RuntimeClient  # the source's: Docker's API, or the CRI runtime's
-    intake: BufferIntake
-    discovery: Discovery | CriDiscovery
-    checkpointer: Checkpointer
-    output: Output
+    buffer: DiskBuffer
     decision: FirstStart
     first_start: bool  # the decision was made by this start
-    connection: ElasticsearchConnection | None = None
-    kibana: KibanaSetup | None = None
+    host_name: str
+    book: CheckpointBook
+    intake: BufferIntake
+    source: build.Source
+    checkpointer: Checkpointer
+    output: build.Output
+    connection: ElasticsearchConnection | None
+    kibana: KibanaSetup | None
     collectors: list[Collector] = field(default_factory=list)
+
+    @property
+    def discovery(self) -> Discovery | CriDiscovery:
+        return self.source.discovery
 
 
 class Shipper:
@@ -113,11 +96,6 @@ class Shipper:
         # Set when the output finds the config wrong for the cluster it reached (a failure
         # store it does not have): the shipper stops in order, then exits 2 naming the key.
         self._config_error: ConfigError | None = None
-        # Whether a container is shipped (set with the discovery it is given to).
-        self._select: Callable[[ContainerMeta], bool] = lambda meta: True
-        # Where this process sees Docker's containers directory; None: the engine says
-        # (set with the discovery, which knows whether we run in a container).
-        self._containers_path: str | None = None
 
     @property
     def storage(self) -> Path:
@@ -149,81 +127,16 @@ class Shipper:
 
     async def startup(self) -> _Parts | None:
         """Builds every part; None if asked to stop before the buffer could be opened."""
-        config = self.config
-        docker = docker_client(config.docker)
-        client: RuntimeClient = docker
-        try:
-            choice = await choose_source(config, docker)
-            if choice.kind == "cri":
-                await docker.close()
-                client = cri_client(config.cri, choice.socket)
-            # Before the buffer is opened (which creates it) and before anything is read.
-            decided = await decide_at_start(
-                self.layout, config, client, self._stop, start_at_from_flag=self._start_at_from_flag
-            )
-            buffer = None
-            if decided is not None:
-                buffer = await open_buffer(config, self.layout, self._stop)
-        except BaseException:
-            await client.close()
-            raise
-        if decided is None or buffer is None:
-            await client.close()
+        opened = await self._open_storage()
+        if opened is None:
             return None
-        decision, first = decided
+        choice, client, (decision, first), buffer = opened
         try:
-            ledger = accounting.at_start(self.layout.buffer_dir, buffer.records_held)
-            book = CheckpointBook(
-                CheckpointStore(self.storage),
-                self._saved_checkpoints(),
-                unknown_start=decision.start_without_position(),
-            )
-            host_name = await host_name_of(config, client)
-            intake, router = buffer_intake(
-                config,
-                buffer,
-                host_name,
-                lambda: self.processing,
-                ledger=ledger,
-                limiter_states=book.saved_limiter_states(),
-            )
-            book.keep_limiter_states(intake.limiter_state)
-            discovery = self._discovery(client, intake, book)
-            connection: ElasticsearchConnection | None = None
-            output: Output
-            if config.output == "elasticsearch":
-                connection, output = elasticsearch_output(
-                    config, self.layout, buffer, router, ledger
-                )
-            else:
-                output = ConsoleSink(buffer, ledger=ledger)
-            # Credentials files are read now, so a bad one fails the start (exit 2).
-            kibana = KibanaSetup(config.kibana) if config.kibana.url else None
+            parts = await self._build(client, buffer, decision, first)
         except BaseException:
             await client.close()
             await buffer.close()
             raise
-        checkpointer = Checkpointer(
-            book,
-            buffer,
-            intake,
-            interval_s=config.storage.checkpoint_interval_s,
-            storage_path=self.storage,
-            on_storage_failure=self.request_stop,
-        )
-        parts = _Parts(
-            buffer,
-            book,
-            client,
-            intake,
-            discovery,
-            checkpointer,
-            output,
-            decision,
-            first,
-            connection,
-            kibana,
-        )
         try:
             await self._serve_telemetry(parts)
         except BaseException:
@@ -232,60 +145,85 @@ class Shipper:
         events.lifecycle.started(
             source=choice.kind,
             source_chosen_because=choice.why,
-            source_fields=_source_fields(config, choice),
-            output=config.output,
+            source_fields=source_fields(self.config, choice),
+            output=self.config.output,
             storage_path=self.storage,
-            host_name=host_name,
+            host_name=parts.host_name,
             native_hot_path=NATIVE_HOT_PATH,
         )
-        say_start_position(decision, first, config.start_at)
+        say_start_position(decision, first, self.config.start_at)
         return parts
 
-    def _saved_checkpoints(self) -> dict[str, Checkpoint]:
-        try:
-            return CheckpointStore(self.storage).load()
-        except CheckpointFileError as exc:
-            events.storage.checkpoint_unreadable(error=exc)
-            return {}
-
-    def _discovery(
-        self, client: RuntimeClient, intake: BufferIntake, book: CheckpointBook
-    ) -> Discovery | CriDiscovery:
-        """The source's discovery, which runs a follower per container to read."""
+    async def _open_storage(
+        self,
+    ) -> tuple[SourceChoice, RuntimeClient, tuple[FirstStart, bool], DiskBuffer] | None:
+        """Chooses the source, decides the first start with its runtime's clock, then opens
+        the disk buffer; None if asked to stop while waiting for disk space."""
         config = self.config
-        own = detect_own_container()
-        own_id = own.id if own is not None else None
-        pod_uid = own_pod_uid()
-        self._containers_path = config.docker.containers_path_here(in_container=own is not None)
-        if own is not None and own.source == "network_files":
-            events.lifecycle.own_container_uncertain(container_id=own.id)
-        self._select = lambda meta: should_ship(meta, self.processing.selection, own_id, pod_uid)
-        if isinstance(client, CriRuntimeClient):
-            return CriDiscovery(
-                client,
-                Path(config.cri.log_directory),
-                intake,
-                book,
-                CriFollowerSettings(
-                    max_line_bytes=config.processing.max_line_bytes,
-                    processing=lambda: self.processing,
-                ),
-                annotations=config.cri.annotations,
-                node_name=node_name(),
-                select=self._select,
+        docker = build.docker_client(config.docker)
+        client: RuntimeClient = docker
+        try:
+            choice = await choose_source(config, docker)
+            if choice.kind == "cri":
+                await docker.close()
+                client = build.cri_client(config.cri, choice.socket)
+            # Before the buffer is opened (which creates it) and before anything is read.
+            decided = await decide_at_start(
+                self.layout, config, client, self._stop, start_at_from_flag=self._start_at_from_flag
             )
-        return Discovery(
-            client,
-            intake,
+            buffer = None
+            if decided is not None:
+                buffer = await build.open_buffer(config, self.layout, self._stop)
+        except BaseException:
+            await client.close()
+            raise
+        if decided is None or buffer is None:
+            await client.close()
+            return None
+        return choice, client, decided, buffer
+
+    async def _build(
+        self, client: RuntimeClient, buffer: DiskBuffer, decision: FirstStart, first: bool
+    ) -> _Parts:
+        """The accounting, positions, intake, source, checkpointer and output."""
+        config = self.config
+        ledger = accounting.at_start(self.layout.buffer_dir, buffer.records_held)
+        book = build.checkpoint_book(self.storage, decision.start_without_position())
+        host_name = await build.host_name_of(config, client)
+        intake, router = build.buffer_intake(
+            config,
+            buffer,
+            host_name,
+            lambda: self.processing,
+            ledger=ledger,
+            limiter_states=book.saved_limiter_states(),
+        )
+        book.keep_limiter_states(intake.limiter_state)
+        source = build.source(config, client, intake, book, lambda: self.processing)
+        connection, output = build.output(config, self.layout, buffer, router, ledger)
+        # Credentials files are read now, so a bad one fails the start (exit 2).
+        kibana = KibanaSetup(config.kibana) if config.kibana.url else None
+        checkpointer = Checkpointer(
             book,
-            FollowerSettings(
-                max_line_bytes=config.processing.max_line_bytes,
-                max_backoff_s=config.docker.reconnect_max_backoff_s,
-                read_mode=config.docker.read_mode,
-                containers_path=self._containers_path,
-                processing=lambda: self.processing,
-            ),
-            select=self._select,
+            buffer,
+            intake,
+            interval_s=config.storage.checkpoint_interval_s,
+            storage_path=self.storage,
+            on_storage_failure=self.request_stop,
+        )
+        return _Parts(
+            client,
+            buffer,
+            decision,
+            first,
+            host_name,
+            book,
+            intake,
+            source,
+            checkpointer,
+            output,
+            connection,
+            kibana,
         )
 
     async def _serve_telemetry(self, parts: _Parts) -> None:
@@ -309,12 +247,8 @@ class Shipper:
             discovery = group.create_task(parts.discovery.run(), name="discovery")
             checkpointer = group.create_task(parts.checkpointer.run(), name="checkpoints")
             kibana = group.create_task(parts.kibana.run(), name="kibana") if parts.kibana else None
-            # At the first start: how much history there is, and what start_at skips
-            # (Docker's containers; the CRI source does not measure it).
-            client, first = parts.client, parts.first_start and parts.decision.storage_was_new
-            if first and isinstance(client, DockerClient):
-                size = history.report(client, self._containers_path, self._select, parts.decision)
-                group.create_task(size, name="history")
+            if (history_report := _history_report(parts)) is not None:
+                group.create_task(history_report, name="history")
             await self._stop.wait()
             if kibana is not None:
                 kibana.cancel()
@@ -399,8 +333,12 @@ class Shipper:
         return True
 
 
-def _source_fields(config: Config, choice: SourceChoice) -> dict[str, str]:
-    """What the start log says of where the source reads."""
-    if choice.kind == "cri":
-        return {"cri_socket": choice.socket, "log_directory": config.cri.log_directory}
-    return {"docker_host": config.docker.host}
+def _history_report(parts: _Parts) -> Coroutine[Any, Any, None] | None:
+    """At the first start on a new storage: how much history Docker's containers hold, and
+    what start_at skips (the CRI source does not measure it)."""
+    client, source = parts.client, parts.source
+    if not (parts.first_start and parts.decision.storage_was_new):
+        return None
+    if not isinstance(client, DockerClient):
+        return None
+    return history.report(client, source.containers_path, source.select, parts.decision)
