@@ -56,8 +56,11 @@ import dataclasses
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
+from shipper import events, telemetry
+from shipper.buffer.census import entries_by_key
 from shipper.pipeline.encoder import container_key, container_key_of
 
 STORED = "stored"
@@ -251,3 +254,17 @@ class Ledger:
 def keys(container_ids: Iterable[str]) -> dict[str, str]:
     """Container key -> container id, to show a key's row under its container."""
     return {container_key(cid): cid for cid in container_ids}
+
+
+def at_start(buffer_dir: Path, buffer_records: int) -> Ledger:
+    """The accounting of a new process, with what the buffer (at `buffer_dir`, holding
+    `buffer_records`) kept from an earlier run, per container."""
+    ledger = Ledger()
+    if buffer_records:
+        ledger.recovered(entries_by_key(buffer_dir, container_key_of))
+        if ledger.recovered_total != buffer_records:
+            events.storage.recovered_count_differs(
+                counted=ledger.recovered_total, buffer_records=buffer_records
+            )
+    telemetry.buffer_records_recovered.set(ledger.recovered_total)
+    return ledger

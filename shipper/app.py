@@ -1,15 +1,18 @@
 """Composition root: builds every part, runs them together, shuts them down in order.
 
 Data flows one way: runtime → followers → intake (encode) → disk buffer → output. The
-checkpointer persists each container's position only after the buffer holding its lines is
-synced. `Shipper.run` reads as the table of contents:
+checkpointer (`sources/checkpointer.py`) persists each container's position only after the
+buffer holding its lines is synced. `Shipper.run` reads as the table of contents:
 
-* `startup`: decide (once per storage) where containers without a position begin, open the
-  disk buffer and count what it holds, the checkpoints, choose and build the source (Docker's
-  API or the CRI log files, see sources/choice.py), the intake, the output and the HTTP
-  endpoints (the builders are shared with `shipper backfill`);
+* `startup`: choose the source (Docker's API or the CRI log files, `sources/choice.py`),
+  decide once per storage where containers without a position begin
+  (`sources/first_start.py`), open the disk buffer and count what it holds
+  (`accounting.at_start`), build the checkpoints, the intake, the source and the output (the
+  builders in `build.py` are shared with `shipper backfill`), then serve the metrics and the
+  HTTP endpoints (`live_status.py`);
 * `main_loop`: run discovery, the output and the checkpointer (which also writes the
-  rate-limit summaries of quiet containers) until a signal;
+  rate-limit summaries of quiet containers) until a signal; SIGHUP applies new processing
+  rules (`reload.py`);
 * `shutdown`: stop reading, sync the buffer, save checkpoints, give the output
   `shutdown_timeout_s` to drain (a second signal skips the drain), then `close` everything.
 """
@@ -18,166 +21,57 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import os
 import signal
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client.registry import Collector
 
-from shipper import __version__, events, status, telemetry
-from shipper.accounting import Ledger
-from shipper.backoff import Backoff
+from shipper import accounting, build, events, live_status, telemetry
 from shipper.buffer import DiskBuffer
-from shipper.buffer.census import entries_by_key
-from shipper.config import Config, CriConfig, DockerConfig, ProcessingConfig, changed_keys
-from shipper.cri.runtime import CriRuntimeClient
-from shipper.docker.api import DockerClient, DockerError
-from shipper.docker.own_container import detect_own_container, own_pod_uid
-from shipper.errors import ConfigError, DiskFullError
+from shipper.build import RuntimeClient
+from shipper.config import Config, ProcessingConfig
+from shipper.docker.api import DockerClient
+from shipper.errors import ConfigError
 from shipper.http import HttpServer
 from shipper.layout import StorageLayout
-from shipper.lines.timestamps import TimestampError, format_timestamp, parse_timestamp
-from shipper.model import ContainerMeta
 from shipper.native import ACTIVE as NATIVE_HOT_PATH
-from shipper.pipeline.encoder import container_key, container_key_of
-from shipper.sinks.console.sink import ConsoleSink
+from shipper.reload import reloaded_processing
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
-from shipper.sinks.elasticsearch.dead_letter import DeadLetters
-from shipper.sinks.elasticsearch.routing import Router
-from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.sinks.kibana import KibanaSetup
-from shipper.sources.checkpoint import (
-    Checkpoint,
-    CheckpointBook,
-    CheckpointFileError,
-    CheckpointStore,
-    LimiterState,
-)
-from shipper.sources.choice import SourceChoice, choose_source
+from shipper.sources.checkpoint import CheckpointBook
+from shipper.sources.checkpointer import Checkpointer
+from shipper.sources.choice import SourceChoice, choose_source, source_fields
 from shipper.sources.cri.discovery import CriDiscovery
-from shipper.sources.cri.follower import CriFollowerSettings
 from shipper.sources.docker import history
 from shipper.sources.docker.discovery import Discovery
-from shipper.sources.docker.follower import FollowerSettings
-from shipper.sources.first_start import (
-    FirstStart,
-    FirstStartFileError,
-    FirstStartStore,
-    first_start,
-)
+from shipper.sources.first_start import FirstStart, decide_at_start, say_start_position
 from shipper.sources.intake import BufferIntake
-from shipper.sources.selection import should_ship
-
-Output = ElasticsearchSink | ConsoleSink
-RuntimeClient = DockerClient | CriRuntimeClient
-
-# ---------------------------------------------------------------------------- builders
-# Shared with `shipper backfill`, so both build the same client, intake and output.
-
-
-def docker_client(config: DockerConfig) -> DockerClient:
-    return DockerClient(
-        config.host,
-        api_version=config.api_version,
-        pinned_by=config.api_version_source,
-        tls_verify=config.tls_verify,
-        cert_path=config.cert_path,
-    )
-
-
-def cri_client(config: CriConfig, socket: str) -> CriRuntimeClient:
-    return CriRuntimeClient(socket, timeout_s=config.timeout_s)
-
-
-def buffer_intake(
-    config: Config,
-    buffer: DiskBuffer,
-    host_name: str,
-    processing: Callable[[], ProcessingConfig],
-    *,
-    ledger: Ledger | None = None,
-    rate_limits: bool = True,
-    limiter_states: dict[str, LimiterState] | None = None,
-) -> tuple[BufferIntake, Router]:
-    """The intake, and the router that decides each container's data stream for it."""
-    es = config.elasticsearch
-    router = Router(es.data_stream, es.routing, es.pipeline)
-    intake = BufferIntake(
-        buffer,
-        router.route,
-        host_name,
-        processing,
-        ledger=ledger,
-        rate_limits=rate_limits,
-        limiter_states=limiter_states,
-    )
-    return intake, router
-
-
-def elasticsearch_output(
-    config: Config,
-    layout: StorageLayout,
-    buffer: DiskBuffer,
-    router: Router,
-    ledger: Ledger | None = None,
-) -> tuple[ElasticsearchConnection, ElasticsearchSink]:
-    connection = ElasticsearchConnection(config.elasticsearch)
-    dead_letters = DeadLetters(
-        layout.dead_letter_file, connection, config.elasticsearch.dead_letter.data_stream
-    )
-    sink = ElasticsearchSink(
-        connection,
-        buffer,
-        config.elasticsearch,
-        dead_letters,
-        static_targets=router.static_targets(),
-        ledger=ledger,
-    )
-    return connection, sink
-
-
-async def host_name_of(config: Config, client: RuntimeClient) -> str:
-    """`host_name` from the config, else the Docker host's name (Kubernetes: the node's,
-    NODE_NAME), else this machine's."""
-    if config.host_name:
-        return config.host_name
-    if isinstance(client, CriRuntimeClient):
-        return node_name() or os.uname().nodename
-    try:
-        name = str((await client.info()).get("Name") or "")
-    except DockerError:
-        name = ""
-    return name or os.uname().nodename
-
-
-def node_name() -> str:
-    """The Kubernetes node this runs on, as the chart passes it (downward API)."""
-    return os.environ.get("NODE_NAME", "")
-
-
-# ---------------------------------------------------------------------------- the agent
 
 
 @dataclass(slots=True)
 class _Parts:
     """Everything `startup` built, for `main_loop`, `shutdown` and `close`."""
 
-    buffer: DiskBuffer
-    book: CheckpointBook
     client: RuntimeClient  # the source's: Docker's API, or the CRI runtime's
-    intake: BufferIntake
-    discovery: Discovery | CriDiscovery
-    output: Output
+    buffer: DiskBuffer
     decision: FirstStart
     first_start: bool  # the decision was made by this start
-    connection: ElasticsearchConnection | None = None
-    kibana: KibanaSetup | None = None
+    host_name: str
+    book: CheckpointBook
+    intake: BufferIntake
+    source: build.Source
+    checkpointer: Checkpointer
+    output: build.Output
+    connection: ElasticsearchConnection | None
+    kibana: KibanaSetup | None
     collectors: list[Collector] = field(default_factory=list)
+
+    @property
+    def discovery(self) -> Discovery | CriDiscovery:
+        return self.source.discovery
 
 
 class Shipper:
@@ -199,18 +93,9 @@ class Shipper:
         self.http: HttpServer | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
-        self._stop_checkpoints = asyncio.Event()
-        # Set when making the buffer or checkpoints durable failed for another reason than a
-        # full disk (EIO, say): see _save_checkpoints.
-        self._storage_failure: OSError | None = None
         # Set when the output finds the config wrong for the cluster it reached (a failure
         # store it does not have): the shipper stops in order, then exits 2 naming the key.
         self._config_error: ConfigError | None = None
-        # Whether a container is shipped (set with the discovery it is given to).
-        self._select: Callable[[ContainerMeta], bool] = lambda meta: True
-        # Where this process sees Docker's containers directory; None: the engine says
-        # (set with the discovery, which knows whether we run in a container).
-        self._containers_path: str | None = None
 
     @property
     def storage(self) -> Path:
@@ -228,7 +113,7 @@ class Shipper:
             await self.close(parts)
         if self._config_error is not None:
             raise self._config_error  # exit 2 in `shipper run`, naming the key
-        if self._storage_failure is not None:
+        if parts.checkpointer.storage_failure is not None:
             return 1
         events.lifecycle.stopped(buffered_records=parts.buffer.records_held)
         return 0
@@ -242,68 +127,16 @@ class Shipper:
 
     async def startup(self) -> _Parts | None:
         """Builds every part; None if asked to stop before the buffer could be opened."""
-        config = self.config
-        docker = docker_client(config.docker)
-        client: RuntimeClient = docker
-        try:
-            choice = await choose_source(config, docker)
-            if choice.kind == "cri":
-                await docker.close()
-                client = cri_client(config.cri, choice.socket)
-            # Before the buffer is opened (which creates it) and before anything is read.
-            decided = await self._first_start(client)
-            buffer = await self._open_buffer() if decided is not None else None
-        except BaseException:
-            await client.close()
-            raise
-        if decided is None or buffer is None:
-            await client.close()
+        opened = await self._open_storage()
+        if opened is None:
             return None
-        decision, first = decided
+        choice, client, (decision, first), buffer = opened
         try:
-            ledger = self._count_recovered(buffer)
-            book = CheckpointBook(
-                CheckpointStore(self.storage),
-                self._saved_checkpoints(),
-                unknown_start=decision.start_without_position(),
-            )
-            host_name = await host_name_of(config, client)
-            intake, router = buffer_intake(
-                config,
-                buffer,
-                host_name,
-                lambda: self.processing,
-                ledger=ledger,
-                limiter_states=book.saved_limiter_states(),
-            )
-            book.keep_limiter_states(intake.limiter_state)
-            discovery = self._discovery(client, intake, book)
-            connection: ElasticsearchConnection | None = None
-            output: Output
-            if config.output == "elasticsearch":
-                connection, output = elasticsearch_output(
-                    config, self.layout, buffer, router, ledger
-                )
-            else:
-                output = ConsoleSink(buffer, ledger=ledger)
-            # Credentials files are read now, so a bad one fails the start (exit 2).
-            kibana = KibanaSetup(config.kibana) if config.kibana.url else None
+            parts = await self._build(client, buffer, decision, first)
         except BaseException:
             await client.close()
             await buffer.close()
             raise
-        parts = _Parts(
-            buffer,
-            book,
-            client,
-            intake,
-            discovery,
-            output,
-            decision,
-            first,
-            connection,
-            kibana,
-        )
         try:
             await self._serve_telemetry(parts)
         except BaseException:
@@ -312,193 +145,95 @@ class Shipper:
         events.lifecycle.started(
             source=choice.kind,
             source_chosen_because=choice.why,
-            source_fields=_source_fields(config, choice),
-            output=config.output,
+            source_fields=source_fields(self.config, choice),
+            output=self.config.output,
             storage_path=self.storage,
-            host_name=host_name,
+            host_name=parts.host_name,
             native_hot_path=NATIVE_HOT_PATH,
         )
-        self._say_start_position(decision, first)
+        say_start_position(decision, first, self.config.start_at)
         return parts
 
-    async def _first_start(self, client: RuntimeClient) -> tuple[FirstStart, bool] | None:
-        """Where containers without a position begin (`sources/first_start.py`); None if
-        asked to stop while waiting for space to record it."""
+    async def _open_storage(
+        self,
+    ) -> tuple[SourceChoice, RuntimeClient, tuple[FirstStart, bool], DiskBuffer] | None:
+        """Chooses the source, decides the first start with its runtime's clock, then opens
+        the disk buffer; None if asked to stop while waiting for disk space."""
         config = self.config
+        docker = build.docker_client(config.docker)
+        client: RuntimeClient = docker
         try:
-            recorded = FirstStartStore(self.layout).load()
-        except FirstStartFileError as exc:
-            events.storage.first_start_unreadable(error=exc)
-            return FirstStart(None, "beginning", "an unreadable first-start.json", 0, False), False
-        if recorded is not None:
-            return recorded, False
-        now_ns = time.time_ns()
-        if not self.layout.holds_positions():
-            now_ns = await _runtime_clock_ns(client)
-        origin = start_at_origin(config, from_flag=self._start_at_from_flag)
-        backoff = Backoff(base_s=1.0, cap_s=30.0)
-        while True:
-            try:
-                return first_start(self.layout, config.start_at, origin, now_ns)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                    raise ConfigError(
-                        "storage.path",
-                        f"cannot write {self.layout.first_start_file}: {exc.strerror}",
-                    ) from None
-                # Nothing was read yet: waiting changes nothing of what will be shipped.
-                delay = backoff.next_delay_s()
-                events.storage.disk_full_at_first_start(storage_path=self.storage, delay_s=delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                if self._stop.is_set():
-                    return None
-
-    def _say_start_position(self, decision: FirstStart, first: bool) -> None:
-        if first and decision.storage_was_new:
-            events.lifecycle.first_start(
-                start_ns=decision.start_ns,
-                start_at=decision.start_at,
-                chosen_by=decision.chosen_by,
+            choice = await choose_source(config, docker)
+            if choice.kind == "cri":
+                await docker.close()
+                client = build.cri_client(config.cri, choice.socket)
+            # Before the buffer is opened (which creates it) and before anything is read.
+            decided = await decide_at_start(
+                self.layout, config, client, self._stop, start_at_from_flag=self._start_at_from_flag
             )
-            return
-        current = self.config.start_at
-        if current != decision.start_at or not decision.storage_was_new:
-            events.lifecycle.start_at_stands(
-                start_ns=decision.start_ns,
-                start_at_now=current,
-                start_at_then=decision.start_at if decision.storage_was_new else None,
-                decided_at_ns=decision.decided_at_ns,
-            )
+            buffer = None
+            if decided is not None:
+                buffer = await build.open_buffer(config, self.layout, self._stop)
+        except BaseException:
+            await client.close()
+            raise
+        if decided is None or buffer is None:
+            await client.close()
+            return None
+        return choice, client, decided, buffer
 
-    async def _report_history(self, parts: _Parts) -> None:
-        """At the first start: how much history the containers hold, and what is skipped
-        (measured for Docker's containers; the CRI source does not measure it)."""
-        decision = parts.decision
-        if not isinstance(parts.client, DockerClient):
-            return
-        try:
-            async with asyncio.timeout(60):
-                size = await history.measure(parts.client, self._containers_path, self._select)
-        except (DockerError, TimeoutError) as exc:
-            events.lifecycle.history_not_measured(error=exc)
-            return
-        events.lifecycle.history_measured(
-            containers=size.containers,
-            log_bytes=size.bytes,
-            containers_measured=size.visible,
-            start_ns=decision.start_ns,
-            start_at=decision.start_at,
-            chosen_by=decision.chosen_by,
+    async def _build(
+        self, client: RuntimeClient, buffer: DiskBuffer, decision: FirstStart, first: bool
+    ) -> _Parts:
+        """The accounting, positions, intake, source, checkpointer and output."""
+        config = self.config
+        ledger = accounting.at_start(self.layout.buffer_dir, buffer.records_held)
+        book = build.checkpoint_book(self.storage, decision.start_without_position())
+        host_name = await build.host_name_of(config, client)
+        intake, router = build.buffer_intake(
+            config,
+            buffer,
+            host_name,
+            lambda: self.processing,
+            ledger=ledger,
+            limiter_states=book.saved_limiter_states(),
         )
-
-    def _count_recovered(self, buffer: DiskBuffer) -> Ledger:
-        """The accounting, with what the buffer holds from an earlier run, per container."""
-        ledger = Ledger()
-        if buffer.records_held:
-            ledger.recovered(entries_by_key(self.layout.buffer_dir, container_key_of))
-            if ledger.recovered_total != buffer.records_held:
-                events.storage.recovered_count_differs(
-                    counted=ledger.recovered_total, buffer_records=buffer.records_held
-                )
-        telemetry.buffer_records_recovered.set(ledger.recovered_total)
-        return ledger
-
-    async def _open_buffer(self) -> DiskBuffer | None:
-        """Opens (and recovers) the disk buffer; on a full disk waits for space, saying so.
-        None if asked to stop meanwhile."""
-        config = self.config
-        backoff = Backoff(base_s=1.0, cap_s=30.0)
-        while True:
-            try:
-                return DiskBuffer.open(
-                    self.layout.buffer_dir,
-                    max_bytes=config.storage.max_bytes,
-                    segment_max_bytes=config.storage.segment_max_bytes,
-                    fsync=config.storage.fsync,
-                    on_corrupt=_on_corrupt_segment,
-                    # The output reads whole blocks: keep each within half a bulk request.
-                    block_max_entries=max(1, config.elasticsearch.batch_max_docs // 2),
-                    block_max_bytes=max(1, config.elasticsearch.batch_max_bytes // 2),
-                )
-            except DiskFullError as exc:
-                delay = backoff.next_delay_s()
-                events.storage.disk_full_opening_buffer(
-                    storage_path=self.storage, error=exc, delay_s=delay
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                if self._stop.is_set():
-                    return None
-
-    def _saved_checkpoints(self) -> dict[str, Checkpoint]:
-        try:
-            return CheckpointStore(self.storage).load()
-        except CheckpointFileError as exc:
-            events.storage.checkpoint_unreadable(error=exc)
-            return {}
-
-    def _discovery(
-        self, client: RuntimeClient, intake: BufferIntake, book: CheckpointBook
-    ) -> Discovery | CriDiscovery:
-        """The source's discovery, which runs a follower per container to read."""
-        config = self.config
-        own = detect_own_container()
-        own_id = own.id if own is not None else None
-        pod_uid = own_pod_uid()
-        self._containers_path = config.docker.containers_path_here(in_container=own is not None)
-        if own is not None and own.source == "network_files":
-            events.lifecycle.own_container_uncertain(container_id=own.id)
-        self._select = lambda meta: should_ship(meta, self.processing.selection, own_id, pod_uid)
-        if isinstance(client, CriRuntimeClient):
-            return CriDiscovery(
-                client,
-                Path(config.cri.log_directory),
-                intake,
-                book,
-                CriFollowerSettings(
-                    max_line_bytes=config.processing.max_line_bytes,
-                    processing=lambda: self.processing,
-                ),
-                annotations=config.cri.annotations,
-                node_name=node_name(),
-                select=self._select,
-            )
-        return Discovery(
-            client,
-            intake,
+        book.keep_limiter_states(intake.limiter_state)
+        source = build.source(config, client, intake, book, lambda: self.processing)
+        connection, output = build.output(config, self.layout, buffer, router, ledger)
+        # Credentials files are read now, so a bad one fails the start (exit 2).
+        kibana = KibanaSetup(config.kibana) if config.kibana.url else None
+        checkpointer = Checkpointer(
             book,
-            FollowerSettings(
-                max_line_bytes=config.processing.max_line_bytes,
-                max_backoff_s=config.docker.reconnect_max_backoff_s,
-                read_mode=config.docker.read_mode,
-                containers_path=self._containers_path,
-                processing=lambda: self.processing,
-            ),
-            select=self._select,
+            buffer,
+            intake,
+            interval_s=config.storage.checkpoint_interval_s,
+            storage_path=self.storage,
+            on_storage_failure=self.request_stop,
+        )
+        return _Parts(
+            client,
+            buffer,
+            decision,
+            first,
+            host_name,
+            book,
+            intake,
+            source,
+            checkpointer,
+            output,
+            connection,
+            kibana,
         )
 
     async def _serve_telemetry(self, parts: _Parts) -> None:
         """Metrics that read the parts' live state, and the HTTP endpoints."""
-        buffer = parts.buffer
-        telemetry.build_info.labels(__version__).set(1)
-        telemetry.buffer_bytes.set_function(lambda: buffer.bytes_held)
-        telemetry.buffer_records.set_function(lambda: buffer.records_held)
-        telemetry.oldest_unshipped_age.set_function(lambda: buffer.oldest_unacked_age_s)
-        parts.collectors.append(telemetry.enable_buffer_reads(lambda: buffer.blocks_read))
-        if self.config.metrics.per_container:
-            discovery = parts.discovery
-            parts.collectors.append(
-                telemetry.enable_per_container(lambda: _container_samples(discovery))
-            )
-            parts.collectors.append(
-                telemetry.enable_container_accounting(lambda: _accounting_samples(parts))
-            )
+        live_status.watch(parts, parts.collectors, per_container=self.config.metrics.per_container)
         if self.config.metrics.listen:
             self.http = HttpServer(
                 self.config.metrics.listen,
-                lambda: self._not_ready_reasons(parts),
-                lambda: self._status_report(parts),
+                lambda: live_status.not_ready_reasons(parts),
+                lambda: live_status.report(self.storage, parts),
             )
             await self.http.start()
 
@@ -510,10 +245,10 @@ class Shipper:
             # Reading starts at once; while the output is not there yet, the buffer holds.
             output = group.create_task(self._run_output(parts), name="output")
             discovery = group.create_task(parts.discovery.run(), name="discovery")
-            checkpointer = group.create_task(self._checkpoint_loop(parts), name="checkpoints")
+            checkpointer = group.create_task(parts.checkpointer.run(), name="checkpoints")
             kibana = group.create_task(parts.kibana.run(), name="kibana") if parts.kibana else None
-            if parts.first_start and parts.decision.storage_was_new:
-                group.create_task(self._report_history(parts), name="history")
+            if (history_report := _history_report(parts)) is not None:
+                group.create_task(history_report, name="history")
             await self._stop.wait()
             if kibana is not None:
                 kibana.cancel()
@@ -529,112 +264,6 @@ class Shipper:
             events.lifecycle.config_does_not_fit_cluster(key=exc.key, problem=exc.problem)
             self.request_stop()
 
-    async def _checkpoint_loop(self, parts: _Parts) -> None:
-        interval = self.config.storage.checkpoint_interval_s
-        while not self._stop_checkpoints.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_checkpoints.wait(), timeout=interval)
-            if self._stop_checkpoints.is_set():
-                return
-            await self._save_checkpoints(parts)
-            self._check_rotation(parts.intake)
-            await self._write_summaries(parts, removed_only=False)
-
-    async def _save_checkpoints(self, parts: _Parts) -> None:
-        """Syncs the buffer, then saves the positions snapshotted before the sync."""
-        if self._storage_failure is not None:
-            return
-        snapshot = parts.book.snapshot()
-        intake = parts.intake
-        try:
-            await parts.buffer.sync()
-            if await asyncio.to_thread(parts.book.save, snapshot):
-                telemetry.checkpoint_writes.inc()
-        except DiskFullError as exc:
-            events.storage.disk_full_saving_checkpoints(error=exc)
-            intake.open.clear()
-            return
-        except OSError as exc:
-            # After a failed fsync the kernel may have dropped the dirty pages and reports the
-            # error once: a later fsync can succeed over lost data. So no checkpoint is saved
-            # again by this process; the last saved one stays valid, and the next start
-            # re-reads from Docker whatever it covers no longer (the buffer's checksums drop
-            # what did not reach the disk). Stopping loudly is the only safe answer.
-            self._storage_failure = exc
-            events.storage.storage_failed(error=exc, path=self.storage)
-            intake.open.clear()
-            self.request_stop()
-            return
-        if not intake.open.is_set():
-            events.storage.checkpoints_saved_again()
-            intake.open.set()
-
-    async def _write_summaries(self, parts: _Parts, *, removed_only: bool) -> None:
-        """Rate-limit summaries of containers gone quiet or removed (never while the buffer
-        cannot take them: they wait, their counts are saved with the checkpoints)."""
-        if self._storage_failure is not None or not parts.intake.open.is_set():
-            return
-        with contextlib.suppress(DiskFullError):
-            await parts.intake.write_due_summaries(time.time_ns(), removed_only=removed_only)
-
-    def _check_rotation(self, intake: BufferIntake) -> None:
-        newly, at_risk = intake.rotation.check(time.time_ns(), time.monotonic())
-        for risk in newly:
-            events.sources.rotation_risk(
-                container_id=risk.container_id,
-                container_name=risk.container_name,
-                backlog_bytes=risk.backlog_bytes,
-                capacity_bytes=risk.capacity_bytes,
-                behind_s=risk.lag_s,
-                held_by_rate_limit=risk.rate_limited,
-            )
-        telemetry.containers_at_rotation_risk.set(at_risk)
-
-    def _not_ready_reasons(self, parts: _Parts) -> list[str]:
-        """For /readyz: why the shipper cannot do its job right now (empty: ready)."""
-        problems = []
-        docker_problem = parts.discovery.not_ready_reason
-        if docker_problem is not None:
-            problems.append(docker_problem)
-        if parts.output.last_error is not None:
-            problems.append(f"output not accepting writes: {parts.output.last_error}")
-        return problems
-
-    def _status_report(self, parts: _Parts) -> dict[str, Any]:
-        """For /status and `shipper status` (shape: `shipper.status`)."""
-        buffer, followers = parts.buffer, _followers(parts.discovery)
-        checkpoints = parts.book.snapshot()
-        # Names of containers records were handed over for, those kept with positions (a
-        # CRI container read to its end), then the live ones.
-        names = parts.intake.container_names()
-        names.update(status.saved_names(checkpoints))
-        names.update({cid: f.meta.display_name for cid, f in followers.items() if f.meta})
-        ledger = parts.intake.ledger
-        rows = status.container_rows(checkpoints, names, followers.keys())
-        return {
-            "source": "agent",
-            "storage_path": str(self.storage),
-            "generated_at": format_timestamp(time.time_ns()),
-            "buffer": {
-                "records": buffer.records_held,
-                "bytes": buffer.bytes_held,
-                "oldest_record_age_s": round(buffer.oldest_unacked_age_s, 3),
-            },
-            "first_start": status.first_start_section(parts.decision),
-            "accounting": status.accounting_section(ledger, buffer.records_held),
-            "containers": status.with_accounting(rows, ledger, parts.intake.rate_limits()),
-            "dead_letters": {
-                **status.dead_letter_counts(self.storage),
-                "since_start": int(telemetry.counter_total(telemetry.dead_lettered)),
-            },
-            # Kept by Elasticsearch in a data stream's failure store, not as log records.
-            "failure_store": {
-                "since_start": int(
-                    telemetry.counter_total_where(telemetry.bulk_items, failure_store="used")
-                ),
-            },
-        }
-
     # -- shutdown ------------------------------------------------------------------------------
 
     async def shutdown(
@@ -649,15 +278,13 @@ class Shipper:
         await parts.discovery.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await discovery
-        # Not cancelled: a save in flight runs in a thread that cancelling would not stop,
-        # and the final save below would race it on the same tmp file.
-        self._stop_checkpoints.set()
-        await checkpointer
+        parts.checkpointer.stop()
+        await checkpointer  # not cancelled: see Checkpointer.stop
         # The last summaries of removed containers (the others' are saved with their
         # positions and continued by the next start).
-        await self._write_summaries(parts, removed_only=True)
+        await parts.checkpointer.write_summaries(removed_only=True)
         # 2. Everything read is in the buffer: make it durable, then save positions.
-        await self._save_checkpoints(parts)
+        await parts.checkpointer.save()
         # 3. Let the output drain within the timeout.
         await self._drain(parts.buffer, output)
         parts.output.stop()
@@ -681,7 +308,7 @@ class Shipper:
         try:
             await parts.buffer.close()
         except OSError:
-            if self._storage_failure is None:
+            if parts.checkpointer.storage_failure is None:
                 raise
             # The same disk failing again as the buffer closes: reported already.
         if self.http is not None:
@@ -696,118 +323,22 @@ class Shipper:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def reload(self) -> bool:
-        """SIGHUP: re-reads the config and applies its `processing` rules; True if applied.
-
-        Discovery and followers read `self.processing` whenever they open a container's
-        log stream, so new rules apply to containers started from now on, and to a followed
-        container when its stream is opened again (it restarts, or the stream reconnects);
-        until then it keeps the rules it started with (a running container the new
-        selection excludes is followed until it stops). Positions, buffer and connections
-        are untouched, so nothing is lost or sent twice. A config that does not validate is
-        logged, naming the key, and the rules in force stay. Other sections need a restart;
-        a change to them is logged as a warning.
-        """
-        if self._reload_config is None:
-            events.lifecycle.reload_ignored()
+        """SIGHUP: applies the re-read config's `processing` rules (`shipper/reload.py`);
+        True if applied. Discovery and followers read `self.processing` at each container
+        (re)start, so they apply from the next one on."""
+        processing = reloaded_processing(self.config, self.processing, self._reload_config)
+        if processing is None:
             return False
-        try:
-            new = self._reload_config()
-        except ConfigError as exc:
-            events.lifecycle.config_reload_rejected(key=exc.key, problem=exc.problem)
-            return False
-        changed = changed_keys(self.processing, new.processing, "processing")
-        restart_keys = [
-            key
-            for key in changed_keys(self.config, new, "")
-            # start_at is read at the first start on a storage only, never again.
-            if not key.startswith("processing.") and key not in ("start_at", "docker.start_at")
-        ]
-        if new.processing.max_line_bytes != self.processing.max_line_bytes:
-            restart_keys.append("processing.max_line_bytes")
-        if restart_keys:
-            events.lifecycle.config_reload_needs_restart(keys=restart_keys)
-        if not changed:
-            events.lifecycle.config_reload_unchanged()
-            return False
-        self.processing = new.processing
-        events.lifecycle.config_reloaded(changed=changed)
+        self.processing = processing
         return True
 
 
-def _source_fields(config: Config, choice: SourceChoice) -> dict[str, str]:
-    """What the start log says of where the source reads."""
-    if choice.kind == "cri":
-        return {"cri_socket": choice.socket, "log_directory": config.cri.log_directory}
-    return {"docker_host": config.docker.host}
-
-
-class _Followed(Protocol):
-    """What the status and the per-container metrics read of any source's follower."""
-
-    @property
-    def meta(self) -> ContainerMeta | None: ...
-
-    @property
-    def last_read_monotonic(self) -> float: ...
-
-    def checkpoint(self) -> Checkpoint: ...
-
-
-def _followers(discovery: Discovery | CriDiscovery) -> Mapping[str, _Followed]:
-    return discovery.followers
-
-
-def _container_samples(discovery: Discovery | CriDiscovery) -> list[telemetry.ContainerSample]:
-    now_ns, now = time.time_ns(), time.monotonic()
-    samples = []
-    for follower in list(_followers(discovery).values()):
-        if follower.meta is None:
-            continue
-        since = follower.checkpoint().since_ns
-        last = follower.last_read_monotonic
-        samples.append(
-            telemetry.ContainerSample(
-                follower.meta.display_name,
-                max(0.0, (now_ns - since) / 1e9) if since else 0.0,
-                now - last if last else None,
-            )
-        )
-    return samples
-
-
-def _accounting_samples(parts: _Parts) -> list[tuple[str, dict[str, int]]]:
-    names = {container_key(cid): name for cid, name in parts.intake.container_names().items()}
-    return [
-        (names.get(key, key), counts.as_dict())
-        for key, counts in parts.intake.ledger.rows().items()
-    ]
-
-
-def start_at_origin(config: Config, *, from_flag: bool) -> str:
-    """Which setting chose `start_at`, for the log and `first-start.json`."""
-    if from_flag:
-        return "--start-at"
-    for variable in ("SHIPPER_START_AT", "SHIPPER_DOCKER_START_AT"):
-        if variable in os.environ:
-            return f"the environment variable {variable}"
-    if "start_at" in config.model_fields_set:
-        return "the config file"
-    return "the default"
-
-
-async def _runtime_clock_ns(client: RuntimeClient) -> int:
-    """Now, by the Docker daemon's clock (its lines are stamped by it); ours if it is away.
-    A CRI runtime stamps its lines with this node's clock, which is ours."""
+def _history_report(parts: _Parts) -> Coroutine[Any, Any, None] | None:
+    """At the first start on a new storage: how much history Docker's containers hold, and
+    what start_at skips (the CRI source does not measure it)."""
+    client, source = parts.client, parts.source
+    if not (parts.first_start and parts.decision.storage_was_new):
+        return None
     if not isinstance(client, DockerClient):
-        return time.time_ns()
-    docker = client
-    try:
-        async with asyncio.timeout(5):
-            info = await docker.info()
-        return parse_timestamp(str(info.get("SystemTime") or "").encode("ascii", "replace"))
-    except (DockerError, TimeoutError, TimestampError):
-        return time.time_ns()
-
-
-def _on_corrupt_segment(path: Path, reason: str) -> None:
-    events.storage.buffer_corrupt(path=path, reason=reason)
+        return None
+    return history.report(client, source.containers_path, source.select, parts.decision)

@@ -1,8 +1,8 @@
 """The shipper's status report: buffer, per-container checkpoints, lag and accounting.
 
 One shape for both sources `shipper status` reads: the running agent (`GET /status`,
-built from its live state by `app.py`) and the files under `storage.path` (read-only, no
-agent needed: `from_storage`). As JSON::
+built from its live state by `live_status.py`) and the files under `storage.path`
+(read-only, no agent needed: `from_storage`). As JSON::
 
     {"source": "agent" | "storage", "storage_path": "...", "generated_at": "<RFC 3339>",
      "buffer": {"records": 0, "bytes": 0, "oldest_record_age_s": null, ...},

@@ -128,8 +128,8 @@ class BackfillFailed(Exception):
 
 
 async def backfill(config: Config, window_s: float, names: list[str], bar: Progress) -> Summary:
-    from shipper.app import buffer_intake, docker_client, elasticsearch_output, host_name_of
     from shipper.buffer import DiskBuffer
+    from shipper.build import buffer_intake, docker_client, elasticsearch_output, host_name_of
     from shipper.docker.api import DockerError
     from shipper.docker.own_container import own_container_id, own_pod_uid
     from shipper.sinks.elasticsearch.client import ElasticsearchConnection

@@ -75,7 +75,7 @@ def _fill_names(config: Config, data: dict[str, Any]) -> None:
 
 
 async def _docker_names(config: Config) -> dict[str, str]:
-    from shipper.app import docker_client
+    from shipper.build import docker_client
     from shipper.docker.api import DockerError
 
     docker = docker_client(config.docker)

@@ -39,6 +39,13 @@ class SourceChoice:
     socket: str = ""  # the CRI socket, for cri
 
 
+def source_fields(config: Config, choice: SourceChoice) -> dict[str, str]:
+    """What the start log says of where the chosen source reads."""
+    if choice.kind == "cri":
+        return {"cri_socket": choice.socket, "log_directory": config.cri.log_directory}
+    return {"docker_host": config.docker.host}
+
+
 def cri_sockets(config: Config) -> list[str]:
     """The CRI sockets to try, in order."""
     return list(DEFAULT_SOCKETS) if config.cri.socket == "auto" else [config.cri.socket]

@@ -34,15 +34,28 @@ File format (`first-start.json` under storage.path)::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import os
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 
+from shipper import events
+from shipper.backoff import Backoff
+from shipper.config import Config
+from shipper.docker.api import DockerClient, DockerError
 from shipper.durations import parse_duration_s
+from shipper.errors import ConfigError
 from shipper.layout import StorageLayout
+from shipper.lines.timestamps import TimestampError, parse_timestamp
 from shipper.sources.checkpoint import Checkpoint
+
+if TYPE_CHECKING:  # the CRI client (gRPC) is not loaded for `shipper status`
+    from shipper.cri.runtime import CriRuntimeClient
 
 FORMAT_VERSION = 1
 
@@ -158,3 +171,91 @@ def first_start(
         decision = FirstStart(start_ns_for(start_at, now_ns), start_at, chosen_by, now_ns, True)
     store.save(decision)
     return decision, True
+
+
+# ------------------------------------------------------------------- at the agent's start
+
+
+async def decide_at_start(
+    layout: StorageLayout,
+    config: Config,
+    client: DockerClient | CriRuntimeClient,
+    stop: asyncio.Event,
+    *,
+    start_at_from_flag: bool,
+) -> tuple[FirstStart, bool] | None:
+    """`first_start` as the agent calls it: an unreadable record is reported and read as
+    "from the first line", `now` is the runtime's clock, and a full disk is waited out.
+    None if `stop` was set while waiting for space to record it."""
+    try:
+        recorded = FirstStartStore(layout).load()
+    except FirstStartFileError as exc:
+        events.storage.first_start_unreadable(error=exc)
+        return FirstStart(None, "beginning", "an unreadable first-start.json", 0, False), False
+    if recorded is not None:
+        return recorded, False
+    now_ns = time.time_ns()
+    if not layout.holds_positions():
+        now_ns = await runtime_clock_ns(client)
+    origin = start_at_origin(config, from_flag=start_at_from_flag)
+    backoff = Backoff(base_s=1.0, cap_s=30.0)
+    while True:
+        try:
+            return first_start(layout, config.start_at, origin, now_ns)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise ConfigError(
+                    "storage.path",
+                    f"cannot write {layout.first_start_file}: {exc.strerror}",
+                ) from None
+            # Nothing was read yet: waiting changes nothing of what will be shipped.
+            delay = backoff.next_delay_s()
+            events.storage.disk_full_at_first_start(storage_path=layout.root, delay_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            if stop.is_set():
+                return None
+
+
+def say_start_position(decision: FirstStart, first: bool, start_at_now: str) -> None:
+    """The start log's word on where containers without a position begin."""
+    if first and decision.storage_was_new:
+        events.lifecycle.first_start(
+            start_ns=decision.start_ns,
+            start_at=decision.start_at,
+            chosen_by=decision.chosen_by,
+        )
+        return
+    if start_at_now != decision.start_at or not decision.storage_was_new:
+        events.lifecycle.start_at_stands(
+            start_ns=decision.start_ns,
+            start_at_now=start_at_now,
+            start_at_then=decision.start_at if decision.storage_was_new else None,
+            decided_at_ns=decision.decided_at_ns,
+        )
+
+
+def start_at_origin(config: Config, *, from_flag: bool) -> str:
+    """Which setting chose `start_at`, for the log and `first-start.json`."""
+    if from_flag:
+        return "--start-at"
+    for variable in ("SHIPPER_START_AT", "SHIPPER_DOCKER_START_AT"):
+        if variable in os.environ:
+            return f"the environment variable {variable}"
+    if "start_at" in config.model_fields_set:
+        return "the config file"
+    return "the default"
+
+
+async def runtime_clock_ns(client: DockerClient | CriRuntimeClient) -> int:
+    """Now, by the Docker daemon's clock (its lines are stamped by it); ours if it is away.
+    A CRI runtime stamps its lines with this node's clock, which is ours."""
+    if not isinstance(client, DockerClient):
+        return time.time_ns()
+    docker = client
+    try:
+        async with asyncio.timeout(5):
+            info = await docker.info()
+        return parse_timestamp(str(info.get("SystemTime") or "").encode("ascii", "replace"))
+    except (DockerError, TimeoutError, TimestampError):
+        return time.time_ns()

@@ -16,7 +16,8 @@ made while the follower is busy (a hand-over to the buffer is pending, i.e. read
 paused, or one finished in the last seconds, i.e. reading is live or catching up) and the
 container runs: an idle or stopped container has no backlog growing.
 
-Everything here is pure (time is passed in); `app.py` feeds it and acts on the result.
+Everything here is pure (time is passed in); the checkpointer (`sources/checkpointer.py`)
+feeds it and acts on the result.
 """
 
 from __future__ import annotations

@@ -474,7 +474,7 @@ async def test_a_pod_deleted_while_the_shipper_was_stopped_is_read_to_its_end(
 async def test_auto_chooses_by_what_answers_and_says_why(
     private_containerd: PrivateContainerd, docker_client: Any, tmp_path: Path
 ) -> None:
-    from shipper.app import docker_client as build_docker_client
+    from shipper.build import docker_client as build_docker_client
     from shipper.config import parse_config
     from shipper.sources.choice import choose_source
 

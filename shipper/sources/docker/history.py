@@ -10,15 +10,18 @@ The CRI source will measure its own files the same way (`HistorySize`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipper.docker.api import ContainerGone, DockerClient
+from shipper import events
+from shipper.docker.api import ContainerGone, DockerClient, DockerError
 from shipper.docker.engine import containers_path_of
 from shipper.model import ContainerMeta
+from shipper.sources.first_start import FirstStart
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +76,26 @@ async def measure(
             visible += 1
             size += files
     return HistorySize(containers, visible, size)
+
+
+async def report(
+    docker: DockerClient,
+    containers_path: str | None,
+    select: Callable[[ContainerMeta], bool],
+    decision: FirstStart,
+) -> None:
+    """At the first start: how much history the containers hold, and what is skipped."""
+    try:
+        async with asyncio.timeout(60):
+            size = await measure(docker, containers_path, select)
+    except (DockerError, TimeoutError) as exc:
+        events.lifecycle.history_not_measured(error=exc)
+        return
+    events.lifecycle.history_measured(
+        containers=size.containers,
+        log_bytes=size.bytes,
+        containers_measured=size.visible,
+        start_ns=decision.start_ns,
+        start_at=decision.start_at,
+        chosen_by=decision.chosen_by,
+    )
