@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from shipper import events, telemetry
+from shipper import events
 from shipper.backoff import Backoff
 from shipper.cri.metadata import container_meta, meta_from_state
 from shipper.cri.paths import parse_pod_directory, relocate, rotations
@@ -43,12 +43,11 @@ from shipper.sources.checkpoint import CheckpointKeeper
 from shipper.sources.cri.follower import CriContainerFollower, CriFollowerSettings, cri_state
 from shipper.sources.delivery import Intake
 from shipper.sources.files import DirectoryWatcher
-from shipper.sources.supervision import run_restarting
+from shipper.sources.supervision import FollowerTasks
 
 LIST_INTERVAL_S: Final = 10.0
 POLL_INTERVAL_S: Final = 1.0  # the listing's interval where inotify is not available
 DEBOUNCE_S: Final = 0.05  # events come in bursts (a pod: its directory, then containers')
-_CATCH_UP_CONCURRENCY: Final = 16
 # IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_DELETE_SELF: a directory's entries come and go.
 _TREE_EVENTS: Final = 0x100 | 0x080 | 0x200 | 0x400
 
@@ -74,13 +73,12 @@ class CriDiscovery:
         self._annotations = tuple(annotations)
         self._node_name = node_name
         self._select = select
-        self._followers: dict[str, CriContainerFollower] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running: FollowerTasks[CriContainerFollower] = FollowerTasks(
+            checkpoints, max_backoff_s=settings.max_backoff_s
+        )
         # Containers the runtime lists that need nothing more (skipped by selection, read to
         # their end, without a log file), until the runtime forgets them.
         self._handled: dict[str, str] = {}
-        self._shipping: set[str] = set()
-        self._catch_up = asyncio.Semaphore(_CATCH_UP_CONCURRENCY)
         self._watcher: DirectoryWatcher | None = None
         self._watched: set[Path] = set()
         self._changed = asyncio.Event()
@@ -91,7 +89,7 @@ class CriDiscovery:
 
     @property
     def followers(self) -> dict[str, CriContainerFollower]:
-        return self._followers
+        return self._running.followers
 
     @property
     def not_ready_reason(self) -> str | None:
@@ -125,10 +123,7 @@ class CriDiscovery:
 
     async def stop(self) -> None:
         """Stops every follower (their positions stay with the checkpoint keeper)."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._running.stop()
 
     def _connected(self, version: RuntimeVersion) -> None:
         self.version = version
@@ -151,7 +146,7 @@ class CriDiscovery:
         present = {summary.id: summary for summary in listed}
         pods: dict[str, Pod] | None = None
         for container_id, summary in present.items():
-            follower = self._followers.get(container_id)
+            follower = self._running.get(container_id)
             if follower is not None:
                 if summary.state == "exited":
                     follower.nudge.set()  # its tail asks, and reads to the end
@@ -165,7 +160,7 @@ class CriDiscovery:
             if container_id not in present:
                 del self._handled[container_id]
         for container_id in self._checkpoints.known_containers() - present.keys():
-            if container_id not in self._followers:
+            if container_id not in self._running.followers:
                 self._gone(container_id)
         self.listed_once.set()
 
@@ -242,30 +237,12 @@ class CriDiscovery:
         )
 
     def _start(self, follower: CriContainerFollower, *, catch_up: bool) -> None:
-        self._followers[follower.container_id] = follower
-        self._checkpoints.follower_started(follower)
-        self._shipping.add(follower.container_id)
-        telemetry.containers_followed.set(len(self._shipping))
-        self._tasks[follower.container_id] = asyncio.create_task(
-            self._run_follower(follower, catch_up), name=f"follow-{follower.container_id[:12]}"
-        )
+        # Selected before it starts (the metadata is at hand): counted as followed at once.
+        self._running.start(follower, catch_up=catch_up, ended=self._ended)
 
-    async def _run_follower(self, follower: CriContainerFollower, catch_up: bool) -> None:
-        try:
-            await run_restarting(
-                follower.run,
-                follower.container_id,
-                max_backoff_s=self._settings.max_backoff_s,
-                gate=self._catch_up if catch_up else None,
-            )
-        finally:
-            self._followers.pop(follower.container_id, None)
-            self._tasks.pop(follower.container_id, None)
-            self._checkpoints.follower_ended(follower)
-            if follower.finished:
-                self._handled[follower.container_id] = "finished"
-            self._shipping.discard(follower.container_id)
-            telemetry.containers_followed.set(len(self._shipping))
+    def _ended(self, follower: CriContainerFollower) -> None:
+        if follower.finished:
+            self._handled[follower.container_id] = "finished"
 
     # -- watching the log directory ------------------------------------------------------------
 

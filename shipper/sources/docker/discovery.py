@@ -39,10 +39,8 @@ from shipper.docker.engine import DOCKER, containers_path_of
 from shipper.model import ContainerMeta
 from shipper.sources.checkpoint import CheckpointKeeper
 from shipper.sources.docker.follower import ContainerFollower, FollowerSettings, Intake
-from shipper.sources.supervision import run_restarting
+from shipper.sources.supervision import FollowerTasks
 
-# Stopped containers found at start are read once to their end; a few at a time is plenty.
-_CATCH_UP_CONCURRENCY = 16
 # How far back the event stream replays on (re)connection: covers the gap between Docker
 # answering and subscribing, and a daemon clock a little behind ours.
 _EVENT_REPLAY_S = 5.0
@@ -65,11 +63,10 @@ class Discovery:
         self._checkpoints = checkpoints
         self._settings = settings
         self._select = select
-        self._followers: dict[str, ContainerFollower] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running: FollowerTasks[ContainerFollower] = FollowerTasks(
+            checkpoints, max_backoff_s=settings.max_backoff_s
+        )
         self._releases: set[asyncio.Task[None]] = set()  # destroyed containers being let go
-        self._shipping: set[str] = set()  # followers past selection, whose logs are read
-        self._catch_up = asyncio.Semaphore(_CATCH_UP_CONCURRENCY)
         self._stopping = False
         self.connected = False
         self._problem: str | None = None  # why not connected, when the daemon told us
@@ -81,7 +78,7 @@ class Discovery:
 
     @property
     def followers(self) -> dict[str, ContainerFollower]:
-        return self._followers
+        return self._running.followers
 
     @property
     def not_ready_reason(self) -> str | None:
@@ -154,10 +151,7 @@ class Discovery:
     async def stop(self) -> None:
         """Stops every follower (their positions stay with the checkpoint keeper)."""
         self._stopping = True
-        tasks = [*self._tasks.values(), *self._releases]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._running.stop(*self._releases)
 
     async def _list_and_follow(self) -> None:
         containers = await self._docker.list_containers(all_containers=True)
@@ -174,13 +168,13 @@ class Discovery:
         telemetry.docker_events.labels(event.action.split(":")[0]).inc()
         action = event.action
         if action == "die":
-            follower = self._followers.get(event.container_id)
+            follower = self._running.get(event.container_id)
             if follower is not None:
                 follower.run_ended(event.time_ns)
         elif action == "start":
             self._ensure_follower(event.container_id, catch_up=False)
         elif action == "rename":
-            follower = self._followers.get(event.container_id)
+            follower = self._running.get(event.container_id)
             if follower is not None:
                 with contextlib.suppress(ContainerGone):
                     follower.rename(await self._docker.inspect(event.container_id))
@@ -195,7 +189,7 @@ class Discovery:
 
     async def _release(self, container_id: str) -> None:
         """A destroyed container: let its follower finish, then drop what is kept for it."""
-        task = self._tasks.get(container_id)
+        task = self._running.task(container_id)
         if task is not None:
             # Let it finish reading what is left: the log file may still be readable a
             # moment; if not, its checkpoint simply goes.
@@ -212,7 +206,7 @@ class Discovery:
         self._intake.forget(container_id)
 
     def _ensure_follower(self, container_id: str, *, catch_up: bool) -> None:
-        existing = self._followers.get(container_id)
+        existing = self._running.get(container_id)
         if existing is not None:
             existing.wake.set()  # it re-inspects before ending, so it sees the new start
             return
@@ -227,31 +221,11 @@ class Discovery:
             settings,
             select=self._select,
         )
-        self._followers[container_id] = follower
-        self._checkpoints.follower_started(follower)
-        self._tasks[container_id] = asyncio.create_task(
-            self._run_follower(follower, catch_up), name=f"follow-{container_id[:12]}"
+        # Selected in its task (the inspect may wait for the daemon): containers that are
+        # not shipped are never counted as followed.
+        self._running.start(
+            follower, catch_up=catch_up, selected=lambda: self._selected(container_id)
         )
-
-    async def _run_follower(self, follower: ContainerFollower, catch_up: bool) -> None:
-        try:
-            if not await self._selected(follower.container_id):
-                return
-            # Counted once selected: containers that are not shipped are not "followed".
-            self._shipping.add(follower.container_id)
-            telemetry.containers_followed.set(len(self._shipping))
-            await run_restarting(
-                follower.run,
-                follower.container_id,
-                max_backoff_s=self._settings.max_backoff_s,
-                gate=self._catch_up if catch_up else None,
-            )
-        finally:
-            self._followers.pop(follower.container_id, None)
-            self._tasks.pop(follower.container_id, None)
-            self._checkpoints.follower_ended(follower)
-            self._shipping.discard(follower.container_id)
-            telemetry.containers_followed.set(len(self._shipping))
 
     async def _selected(self, container_id: str) -> bool:
         """Whether the container is shipped; waits while the daemon cannot tell us, since
