@@ -33,7 +33,8 @@ from shipper import accounting, build, events, live_status, telemetry
 from shipper.buffer import DiskBuffer
 from shipper.build import RuntimeClient
 from shipper.config import Config, ProcessingConfig
-from shipper.docker.api import DockerClient
+from shipper.cri.runtime import CriRuntimeClient, NotCriV1, RuntimeUnavailable
+from shipper.docker.api import DockerError
 from shipper.errors import ConfigError
 from shipper.http import HttpServer
 from shipper.layout import StorageLayout
@@ -41,11 +42,13 @@ from shipper.native import ACTIVE as NATIVE_HOT_PATH
 from shipper.reload import reloaded_processing
 from shipper.sinks.elasticsearch.client import ElasticsearchConnection
 from shipper.sinks.kibana import KibanaSetup
+from shipper.sources import history
 from shipper.sources.checkpoint import CheckpointBook
 from shipper.sources.checkpointer import Checkpointer
 from shipper.sources.choice import SourceChoice, choose_source, source_fields
+from shipper.sources.cri import history as cri_history
 from shipper.sources.cri.discovery import CriDiscovery
-from shipper.sources.docker import history
+from shipper.sources.docker import history as docker_history
 from shipper.sources.docker.discovery import Discovery
 from shipper.sources.first_start import FirstStart, decide_at_start, say_start_position
 from shipper.sources.intake import BufferIntake
@@ -247,7 +250,7 @@ class Shipper:
             discovery = group.create_task(parts.discovery.run(), name="discovery")
             checkpointer = group.create_task(parts.checkpointer.run(), name="checkpoints")
             kibana = group.create_task(parts.kibana.run(), name="kibana") if parts.kibana else None
-            if (history_report := _history_report(parts)) is not None:
+            if (history_report := _history_report(parts, self.config)) is not None:
                 group.create_task(history_report, name="history")
             await self._stop.wait()
             if kibana is not None:
@@ -333,12 +336,28 @@ class Shipper:
         return True
 
 
-def _history_report(parts: _Parts) -> Coroutine[Any, Any, None] | None:
-    """At the first start on a new storage: how much history Docker's containers hold, and
-    what start_at skips (the CRI source does not measure it)."""
-    client, source = parts.client, parts.source
-    if not (parts.first_start and parts.decision.storage_was_new):
+def _history_report(parts: _Parts, config: Config) -> Coroutine[Any, Any, None] | None:
+    """At the first start on a new storage: how much history the containers hold, and what
+    start_at skips, measured by the source's own files."""
+    client, source, decision = parts.client, parts.source, parts.decision
+    if not (parts.first_start and decision.storage_was_new):
         return None
-    if not isinstance(client, DockerClient):
-        return None
-    return history.report(client, source.containers_path, source.select, parts.decision)
+    if isinstance(client, CriRuntimeClient):
+        cri = client
+        return history.report(
+            lambda: cri_history.measure(
+                cri,
+                Path(config.cri.log_directory),
+                source.select,
+                annotations=config.cri.annotations,
+                node_name=build.node_name(),
+            ),
+            decision,
+            (RuntimeUnavailable, NotCriV1),
+        )
+    docker = client
+    return history.report(
+        lambda: docker_history.measure(docker, source.containers_path, source.select),
+        decision,
+        (DockerError,),
+    )

@@ -468,6 +468,67 @@ async def test_a_pod_deleted_while_the_shipper_was_stopped_is_read_to_its_end(
     await stop(shipper)
 
 
+# --------------------------------------------------- 5b. a first start with start_at: now
+
+
+def history_record(shipper: ShipperProcess) -> dict[str, Any] | None:
+    """The first start's "how much history" log record, once it is written."""
+    for raw in shipper.stderr().splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(raw)
+            if str(record.get("message", "")).startswith("History at the first start"):
+                return record  # type: ignore[no-any-return]
+    return None
+
+
+async def test_a_first_start_at_now_skips_the_history_it_measured_and_ships_every_later_line(
+    es_server: Any, cri: PrivateContainerd, shipper_factory: Any, tmp_path: Path
+) -> None:
+    pod = run_pod(cri, f"history-{RUN_ID}")
+    signal = tmp_path / "signal"
+    signal.mkdir()
+    container = cri.create_container(
+        pod,
+        "app",
+        [
+            "sh",
+            "-c",
+            'for i in $(seq 1 30); do echo "old $i"; echo "old err $i" >&2; done; '
+            "while [ ! -e /signal/go ]; do sleep 0.05; done; "
+            'for i in $(seq 1 30); do echo "new $i"; done',
+        ],
+        mounts={"/signal": signal},
+    )
+    await wait_until(
+        lambda: asyncio.sleep(0, len(cri_lines(container.log_path)) == 60), 30, "the history"
+    )
+    history_bytes = container.log_path.stat().st_size  # the writer waits for the signal
+
+    shipper = cri_shipper(shipper_factory, es_server, cri)
+    shipper.start("--start-at", "now", env={"NODE_NAME": NODE})
+    await asyncio.to_thread(shipper.wait_ready_http)
+    decision = json.loads((shipper.storage / "first-start.json").read_bytes())
+    assert decision["start_at"] == "now" and decision["storage_was_new"] is True
+    assert all(line.timestamp_ns < decision["start_ns"] for line in cri_lines(container.log_path))
+    # How much history that was: this pod's one container, its file measured to the byte.
+    await wait_until(lambda: asyncio.sleep(0, history_record(shipper) is not None), 15, "history")
+    record = history_record(shipper)
+    assert record is not None
+    assert record["message"].startswith("History at the first start on this storage: 1 container")
+    assert (record["containers"], record["containers_measured"]) == (1, 1)
+    assert record["log_bytes"] == history_bytes
+    assert (record["start_at"], record["chosen_by"]) == ("now", "--start-at")
+
+    (signal / "go").touch()
+    await asyncio.to_thread(cri.wait_exited, container)
+    lines = cri_lines(container.log_path)
+    later = [line for line in lines if line.timestamp_ns >= decision["start_ns"]]
+    assert [line.message for line in later] == [f"new {i}" for i in range(1, 31)]
+    documents = await all_documents(es_server, container, len(later))
+    assert_exactly(documents, expected_lines(later), container.name)
+    await stop(shipper)
+
+
 # ------------------------------------------------------------------ 6. source: auto chooses
 
 

@@ -12,8 +12,10 @@ from its first line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -75,6 +77,10 @@ async def test_a_first_start_ships_what_start_at_says_and_a_restart_every_later_
         shipper.assert_alive()
         await asyncio.sleep(0.05)
     decided = time.time_ns()
+    if start_at == "10m":
+        # This case also checks the history the first start measured (the others are killed
+        # at once, before the report is likely written).
+        history = await _history_record(shipper)
     await asyncio.sleep(0.5)
     await asyncio.to_thread(shipper.kill)
     decision = json.loads(marker.read_bytes())
@@ -89,6 +95,17 @@ async def test_a_first_start_ships_what_start_at_says_and_a_restart_every_later_
     later = await asyncio.to_thread(containers, 'for i in $(seq 1 30); do echo "later $i"; done')
     assert (await asyncio.to_thread(writer.wait, timeout=60))["StatusCode"] == 0
     lines = await asyncio.to_thread(reference_lines, docker_client, writer.id)
+    if start_at == "10m":
+        # The writer's json-file held at least every line stamped before the shipper started
+        # and at most what it holds now; the container is this test's only one.
+        await asyncio.to_thread(writer.reload)
+        log_path = Path(writer.attrs["LogPath"])
+        assert (history["containers"], history["containers_measured"]) == (1, 1)
+        assert _json_file_bytes(log_path, before_ns=started) <= history["log_bytes"]
+        assert history["log_bytes"] <= log_path.stat().st_size
+        assert history["message"].endswith("only its last 10m is shipped, as --start-at chose."), (
+            history
+        )
     expected = [line for line in lines if epoch_ns(line.timestamp) >= decision["start_ns"]]
     # What the setting means, in the container's terms: whole phases in or out.
     assert {line.message.split()[0] for line in expected} == shipped
@@ -102,3 +119,26 @@ async def test_a_first_start_ships_what_start_at_says_and_a_restart_every_later_
     log = shipper.stderr()
     assert "start_at applies only at the first start on a storage" in log
     assert "First start on this storage" in log and "set by --start-at" in log
+
+
+async def _history_record(shipper: Any) -> dict[str, Any]:
+    """The first start's "how much history" log record (JSON logs), waited for."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for raw in shipper.stderr().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(raw)
+                if str(record.get("message", "")).startswith("History at the first start"):
+                    return record  # type: ignore[no-any-return]
+        shipper.assert_alive()
+        await asyncio.sleep(0.1)
+    raise AssertionError("no history record at the first start:\n" + shipper.stderr()[-2000:])
+
+
+def _json_file_bytes(log_path: Path, *, before_ns: int) -> int:
+    """Bytes of the json-file's lines stamped before `before_ns` (each with its newline)."""
+    total = 0
+    for line in log_path.read_bytes().splitlines(keepends=True):
+        if epoch_ns(json.loads(line)["time"]) < before_ns:
+            total += len(line)
+    return total

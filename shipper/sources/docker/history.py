@@ -1,34 +1,22 @@
-"""How much history Docker holds for the containers the shipper would read: log sizes on disk.
+"""How much history Docker holds for the containers the shipper would read: log sizes on disk
+(reported by `sources/history.py` at the first start on a storage).
 
-Told at the first start on a storage (`first_start.py`), so an operator sees what
-`start_at` means in bytes before anything is shipped. Read-only and best effort: a
-container's size counts where its log files are visible here (the json-file driver's
+A container's size counts where its log files are visible here (the json-file driver's
 `<id>-json.log` and its rotations, `.1`, `.2.gz`, under `docker.containers_path`); other
 drivers' and invisible files are counted apart.
-The CRI source will measure its own files the same way (`HistorySize`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from shipper import events
-from shipper.docker.api import ContainerGone, DockerClient, DockerError
+from shipper.docker.api import ContainerGone, DockerClient
 from shipper.docker.engine import containers_path_of
 from shipper.model import ContainerMeta
-from shipper.sources.first_start import FirstStart
-
-
-@dataclass(frozen=True, slots=True)
-class HistorySize:
-    containers: int  # selected containers
-    visible: int  # of which the log files could be measured
-    bytes: int  # their size on disk, rotations included
+from shipper.sources.history import HistorySize
 
 
 def log_files_size(meta: ContainerMeta, containers_path: str | None) -> int | None:
@@ -76,26 +64,3 @@ async def measure(
             visible += 1
             size += files
     return HistorySize(containers, visible, size)
-
-
-async def report(
-    docker: DockerClient,
-    containers_path: str | None,
-    select: Callable[[ContainerMeta], bool],
-    decision: FirstStart,
-) -> None:
-    """At the first start: how much history the containers hold, and what is skipped."""
-    try:
-        async with asyncio.timeout(60):
-            size = await measure(docker, containers_path, select)
-    except (DockerError, TimeoutError) as exc:
-        events.lifecycle.history_not_measured(error=exc)
-        return
-    events.lifecycle.history_measured(
-        containers=size.containers,
-        log_bytes=size.bytes,
-        containers_measured=size.visible,
-        start_ns=decision.start_ns,
-        start_at=decision.start_at,
-        chosen_by=decision.chosen_by,
-    )
