@@ -19,6 +19,7 @@ import orjson
 
 from shipper import status as report
 from shipper.config import Config
+from shipper.sizes import size_text
 
 _AGENT_TIMEOUT_S = 1.0
 
@@ -101,7 +102,7 @@ def render(data: dict[str, Any], url: str | None) -> str:
     buffer = data.get("buffer") or {}
     age = buffer.get("oldest_record_age_s")
     lines.append(
-        f"buffer: {buffer.get('records', 0):,} records, {_size(buffer.get('bytes', 0))} not yet "
+        f"buffer: {buffer.get('records', 0):,} records, {size_text(buffer.get('bytes', 0))} not yet "
         f"shipped" + (f"; the oldest waits for {_duration(age)}" if age else "")
     )
     for problem in data.get("problems") or []:
@@ -223,15 +224,6 @@ def _accounting(data: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         )
     lines.append("")
     return lines
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _duration(seconds: float | None) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from shipper import telemetry
 from shipper.lines.timestamps import format_timestamp
+from shipper.sizes import size_text
 
 
 def effective_config(*, masked_config: Mapping[str, Any]) -> None:
@@ -147,7 +148,7 @@ def history_measured(
         fate = f"only its last {start_at} is shipped"
     telemetry.info(
         f"History at the first start on this storage: {containers} container(s) "
-        f"hold {_size_text(log_bytes)} of logs (measured for {containers_measured} of them); "
+        f"hold {size_text(log_bytes)} of logs (measured for {containers_measured} of them); "
         f"{fate}, as {chosen_by} chose.",
         containers=containers,
         log_bytes=log_bytes,
@@ -155,15 +156,6 @@ def history_measured(
         start_at=start_at,
         chosen_by=chosen_by,
     )
-
-
-def _size_text(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def reload_ignored() -> None:

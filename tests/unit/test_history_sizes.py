@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shipper.sizes import size_text
 from shipper.sources.cri.history import log_files_size
 
 
@@ -27,3 +28,15 @@ def test_a_cri_containers_history_is_its_attempts_file_and_kubelets_rotations(
     (directory / "0.log").unlink()
     assert log_files_size(directory / "0.log") == 30 + 7
     assert log_files_size(directory / "2.log") is None  # nothing visible
+
+
+def test_byte_counts_read_the_same_in_the_history_line_and_in_status() -> None:
+    assert [size_text(n) for n in (0, 1023, 1024, 1536, 3 * 1024**2, 5 * 1024**3)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "1.5 KiB",
+        "3.0 MiB",
+        "5.0 GiB",
+    ]
+    assert size_text(5000 * 1024**3) == "5000.0 GiB"  # GiB is the largest unit
