@@ -259,7 +259,11 @@ async def test_rotation_continues_in_a_new_file_without_loss_or_repeat(
         found.append(entries_of(gzip.decompress(gz.read_bytes()) if gz.exists() else None, path))
     assert all(found), "a file without lines: the writer was too slow to test anything"
     # A line may be cut at a switch (see the next test): joined, none is lost or repeated.
-    numbers = [int(line) for line in joined([entry for lines in found for entry in lines])]
+    ends = [
+        (path.name, lines[:2], lines[-2:])
+        for path, lines in zip([*rotated, container.log_path], found, strict=True)
+    ]
+    numbers = [int(line) for line in joined([entry for lines in found for entry in lines], ends)]
     assert numbers == list(range(len(numbers)))
 
 
@@ -325,15 +329,16 @@ def test_a_restart_writes_the_next_attempt_file(
     assert sorted(p.name for p in first.log_path.parent.iterdir()) == ["0.log", "1.log"]
 
 
-def joined(found: list[tuple[bytes, bytes, bytes, bytes]]) -> list[bytes]:
-    """One stream's lines with P parts joined to what follows (the test's own reading)."""
+def joined(found: list[tuple[bytes, bytes, bytes, bytes]], files: object = None) -> list[bytes]:
+    """One stream's lines with P parts joined to what follows (the test's own reading);
+    `files`: what to show if a line is left unfinished."""
     lines, pending = [], b""
     for _, _, tag, message in found:
         pending += message
         if tag == b"F":
             lines.append(pending)
             pending = b""
-    assert pending == b"", "an unfinished line at the end"
+    assert pending == b"", f"an unfinished line at the end; the files' ends: {files}"
     return lines
 
 
